@@ -1,0 +1,125 @@
+"""Self-describing checkpoints: save atomically, load safely, rebuild the model.
+
+A checkpoint is a dict of plain values plus tensors, loadable with
+``torch.load(path, weights_only=True)``:
+``format``, ``version``, ``task`` ("face"/"eyes"), ``landmark_indices``,
+``head``, ``input_size``, ``normalisation`` (mean, std of the grayscale
+input), ``crop`` (crop constants), ``config`` (training arguments),
+``scores`` (validation metrics), ``epoch``, ``model`` (state_dict) and, in
+training states only, ``optimizer``, ``scheduler``, ``history``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+
+from .model import LandmarkNet, build_model
+from . import transforms
+
+FORMAT = "face-landmark-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(Exception):
+    """The checkpoint is missing, corrupt, or not what the caller needs."""
+
+
+def atomic_save(obj: dict, path: str) -> None:
+    """Write ``obj`` with ``torch.save`` to a temporary file in the same folder,
+    fsync it, then rename over ``path``: a kill at any moment leaves either the
+    old file or the new one, never a torn one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def clean_state_dict(state: dict) -> dict:
+    """Strip ``module.`` (DataParallel) and ``_orig_mod.`` (torch.compile) prefixes."""
+    out = {}
+    for k, v in state.items():
+        for p in ("module.", "_orig_mod."):
+            while k.startswith(p):
+                k = k[len(p):]
+        out[k] = v
+    return out
+
+
+def describe(model: LandmarkNet, task: str, indices, mean: float, std: float) -> dict:
+    """The self-description shared by training states and released weights."""
+    return {
+        "format": FORMAT, "version": VERSION, "task": task,
+        "landmark_indices": [int(i) for i in indices], "head": model.head,
+        "input_size": int(model.input_size),
+        "normalisation": {"mean": float(mean), "std": float(std), "colour": "gray"},
+        "crop": {"face_context": transforms.FACE_CONTEXT, "eye_centre_dy": transforms.EYE_CENTRE_DY,
+                 "eye_context": transforms.EYE_CONTEXT,
+                 "box": "tight box of the 68 landmarks (x0, y0, x1, y1)"},
+    }
+
+
+def load_checkpoint(path: str, task: str | None = None) -> dict:
+    """Load and validate a checkpoint (``weights_only=True``, on the CPU).
+
+    Raises :class:`CheckpointError` naming the file if it is missing,
+    unreadable, not one of ours, or for another ``task``."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for torn or foreign files
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({msg[:160]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a face landmark checkpoint of this toolkit")
+    if ckpt.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is newer than "
+                              f"this code understands ({VERSION})")
+    if task is not None and ckpt.get("task") != task:
+        raise CheckpointError(f"{path}: this is a '{ckpt.get('task')}' checkpoint, "
+                              f"but a '{task}' model is needed here")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict) -> LandmarkNet:
+    """Rebuild the network from a checkpoint's own description (float32, eval mode)."""
+    try:
+        model = build_model(len(ckpt["landmark_indices"]), ckpt["head"], ckpt["input_size"])
+        state = {k: v.float() if v.is_floating_point() else v
+                 for k, v in clean_state_dict(ckpt["model"]).items()}
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint does not match its description: "
+                              f"{str(exc).splitlines()[0][:160]}") from None
+    return model.eval()
+
+
+def load_model(path: str, task: str | None = None) -> tuple[LandmarkNet, dict]:
+    """:func:`load_checkpoint` then :func:`model_from_checkpoint`."""
+    ckpt = load_checkpoint(path, task)
+    try:
+        return model_from_checkpoint(ckpt), ckpt
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def release_copy(ckpt: dict, half: bool = True) -> dict:
+    """A compact copy for shipping: description, scores and weights only,
+    floating tensors stored as float16 (loaded back as float32)."""
+    keep = ("format", "version", "task", "landmark_indices", "head", "input_size",
+            "normalisation", "crop", "config", "scores", "epoch")
+    out = {k: ckpt[k] for k in keep if k in ckpt}
+    out["model"] = {k: (v.half() if half and v.is_floating_point() else v).clone()
+                    for k, v in clean_state_dict(ckpt["model"]).items()}
+    return out

@@ -1,0 +1,108 @@
+"""Torch datasets over :class:`~common.datasets.FaceRecord` lists, with an
+in-memory cache of decoded face regions, and the train/validation split."""
+from __future__ import annotations
+
+import sys
+import time
+import zlib
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .datasets import FaceRecord
+from .imageio import read_image
+from .landmarks import landmark_box
+from . import transforms as T
+
+# The cache keeps, per face, a square of CACHE_CONTEXT x the task crop side,
+# stored so that the task crop is CACHE_RESOLUTION x the network input size:
+# room for rotation and box jitter, and no upsampling at training time.
+CACHE_CONTEXT = 2.0
+CACHE_RESOLUTION = 1.15
+
+
+def split_records(records: list[FaceRecord], val_fraction: float, seed: int = 0,
+                  val_from: list[str] | None = None) -> tuple[list[FaceRecord], list[FaceRecord]]:
+    """Split by group (photo or clip) so that all faces of one group land on
+    the same side. The decision hashes the group name with ``seed``, so it is
+    the same on every machine and for every run with the same settings.
+    ``val_from``: only groups whose dataset prefix is one of these names (the
+    dataset file or folder's base name) may go to validation."""
+    train, val = [], []
+    for r in records:
+        prefix = r.group.split("::", 1)[0]
+        eligible = not val_from or prefix in val_from
+        h = zlib.crc32(f"{seed}:{r.group}".encode()) % 100000 / 100000.0
+        (val if eligible and h < val_fraction else train).append(r)
+    return train, val
+
+
+class CachedFace:
+    """One face: a grayscale image (whole photo or a cached region) and its
+    68 points in that image's pixels."""
+    __slots__ = ("image", "points")
+
+    def __init__(self, image: np.ndarray, points: np.ndarray):
+        self.image, self.points = image, points
+
+
+def load_face(record: FaceRecord, task: str, input_size: int, cache: bool) -> CachedFace:
+    """Decode a record; with ``cache``, keep only a region around its task crop,
+    downscaled (the geometry is exact: points follow the same crop/resize)."""
+    image = read_image(record.image_path, gray=True)
+    if not cache:
+        return CachedFace(image, record.points)
+    region = T.task_region(task, landmark_box(record.points))
+    big = T.Region(region.cx, region.cy, region.side * CACHE_CONTEXT)
+    out_side = int(round(input_size * CACHE_RESOLUTION * CACHE_CONTEXT))
+    img, pts = T.crop(image, record.points, big)
+    if img.shape[0] > out_side:
+        img, pts = T.resize(img, pts, out_side)
+    return CachedFace(img, pts)
+
+
+class LandmarkDataset(Dataset):
+    """Yields ``(image tensor (1, S, S), points (K, 2) in input pixels)``.
+
+    Augmentation randomness depends only on ``(seed, epoch, index)``, so a
+    resumed run sees exactly the samples an uninterrupted one would."""
+
+    def __init__(self, records: list[FaceRecord], task: str, input_size: int,
+                 indices: tuple[int, ...], train: bool, aug: T.AugmentConfig,
+                 mean: float, std: float, seed: int = 0, cache: bool = True,
+                 name: str = "data"):
+        self.records, self.task, self.train, self.seed = records, task, train, seed
+        self.input_size, self.cache, self.epoch = input_size, cache, 0
+        self.train_tf = T.train_pipeline(task, input_size, indices, aug, mean, std)
+        self.eval_tf = T.eval_pipeline(task, input_size, indices, mean, std)
+        self.faces: list[CachedFace] | None = None
+        if cache:
+            self.faces = self._build_cache(name)
+
+    def _build_cache(self, name: str) -> list[CachedFace]:
+        faces, t0, n = [], time.time(), len(self.records)
+        for i, r in enumerate(self.records):
+            faces.append(load_face(r, self.task, self.input_size, cache=True))
+            if (i + 1) % 500 == 0 or i + 1 == n:
+                mb = sum(f.image.nbytes for f in faces) / 2**20
+                print(f"\rcaching {name}: {i + 1}/{n} faces, {mb:.0f} MB, "
+                      f"{time.time() - t0:.0f}s", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        return faces
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        face = self.faces[i] if self.faces is not None else \
+            load_face(self.records[i], self.task, self.input_size, cache=False)
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            x, pts = self.train_tf(face.image, face.points, rng)
+        else:
+            x, pts, _ = self.eval_tf(face.image, face.points, landmark_box(face.points))
+        return x, torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32))

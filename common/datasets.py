@@ -1,0 +1,314 @@
+"""Readers for landmark datasets; all yield :class:`FaceRecord`.
+
+Formats:
+- dlib / imglab XML (``<image file=...><box ...><part name x y/>``), paths
+  relative to the XML, several boxes per image.
+- 300-W ``.pts`` folders (1-based coordinates, converted to 0-based), the
+  image beside each file.
+- Keypoints CSV (header row, then ``file,x0,y0,...,x67,y67``), images in the
+  folder named like the CSV's split (``training_frames_keypoints.csv`` ->
+  ``training/``) or given by ``image_dir``.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .imageio import IMAGE_EXTENSIONS
+from .landmarks import NUM_FACE_POINTS
+
+
+class DatasetFormatError(Exception):
+    """A record is malformed; the message names the file and line or element."""
+
+
+@dataclass
+class FaceRecord:
+    """One annotated face.
+
+    ``points``: float32 ``(68, 2)`` 0-based pixel ``(x, y)``; ``box``: optional
+    ``(x0, y0, x1, y1)`` float32; ``group``: faces sharing a group (same photo
+    or video clip) stay on one side of a train/validation split.
+    """
+    image_path: str
+    points: np.ndarray
+    box: np.ndarray | None = None
+    group: str = ""
+    source: str = field(default="", compare=False)
+
+
+def _check_points(points: np.ndarray, where: str) -> np.ndarray:
+    if points.shape != (NUM_FACE_POINTS, 2):
+        raise DatasetFormatError(f"{where}: expected {NUM_FACE_POINTS} points, got {len(points)}")
+    if not np.all(np.isfinite(points)):
+        raise DatasetFormatError(f"{where}: non-finite coordinate")
+    return points.astype(np.float32)
+
+
+def _check_image(path: str, where: str) -> None:
+    if not os.path.isfile(path):
+        raise DatasetFormatError(f"{where}: image not found: {path}")
+
+
+def photo_group(path: str) -> str:
+    """Group key of a photo or clip: the file stem without a trailing ``_<n>``.
+
+    ``afw/1051618982_2.jpg`` -> ``afw/1051618982`` (faces of one AFW photo);
+    ``training/Abdel_Aziz_Al-Hakim_01.jpg`` -> ``training/Abdel_Aziz_Al-Hakim``
+    (frames of one clip).
+    """
+    stem = os.path.splitext(path)[0]
+    return re.sub(r"_\d+$", "", stem)
+
+
+def read_dlib_xml(xml_path: str, check_images: bool = True) -> list[FaceRecord]:
+    """Read a dlib/imglab XML file; one record per ``<box>`` with 68 parts."""
+    root_dir = os.path.dirname(os.path.abspath(xml_path))
+    try:
+        tree = ET.parse(xml_path)
+    except ET.ParseError as exc:
+        raise DatasetFormatError(f"{xml_path}: not valid XML ({exc})") from None
+    except OSError as exc:
+        raise DatasetFormatError(f"{xml_path}: {exc.strerror or exc}") from None
+    images = tree.getroot().find("images")
+    if images is None:
+        raise DatasetFormatError(f"{xml_path}: no <images> element")
+    records = []
+    for i, image in enumerate(images.iter("image")):
+        rel = image.get("file")
+        where = f"{xml_path}: <image> #{i + 1}"
+        if not rel:
+            raise DatasetFormatError(f"{where}: missing file attribute")
+        where = f"{xml_path}: <image file='{rel}'>"
+        path = os.path.normpath(os.path.join(root_dir, rel))
+        if check_images:
+            _check_image(path, where)
+        for j, box in enumerate(image.iter("box")):
+            bwhere = f"{where} <box> #{j + 1}"
+            try:
+                top, left = float(box.get("top")), float(box.get("left"))
+                width, height = float(box.get("width")), float(box.get("height"))
+            except (TypeError, ValueError):
+                raise DatasetFormatError(f"{bwhere}: box needs numeric top, left, width, height") from None
+            parts = {}
+            for part in box.iter("part"):
+                try:
+                    parts[int(part.get("name"))] = (float(part.get("x")), float(part.get("y")))
+                except (TypeError, ValueError):
+                    raise DatasetFormatError(
+                        f"{bwhere}: <part name='{part.get('name')}'> has a non-number") from None
+            if sorted(parts) != list(range(NUM_FACE_POINTS)):
+                raise DatasetFormatError(
+                    f"{bwhere}: expected parts 0-{NUM_FACE_POINTS - 1}, got {len(parts)} parts")
+            pts = _check_points(np.array([parts[k] for k in range(NUM_FACE_POINTS)]), bwhere)
+            records.append(FaceRecord(
+                image_path=path, points=pts,
+                box=np.array([left, top, left + width - 1, top + height - 1], np.float32),
+                group=photo_group(rel), source=bwhere))
+    return records
+
+
+def read_pts_file(pts_path: str) -> np.ndarray:
+    """Read one 300-W ``.pts`` file; returns 0-based float32 ``(68, 2)``."""
+    try:
+        with open(pts_path, encoding="utf-8", errors="replace") as f:
+            lines = [ln.strip() for ln in f]
+    except OSError as exc:
+        raise DatasetFormatError(f"{pts_path}: {exc.strerror or exc}") from None
+    try:
+        start = lines.index("{")
+        end = lines.index("}", start)
+    except ValueError:
+        raise DatasetFormatError(f"{pts_path}: points must be between '{{' and '}}' lines") from None
+    n_declared = None
+    for ln in lines[:start]:
+        if ln.startswith("n_points"):
+            try:
+                n_declared = int(ln.split(":", 1)[1])
+            except (IndexError, ValueError):
+                raise DatasetFormatError(f"{pts_path}: bad n_points line: {ln!r}") from None
+    pts = []
+    for k in range(start + 1, end):
+        fields = lines[k].split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 2:
+                raise ValueError
+            pts.append((float(fields[0]), float(fields[1])))
+        except ValueError:
+            raise DatasetFormatError(
+                f"{pts_path}: line {k + 1}: expected two numbers, got {lines[k]!r}") from None
+    if n_declared is not None and n_declared != len(pts):
+        raise DatasetFormatError(f"{pts_path}: n_points says {n_declared}, found {len(pts)}")
+    return _check_points(np.array(pts, dtype=np.float64).reshape(-1, 2) - 1.0, pts_path)
+
+
+def _image_beside(pts_path: str) -> str | None:
+    stem = os.path.splitext(pts_path)[0]
+    for ext in IMAGE_EXTENSIONS:
+        if os.path.isfile(stem + ext):
+            return stem + ext
+    return None
+
+
+def read_pts_folder(folder: str) -> list[FaceRecord]:
+    """Read every ``.pts`` file under ``folder`` (recursively), sorted by path."""
+    pts_files = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder)
+                       for f in fs if f.lower().endswith(".pts"))
+    if not pts_files:
+        raise DatasetFormatError(f"{folder}: no .pts files found")
+    records = []
+    for p in pts_files:
+        img = _image_beside(p)
+        if img is None:
+            raise DatasetFormatError(f"{p}: no image beside it (tried {', '.join(IMAGE_EXTENSIONS[:7])})")
+        rel = os.path.relpath(img, folder)
+        records.append(FaceRecord(image_path=img, points=read_pts_file(p),
+                                  group=photo_group(rel), source=p))
+    return records
+
+
+def _csv_image_dir(csv_path: str) -> str:
+    base = os.path.basename(csv_path)
+    split = base.split("_")[0] if "_" in base else os.path.splitext(base)[0]
+    return os.path.join(os.path.dirname(os.path.abspath(csv_path)), split)
+
+
+def read_keypoints_csv(csv_path: str, image_dir: str | None = None,
+                       check_images: bool = True) -> list[FaceRecord]:
+    """Read a keypoints CSV (header, then file name and 136 numbers per row)."""
+    image_dir = image_dir or _csv_image_dir(csv_path)
+    records = []
+    try:
+        f = open(csv_path, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DatasetFormatError(f"{csv_path}: {exc.strerror or exc}") from None
+    with f:
+        reader = csv.reader(f)
+        for line_no, row in enumerate(reader, start=1):
+            if line_no == 1 or not row or not "".join(row).strip():
+                continue  # header or blank
+            where = f"{csv_path}: line {line_no}"
+            if len(row) != 1 + 2 * NUM_FACE_POINTS:
+                raise DatasetFormatError(
+                    f"{where}: expected a file name and {2 * NUM_FACE_POINTS} numbers, got {len(row)} fields")
+            try:
+                vals = np.array([float(v) for v in row[1:]], dtype=np.float64)
+            except ValueError:
+                bad = next(v for v in row[1:] if not _is_float(v))
+                raise DatasetFormatError(f"{where}: not a number: {bad!r}") from None
+            path = os.path.join(image_dir, row[0])
+            if check_images:
+                _check_image(path, where)
+            records.append(FaceRecord(image_path=path, points=_check_points(vals.reshape(-1, 2), where),
+                                      group=photo_group(row[0]), source=where))
+    return records
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def dataset_format(path: str) -> str:
+    """``"xml"``, ``"pts"`` or ``"csv"`` for a dataset path."""
+    if os.path.isdir(path):
+        return "pts"
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".xml":
+        return "xml"
+    if ext == ".csv":
+        return "csv"
+    if ext == ".pts":
+        return "pts"
+    if not os.path.exists(path):
+        raise DatasetFormatError(f"{path}: no such file or folder")
+    raise DatasetFormatError(f"{path}: unknown dataset format (want a .xml, a .csv or a folder of .pts files)")
+
+
+def read_dataset(path: str, skip_bad: bool = False) -> list[FaceRecord]:
+    """Read any supported dataset. With ``skip_bad``, malformed records are
+    dropped (reported on stderr) instead of raising."""
+    fmt = dataset_format(path)
+    if not os.path.exists(path):
+        raise DatasetFormatError(f"{path}: no such file or folder")
+    if not skip_bad:
+        if fmt == "xml":
+            return read_dlib_xml(path)
+        if fmt == "csv":
+            return read_keypoints_csv(path)
+        if os.path.isfile(path):
+            img = _image_beside(path)
+            if img is None:
+                raise DatasetFormatError(f"{path}: no image beside it")
+            return [FaceRecord(img, read_pts_file(path), group=photo_group(os.path.basename(img)), source=path)]
+        return read_pts_folder(path)
+    return _read_skipping(path, fmt)
+
+
+def _read_skipping(path: str, fmt: str) -> list[FaceRecord]:
+    records, bad = [], []
+    if fmt == "xml":
+        for r in read_dlib_xml(path, check_images=False):
+            (records if os.path.isfile(r.image_path) else bad).append(r)
+        bad = [f"{r.source}: image not found" for r in bad]
+    elif fmt == "csv":
+        image_dir = _csv_image_dir(path)
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        for line_no, row in enumerate(rows, start=1):
+            if line_no == 1 or not row:
+                continue
+            tmp = f"{path}: line {line_no}"
+            try:
+                if len(row) != 1 + 2 * NUM_FACE_POINTS:
+                    raise DatasetFormatError(f"{tmp}: wrong field count {len(row)}")
+                vals = np.array([float(v) for v in row[1:]])
+                img = os.path.join(image_dir, row[0])
+                _check_image(img, tmp)
+                records.append(FaceRecord(img, _check_points(vals.reshape(-1, 2), tmp),
+                                          group=photo_group(row[0]), source=tmp))
+            except (DatasetFormatError, ValueError) as exc:
+                bad.append(str(exc))
+    else:
+        for p in sorted(os.path.join(d, f) for d, _, fs in os.walk(path)
+                        for f in fs if f.lower().endswith(".pts")):
+            try:
+                img = _image_beside(p)
+                if img is None:
+                    raise DatasetFormatError(f"{p}: no image beside it")
+                records.append(FaceRecord(img, read_pts_file(p),
+                                          group=photo_group(os.path.relpath(img, path)), source=p))
+            except DatasetFormatError as exc:
+                bad.append(str(exc))
+    if bad:
+        print(f"{path}: skipped {len(bad)} bad record(s); first: {bad[0]}", file=sys.stderr)
+    return records
+
+
+def read_datasets(paths: list[str], skip_bad: bool = False) -> list[FaceRecord]:
+    """Read and concatenate several datasets of any format; groups are
+    prefixed with the dataset's base name (``name::group``) so they do not
+    collide across datasets and splits are the same on every machine."""
+    out = []
+    for p in paths:
+        name = dataset_name(p)
+        for r in read_dataset(p, skip_bad=skip_bad):
+            r.group = f"{name}::{r.group}"
+            out.append(r)
+    return out
+
+
+def dataset_name(path: str) -> str:
+    """Base name of a dataset file or folder (``labels_300w_subset_train.xml``)."""
+    return os.path.basename(os.path.normpath(path))

@@ -1,0 +1,39 @@
+"""The one place where the compute device is chosen."""
+from __future__ import annotations
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DeviceError(Exception):
+    """The requested device is not available."""
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``cpu``, ``cuda`` (NVIDIA, or AMD through ROCm builds, which also call
+    their GPU ``cuda``), or ``auto`` (a GPU when present). Asking for a GPU that
+    is absent raises :class:`DeviceError` instead of falling back."""
+    name = (name or "auto").lower()
+    if name in ("rocm", "hip"):
+        name = "cuda"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = "ROCm" if torch.version.hip else ("CUDA" if torch.version.cuda else "CPU-only")
+            raise DeviceError(f"device {name!r} requested but no GPU is visible to PyTorch "
+                              f"(this is a {build} build of torch {torch.__version__}); "
+                              "use --device cpu or install the GPU build")
+        return torch.device(name)
+    raise DeviceError(f"unknown device {name!r} (want one of {', '.join(DEVICES)})")
+
+
+def describe_device(device: torch.device) -> str:
+    """A human-readable name for logs."""
+    if device.type == "cuda":
+        kind = "ROCm" if torch.version.hip else "CUDA"
+        return f"{kind} {torch.cuda.get_device_name(device)}"
+    return f"CPU ({torch.get_num_threads()} threads)"

@@ -1,0 +1,69 @@
+"""Reading images into one colour order (RGB uint8, or grayscale uint8)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# A 10000 x 10000 photo is legitimate input; PIL's bomb guard stops at ~89 Mpx.
+Image.MAX_IMAGE_PIXELS = 400_000_000
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG",
+                    ".JPEG", ".PNG", ".BMP")
+
+
+class ImageReadError(Exception):
+    """The file is missing, is not an image, or is damaged."""
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    arr = arr.astype(np.float64)
+    hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
+    return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_image(path: str, gray: bool = False) -> np.ndarray:
+    """Read an image file as RGB ``(H, W, 3)`` (or ``(H, W)`` when ``gray``) uint8.
+
+    EXIF orientation is applied; 16-bit, palette, grayscale and RGBA files are
+    converted (alpha is dropped). Raises :class:`ImageReadError` with the path.
+    """
+    if not os.path.exists(path):
+        raise ImageReadError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                arr = _to_uint8(np.asarray(im))
+                if gray:
+                    return np.ascontiguousarray(arr)
+                return np.ascontiguousarray(np.stack([arr] * 3, axis=-1))
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA").convert("RGB")
+            im = im.convert("L" if gray else "RGB")
+            return np.ascontiguousarray(np.asarray(im))
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: image too large ({exc})") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        msg = str(exc) or exc.__class__.__name__
+        if "cannot identify image file" in msg:
+            msg = "not an image file (or an unsupported format)"
+        raise ImageReadError(f"{path}: {msg}") from None
+
+
+def rgb_to_gray(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` RGB uint8 to ``(H, W)`` uint8 with ITU-R 601 weights (as PIL's "L")."""
+    if image.ndim == 2:
+        return image
+    import cv2
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)

@@ -1,0 +1,88 @@
+"""ResNet-18 landmark networks with a regression head or a pixel-in-pixel head.
+
+Both take a normalised grayscale batch ``(B, 1, S, S)`` and, through
+:meth:`LandmarkNet.decode`, give ``(B, K, 2)`` points in input pixels.
+
+- ``regression`` (the seed's design): global pooling and a linear layer of
+  2K outputs, the coordinates divided by the input size.
+- ``pip`` (pixel-in-pixel, Jin et al. 2021): layer4 kept at stride 16, so a
+  128 px input gives an 8 x 8 grid; per point a score map over the grid plus
+  x/y offsets inside the best cell.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torchvision
+
+HEADS = ("regression", "pip")
+
+
+def _backbone(pip: bool) -> nn.Module:
+    net = torchvision.models.resnet18(weights=None)
+    if pip:
+        # Keep layer4 at stride 16 (torchvision's BasicBlock has no dilation,
+        # so the first block simply stops downsampling), as in PIPNet.
+        net.layer4[0].conv1.stride = (1, 1)
+        net.layer4[0].downsample[0].stride = (1, 1)
+    net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return net
+
+
+class LandmarkNet(nn.Module):
+    """ResNet-18 (1-channel input) with a landmark head."""
+
+    def __init__(self, num_points: int, head: str = "pip", input_size: int = 128):
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r} (want one of {', '.join(HEADS)})")
+        if input_size % 16 != 0:
+            raise ValueError(f"input size must be a multiple of 16, got {input_size}")
+        self.num_points, self.head, self.input_size = num_points, head, input_size
+        net = _backbone(pip=head == "pip")
+        self.features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                                      net.layer1, net.layer2, net.layer3, net.layer4)
+        if head == "regression":
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(512, 2 * num_points)
+        else:
+            self.grid = input_size // 16
+            self.score = nn.Conv2d(512, num_points, 1)
+            self.offset = nn.Conv2d(512, 2 * num_points, 1)
+            nn.init.normal_(self.score.weight, std=0.001)
+            nn.init.normal_(self.offset.weight, std=0.001)
+            nn.init.zeros_(self.score.bias)
+            nn.init.zeros_(self.offset.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Raw head outputs: ``(B, 2K)`` coordinates in [0, 1] units for
+        regression; ``(scores (B,K,G,G), offsets (B,2K,G,G))`` for pip."""
+        f = self.features(x)
+        if self.head == "regression":
+            return self.fc(torch.flatten(self.pool(f), 1))
+        return self.score(f), self.offset(f)
+
+    def decode(self, out) -> torch.Tensor:
+        """Head outputs to ``(B, K, 2)`` float32 points in input pixels."""
+        s = self.input_size
+        if self.head == "regression":
+            return (out.float().view(out.shape[0], -1, 2) * s) - 0.5
+        scores, offsets = out
+        b, k, g, _ = scores.shape
+        best = scores.float().view(b, k, g * g).argmax(dim=2)            # (B, K)
+        off = offsets.float().view(b, 2, k, g * g)                         # x then y maps
+        ox = off[:, 0].gather(2, best.unsqueeze(2)).squeeze(2)
+        oy = off[:, 1].gather(2, best.unsqueeze(2)).squeeze(2)
+        cell = s / g
+        x = ((best % g).float() + ox) * cell - 0.5
+        y = ((best // g).float() + oy) * cell - 0.5
+        return torch.stack([x, y], dim=2)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Convenience: ``decode(forward(x))``."""
+        return self.decode(self(x))
+
+
+def build_model(num_points: int, head: str = "pip", input_size: int = 128) -> LandmarkNet:
+    """The network for ``num_points`` landmarks (68 face, 12 eyes)."""
+    return LandmarkNet(num_points, head, input_size)

@@ -1,0 +1,61 @@
+"""Run folders, the per-epoch CSV log and the training-curve plot."""
+from __future__ import annotations
+
+import csv
+import os
+import re
+
+FIELDS = ["epoch", "train_loss", "val_loss", "val_nme", "lr", "epoch_s", "img_per_s"]
+
+
+def new_run_dir(root: str, task: str) -> str:
+    """``<root>/<task>/<n>`` with ``n`` one past the highest existing run; never reused."""
+    base = os.path.join(root, task)
+    os.makedirs(base, exist_ok=True)
+    while True:
+        nums = [int(d) for d in os.listdir(base) if re.fullmatch(r"\d+", d)]
+        path = os.path.join(base, str(max(nums, default=0) + 1))
+        try:
+            os.makedirs(path)  # fails if a concurrent run took the number
+            return path
+        except FileExistsError:
+            continue
+
+
+def write_log(path: str, history: list[dict]) -> None:
+    """Rewrite the CSV log from the full history (so a resumed run's log is whole)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for row in history:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    os.replace(tmp, path)
+
+
+def plot_curves(path: str, history: list[dict], title: str = "") -> None:
+    """Loss curves and validation NME per epoch to a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    a1.plot(ep, [h["train_loss"] for h in history], label="train loss")
+    a1.plot(ep, [h["val_loss"] for h in history], label="validation loss")
+    a1.set_yscale("log")
+    a1.set_xlabel("epoch")
+    a1.legend()
+    a1.grid(alpha=0.3)
+    a2.plot(ep, [h["val_nme"] for h in history], color="C2", marker=".")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("validation NME (%)")
+    a2.grid(alpha=0.3)
+    if history:
+        best = min(history, key=lambda h: h["val_nme"])
+        a2.set_title(f"best {best['val_nme']:.2f}% at epoch {best['epoch']}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,322 @@
+"""Training loop shared by every ``training/<task>/<platform>/train.py`` script.
+
+Thin scripts call ``parser = get_args_parser(); parser.set_defaults(...);
+main(parser.parse_args())``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from . import checkpoint as C
+from .data import LandmarkDataset, split_records
+from .datasets import DatasetFormatError, dataset_name, read_datasets
+from .device import DeviceError, describe_device, select_device
+from .evaluation import nme_per_face, summarize
+from .imageio import ImageReadError
+from .landmarks import EYE_INDICES, FACE_INDICES, normalisation_pair
+from .losses import COORD_LOSSES, landmark_loss
+from .model import HEADS, build_model
+from .progress import Progress
+from .runlog import new_run_dir, plot_curves, write_log
+from .transforms import AugmentConfig
+
+TASK_INDICES = {"face": FACE_INDICES, "eyes": EYE_INDICES}
+# Grayscale input normalisation (travels with the checkpoint).
+MEAN, STD = 0.5, 0.25
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Train a landmark model (68 face points or the 12 eye points 36-47) "
+                    "on dlib XML, 300-W .pts folders and keypoints CSV files, mixed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", nargs="+", metavar="PATH",
+                   help="training data: dlib/imglab .xml, folder of .pts files, or keypoints .csv (several allowed)")
+    p.add_argument("--val-data", nargs="+", metavar="PATH", default=None,
+                   help="separate validation data; if absent, part of --data is held out by photo/clip")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="share of photos/clips held out for validation")
+    p.add_argument("--val-from", nargs="+", metavar="DATASET", default=None,
+                   help="hold out validation faces only from these datasets (paths or base names)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the photo/clip-level split")
+    p.add_argument("--task", choices=sorted(TASK_INDICES), default="face")
+    p.add_argument("--head", choices=HEADS, default="pip",
+                   help="pip: pixel-in-pixel grid head (best measured); regression: the seed's linear head")
+    p.add_argument("--input-size", type=int, default=128, help="network input side in pixels (multiple of 16)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--loss", choices=("auto",) + COORD_LOSSES, default="auto",
+                   help="coordinate loss; auto = mse for regression (the seed), l1 for pip offsets")
+    p.add_argument("--schedule", choices=("cosine", "step", "none"), default="cosine")
+    p.add_argument("--warmup-epochs", type=int, default=1)
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop after this many epochs without a better validation NME (0: never)")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false", help="disable horizontal mirroring")
+    p.add_argument("--rotation", type=float, default=20.0, help="max random rotation in degrees")
+    p.add_argument("--box-scale", type=float, default=0.10, help="random crop scale jitter (+-fraction)")
+    p.add_argument("--box-shift", type=float, default=0.05, help="random crop shift jitter (+-fraction of side)")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="decode photos every epoch instead of caching face regions in memory")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed records instead of stopping")
+    p.add_argument("--max-faces", type=int, default=0, help="use at most this many training faces (0: all)")
+    p.add_argument("--init", metavar="CKPT", default=None,
+                   help="initialise weights from a checkpoint (e.g. the face model for the eye model)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (ROCm GPUs are 'cuda' too)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                   help="mixed precision (GPU only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs-dir", default="runs", help="runs are written to <runs-dir>/<task>/<n>")
+    p.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue an interrupted run: its folder or its last.pt")
+    return p
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _lr_lambda(args):
+    def f(epoch: int) -> float:
+        if epoch < args.warmup_epochs:
+            return (epoch + 1) / (args.warmup_epochs + 1)
+        if args.schedule == "cosine":
+            t = (epoch - args.warmup_epochs) / max(args.epochs - args.warmup_epochs, 1)
+            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+        if args.schedule == "step":
+            return 0.1 ** sum(epoch >= int(args.epochs * m) for m in (0.6, 0.85))
+        return 1.0
+    return f
+
+
+def init_from_checkpoint(model, path: str, indices) -> int:
+    """Copy matching weights from a checkpoint; a head trained on more points
+    is sliced to ``indices``. Returns the number of tensors copied."""
+    src = C.load_checkpoint(path)
+    state = {k: v.float() if v.is_floating_point() else v
+             for k, v in C.clean_state_dict(src["model"]).items()}
+    src_idx = list(src["landmark_indices"])
+    pos = [src_idx.index(i) for i in indices] if all(i in src_idx for i in indices) else None
+    own = model.state_dict()
+    copied = 0
+    for k, v in own.items():
+        w = state.get(k)
+        if w is None:
+            continue
+        if w.shape != v.shape and pos is not None and src.get("head") == model.head:
+            k_src = len(src_idx)
+            if k.startswith("score."):
+                w = w[pos]
+            elif k.startswith("offset."):
+                w = torch.cat([w[pos], w[[k_src + p for p in pos]]])
+            elif k.startswith("fc."):
+                w = w.view(k_src, 2, *w.shape[1:])[pos].reshape(-1, *w.shape[1:])
+        if w.shape == v.shape:
+            own[k] = w
+            copied += 1
+    model.load_state_dict(own)
+    return copied
+
+
+@torch.inference_mode()
+def evaluate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: bool = False) -> dict:
+    """Validation loss and NME (in percent) over a loader of eval-pipeline samples.
+    NME is the same in crop pixels as in image pixels (the crop is a similarity)."""
+    model.eval()
+    losses, preds, gts = [], [], []
+    for x, pts in loader:
+        x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            out = model(x)
+        losses.append(float(landmark_loss(model, out, pts, loss_name)) * len(x))
+        preds.append(model.decode(out).cpu().numpy())
+        gts.append(pts.cpu().numpy())
+    nmes = nme_per_face(np.concatenate(preds), np.concatenate(gts), pair)
+    s = summarize(nmes)
+    s["loss"] = sum(losses) / max(len(nmes), 1)
+    return s
+
+
+def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, epoch: int,
+                    epochs: int, amp: bool) -> tuple[float, float]:
+    """One pass over ``loader``; returns (mean loss, images per second)."""
+    model.train()
+    bar = Progress(len(loader), desc=f"epoch {epoch + 1}/{epochs}")
+    total = torch.zeros((), device=device)
+    seen, t0, data_t, t_last = 0, time.time(), 0.0, time.time()
+    running = None
+    for step, (x, pts) in enumerate(loader, start=1):
+        data_t += time.time() - t_last
+        x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=amp):
+            out = model(x)
+        loss = landmark_loss(model, out, pts, loss_name)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        seen += len(x)
+        total += loss.detach() * len(x)
+        if step % 10 == 0 or step == len(loader):
+            lv = float(loss.detach())  # device sync only when logging
+            running = lv if running is None else 0.8 * running + 0.2 * lv
+            bar.update(step, seen, loss=running, data_ms=1000 * data_t / step)
+        t_last = time.time()
+    bar.close()
+    elapsed = time.time() - t0
+    return float(total) / max(seen, 1), seen / max(elapsed, 1e-9)
+
+
+def _resolve_resume(path: str) -> str:
+    return os.path.join(path, "last.pt") if os.path.isdir(path) else path
+
+
+def main(args: argparse.Namespace) -> dict:
+    """Train; returns the best validation scores. Errors in inputs raise
+    exceptions with clear messages (scripts turn them into one line)."""
+    state = None
+    if args.resume:
+        last = _resolve_resume(args.resume)
+        state = C.load_checkpoint(last)
+        if "optimizer" not in state:
+            raise C.CheckpointError(f"{last}: a released model, not a training state (use --init)")
+        keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "resume")}
+        args = argparse.Namespace(**{**state["config"], **keep})
+        run_dir = os.path.dirname(os.path.abspath(last))
+    if not args.data:
+        raise SystemExit("error: --data is required (one or more datasets)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    amp = bool(args.amp and device.type == "cuda")
+    _seed_everything(args.seed)
+    indices = TASK_INDICES[args.task]
+    pair = normalisation_pair(indices)
+    loss_name = args.loss if args.loss != "auto" else ("mse" if args.head == "regression" else "l1")
+
+    records = read_datasets(args.data, skip_bad=args.skip_bad)
+    if args.val_data:
+        train_recs, val_recs = records, read_datasets(args.val_data, skip_bad=args.skip_bad)
+    else:
+        val_from = [dataset_name(v) for v in args.val_from] if args.val_from else None
+        train_recs, val_recs = split_records(records, args.val_fraction, args.split_seed, val_from)
+    if args.max_faces and len(train_recs) > args.max_faces:
+        rng = np.random.default_rng(args.seed)
+        train_recs = [train_recs[i] for i in sorted(rng.choice(len(train_recs), args.max_faces, replace=False))]
+    if not train_recs or not val_recs:
+        raise DatasetFormatError(f"need training and validation faces, got {len(train_recs)} and "
+                                 f"{len(val_recs)} (use --val-data or a larger --val-fraction)")
+    aug = AugmentConfig(mirror=args.mirror, rotation=args.rotation, box_scale=args.box_scale,
+                        box_shift=args.box_shift)
+    t_cache = time.time()
+    train_ds = LandmarkDataset(train_recs, args.task, args.input_size, indices, True, aug, MEAN, STD,
+                               seed=args.seed, cache=args.cache, name="train")
+    val_ds = LandmarkDataset(val_recs, args.task, args.input_size, indices, False, aug, MEAN, STD,
+                             cache=args.cache, name="validation")
+    cache_s = time.time() - t_cache
+
+    model = build_model(len(indices), args.head, args.input_size).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(args))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    history, start_epoch, best_nme = [], 0, float("inf")
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        history, start_epoch = list(state["history"]), int(state["epoch"])
+        best_nme = min((h["val_nme"] for h in history), default=float("inf"))
+        print(f"resuming {run_dir} at epoch {start_epoch + 1}/{args.epochs}", file=sys.stderr)
+    else:
+        if args.init:
+            n = init_from_checkpoint(model, args.init, indices)
+            print(f"initialised {n} tensors from {args.init}", file=sys.stderr)
+        run_dir = new_run_dir(args.runs_dir, args.task)
+    print(f"run folder: {run_dir}\ndevice: {describe_device(device)}  task: {args.task}  head: {args.head}  "
+          f"input: {args.input_size}px  loss: {loss_name}\ntrain faces: {len(train_recs)}  "
+          f"validation faces: {len(val_recs)}  (cache built in {cache_s:.0f}s)", file=sys.stderr)
+
+    config = {k: v for k, v in vars(args).items() if k != "resume"}
+    describe = C.describe(model, args.task, indices, MEAN, STD)
+    pin = device.type == "cuda"
+    val_loader = DataLoader(val_ds, batch_size=max(args.batch_size, 32), shuffle=False,
+                            num_workers=args.workers, pin_memory=pin)
+    log_path, plot_path = os.path.join(run_dir, "log.csv"), os.path.join(run_dir, "curves.png")
+    stale = 0
+    if history:
+        best_epoch = min(history, key=lambda h: h["val_nme"])["epoch"]
+        stale = history[-1]["epoch"] - best_epoch
+    try:
+        for epoch in range(start_epoch, args.epochs):
+            t0 = time.time()
+            train_ds.set_epoch(epoch)
+            g = torch.Generator().manual_seed(args.seed * 100003 + epoch)
+            loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, generator=g,
+                                num_workers=args.workers, pin_memory=pin, drop_last=len(train_ds) > args.batch_size)
+            lr = optimizer.param_groups[0]["lr"]
+            train_loss, ips = train_one_epoch(model, loader, optimizer, scaler, device, loss_name,
+                                              epoch, args.epochs, amp)
+            scheduler.step()
+            val = evaluate(model, val_loader, device, loss_name, pair, amp)
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
+                   "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips}
+            history.append(row)
+            improved = val["nme"] < best_nme
+            print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.5f}  val loss {val['loss']:.5f}  "
+                  f"val NME {val['nme']:.2f}% (median {val['median']:.2f}, FR8 {val['fr8']:.1f}%)"
+                  f"{'  * best' if improved else ''}  {row['epoch_s']:.0f}s", file=sys.stderr, flush=True)
+            scores = {"val_" + k: v for k, v in val.items()}
+            scores["val_data"] = args.val_data or [f"{args.val_fraction:.0%} of photos/clips of "
+                                                   f"{', '.join(args.val_from or args.data)}"]
+            if improved:
+                best_nme, stale = val["nme"], 0
+                C.atomic_save({**describe, "config": config, "scores": scores, "epoch": epoch + 1,
+                               "model": C.clean_state_dict(model.state_dict())},
+                              os.path.join(run_dir, "best.pt"))
+            else:
+                stale += 1
+            C.atomic_save({**describe, "config": config, "scores": scores, "epoch": epoch + 1,
+                           "model": C.clean_state_dict(model.state_dict()),
+                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                           "scaler": scaler.state_dict() if amp else {}, "history": history},
+                          os.path.join(run_dir, "last.pt"))
+            write_log(log_path, history)
+            plot_curves(plot_path, history, f"{args.task} / {args.head} / {args.input_size}px")
+            if args.patience and stale >= args.patience:
+                print(f"early stop: no better validation NME for {stale} epochs", file=sys.stderr)
+                break
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last finished epoch is saved. Continue with: --resume {run_dir}",
+              file=sys.stderr)
+        raise
+    best = min(history, key=lambda h: h["val_nme"]) if history else {}
+    print(f"done. best validation NME {best.get('val_nme', float('nan')):.2f}% at epoch "
+          f"{best.get('epoch')}; checkpoints, log.csv and curves.png in {run_dir}", file=sys.stderr)
+    return {"run_dir": run_dir, "best": best, "history": history}
+
+
+def run_cli(parser: argparse.ArgumentParser) -> None:
+    """Parse, train, and turn expected errors into one line on stderr (exit 2)."""
+    args = parser.parse_args()
+    try:
+        main(args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (DatasetFormatError, ImageReadError, C.CheckpointError, DeviceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
