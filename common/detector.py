@@ -1,0 +1,163 @@
+"""Face detectors behind one small interface, and the conversion of a
+detector's box to the landmark-box convention that training used.
+
+Add a backend by subclassing :class:`FaceDetector` and implementing
+``_detect``; the rest of the toolkit only sees :class:`Detection` lists.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Haar box -> tight landmark box, measured by inference/calibrate_detector.py
+# on the training part of the 300-W subset (held-out photos excluded):
+# centre offset in units of the detector box side, and landmark-box side over
+# detector side (medians over matched faces).
+HAAR_CALIBRATION = {"dx": 0.005, "dy": 0.145, "scale": 0.877}
+# (842 of 970 faces matched; interquartile spread dx 0.10, dy 0.05, scale 0.10)
+
+# Detection runs on a copy whose longer side is at most this many pixels.
+DETECT_MAX_SIDE = 1280
+
+
+class DetectorError(Exception):
+    """The detector could not be created (missing model file, etc.)."""
+
+
+@dataclass
+class Detection:
+    """A detected face: detector box ``(x0, y0, x1, y1)`` in image pixels,
+    the same box in the landmark convention, and a score (None if the
+    detector gives none)."""
+    box: np.ndarray
+    face_box: np.ndarray
+    score: float | None = None
+
+
+def to_landmark_box(box: np.ndarray, calibration: dict) -> np.ndarray:
+    """Map a detector box ``(x0, y0, x1, y1)`` to the tight-landmark-box
+    convention with a measured centre shift and scale (see module constants)."""
+    x0, y0, x1, y1 = [float(v) for v in box]
+    side = max(x1 - x0, y1 - y0)
+    cx = (x0 + x1) / 2 + calibration["dx"] * side
+    cy = (y0 + y1) / 2 + calibration["dy"] * side
+    half = calibration["scale"] * side / 2
+    return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / ua if ua > 0 else 0.0
+
+
+def _contains(outer: np.ndarray, inner: np.ndarray, frac: float = 0.8) -> bool:
+    ix = max(0.0, min(outer[2], inner[2]) - max(outer[0], inner[0]))
+    iy = max(0.0, min(outer[3], inner[3]) - max(outer[1], inner[1]))
+    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
+    return area > 0 and ix * iy / area >= frac
+
+
+def dedupe(dets: list[Detection], iou_thresh: float = 0.3) -> list[Detection]:
+    """Drop duplicates: boxes overlapping a better (higher score, else larger)
+    one by IoU over ``iou_thresh``, or lying mostly inside it."""
+    def key(d):
+        area = (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])
+        return (d.score if d.score is not None else 0.0, area)
+    kept: list[Detection] = []
+    for d in sorted(dets, key=key, reverse=True):
+        if all(iou(d.box, k.box) <= iou_thresh and not _contains(k.box, d.box)
+               and not _contains(d.box, k.box) for k in kept):
+            kept.append(d)
+    return sorted(kept, key=lambda d: (d.box[0], d.box[1]))
+
+
+class FaceDetector:
+    """Base class: ``detect(rgb)`` -> deduplicated, plausible detections."""
+    calibration = {"dx": 0.0, "dy": 0.0, "scale": 1.0}
+    min_face = 20  # pixels, in the original image
+
+    def _detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float | None]]:
+        raise NotImplementedError
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Faces in an RGB ``(H, W, 3)`` uint8 image. Large images are
+        detected on a downscaled copy; boxes come back in full-size pixels."""
+        h, w = rgb.shape[:2]
+        scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+        small = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                    interpolation=cv2.INTER_AREA)
+        dets = []
+        for box, score in self._detect(small):
+            box = np.asarray(box, np.float32) / scale
+            bw, bh = box[2] - box[0], box[3] - box[1]
+            if min(bw, bh) < self.min_face or not 0.5 < bw / max(bh, 1e-6) < 2.0:
+                continue  # implausible: tiny or far from square
+            dets.append(Detection(box, to_landmark_box(box, self.calibration), score))
+        return dedupe(dets)
+
+
+class HaarDetector(FaceDetector):
+    """OpenCV's frontal-face Haar cascade (shipped in opencv-python 4.x wheels)."""
+    calibration = HAAR_CALIBRATION
+
+    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml",
+                 scale_factor: float = 1.1, min_neighbors: int = 5):
+        path = cascade if os.path.isfile(cascade) else os.path.join(
+            getattr(cv2, "data", None) and cv2.data.haarcascades or "", cascade)
+        if not os.path.isfile(path):
+            raise DetectorError(f"Haar cascade not found: {path} (opencv-python 5.x wheels do not ship "
+                                "cascades; install opencv-python<5 as in the requirements files)")
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise DetectorError(f"could not load Haar cascade {path}")
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+
+    def _detect(self, rgb):
+        gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+        min_side = max(20, int(0.04 * min(gray.shape)))
+        boxes, _, weights = self.cascade.detectMultiScale3(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(min_side, min_side), outputRejectLevels=True)
+        return [(np.array([x, y, x + w - 1, y + h - 1], np.float32), float(s))
+                for (x, y, w, h), s in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1))]
+
+
+class YuNetDetector(FaceDetector):
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``); the user supplies the ONNX model
+    file (face_detection_yunet_*.onnx from the OpenCV model zoo). Its box
+    calibration has not been measured here, so boxes are used as they are."""
+
+    def __init__(self, model_path: str, score_threshold: float = 0.7):
+        if not os.path.isfile(model_path):
+            raise DetectorError(f"YuNet model file not found: {model_path}")
+        try:
+            self.net = cv2.FaceDetectorYN.create(model_path, "", (320, 320), score_threshold)
+        except cv2.error as exc:
+            raise DetectorError(f"could not load YuNet model {model_path}: {exc}") from None
+
+    def _detect(self, rgb):
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        self.net.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, faces = self.net.detect(bgr)
+        if faces is None:
+            return []
+        return [(np.array([f[0], f[1], f[0] + f[2] - 1, f[1] + f[3] - 1], np.float32), float(f[-1]))
+                for f in faces]
+
+
+def make_detector(name: str = "haar", model_path: str | None = None) -> FaceDetector:
+    """``haar`` (default) or ``yunet`` (needs ``model_path``)."""
+    if name == "haar":
+        return HaarDetector()
+    if name == "yunet":
+        if not model_path:
+            raise DetectorError("the yunet detector needs --detector-model PATH (an ONNX file)")
+        return YuNetDetector(model_path)
+    raise DetectorError(f"unknown detector {name!r} (want haar or yunet)")

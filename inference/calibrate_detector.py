@@ -1,0 +1,65 @@
+"""Measure how a face detector's boxes relate to the tight landmark box that
+training crops from, on real annotated faces, and print the calibration
+constants (centre shift and scale) for common/detector.py.
+
+    python inference/calibrate_detector.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
+        --exclude-heldout 0.2
+
+Faces held out for validation by the training split (same seed and fraction)
+are excluded so that the reported scores stay untouched by the calibration.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from common.data import split_records  # noqa: E402
+from common.datasets import read_datasets  # noqa: E402
+from common.detector import iou, make_detector  # noqa: E402
+from common.imageio import read_image  # noqa: E402
+from common.landmarks import landmark_box  # noqa: E402
+from common.progress import Progress  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", nargs="+", required=True, help="annotated datasets (any supported format)")
+    p.add_argument("--detector", default="haar", choices=("haar", "yunet"))
+    p.add_argument("--detector-model", default=None, help="model file for yunet")
+    p.add_argument("--exclude-heldout", type=float, default=0.2,
+                   help="leave out this validation fraction (split seed --split-seed) of each dataset")
+    p.add_argument("--split-seed", type=int, default=0)
+    args = p.parse_args()
+    recs = read_datasets(args.data)
+    if args.exclude_heldout > 0:
+        recs, _ = split_records(recs, args.exclude_heldout, args.split_seed)
+    det = make_detector(args.detector, args.detector_model)
+    det.calibration = {"dx": 0.0, "dy": 0.0, "scale": 1.0}
+    rows, missed = [], 0
+    bar = Progress(len(recs), desc="detecting", unit="faces")
+    for i, r in enumerate(recs, 1):
+        lb = landmark_box(r.points)
+        best = max(det.detect(read_image(r.image_path)), key=lambda d: iou(d.box, lb), default=None)
+        if best is None or iou(best.box, lb) < 0.3:
+            missed += 1
+        else:
+            b = best.box
+            side = max(b[2] - b[0], b[3] - b[1])
+            rows.append([((lb[0] + lb[2]) - (b[0] + b[2])) / 2 / side,
+                         ((lb[1] + lb[3]) - (b[1] + b[3])) / 2 / side,
+                         max(lb[2] - lb[0], lb[3] - lb[1]) / side])
+        bar.update(i, i)
+    bar.close()
+    a = np.array(rows)
+    med = np.median(a, axis=0)
+    print(f"faces: {len(recs)}  matched: {len(rows)}  missed: {missed}  data: {', '.join(args.data)}")
+    print(f"spread (IQR) dx {np.subtract(*np.percentile(a[:, 0], [75, 25])):.3f} "
+          f"dy {np.subtract(*np.percentile(a[:, 1], [75, 25])):.3f} "
+          f"scale {np.subtract(*np.percentile(a[:, 2], [75, 25])):.3f}")
+    print(f'CALIBRATION = {{"dx": {med[0]:.3f}, "dy": {med[1]:.3f}, "scale": {med[2]:.3f}}}')
+
+
+if __name__ == "__main__":
+    main()
