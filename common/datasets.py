@@ -67,8 +67,12 @@ def photo_group(path: str) -> str:
     return re.sub(r"_\d+$", "", stem)
 
 
-def read_dlib_xml(xml_path: str, check_images: bool = True) -> list[FaceRecord]:
-    """Read a dlib/imglab XML file; one record per ``<box>`` with 68 parts."""
+def read_dlib_xml(xml_path: str, check_images: bool = True,
+                  errors: list[str] | None = None) -> list[FaceRecord]:
+    """Read a dlib/imglab XML file; one record per ``<box>`` with 68 parts.
+
+    With an ``errors`` list, malformed images and boxes are skipped and their
+    messages appended to it instead of raising."""
     root_dir = os.path.dirname(os.path.abspath(xml_path))
     try:
         tree = ET.parse(xml_path)
@@ -84,6 +88,9 @@ def read_dlib_xml(xml_path: str, check_images: bool = True) -> list[FaceRecord]:
         rel = image.get("file")
         where = f"{xml_path}: <image> #{i + 1}"
         if not rel:
+            if errors is not None:
+                errors.append(f"{where}: missing file attribute")
+                continue
             raise DatasetFormatError(f"{where}: missing file attribute")
         where = f"{xml_path}: <image file='{rel}'>"
         path = os.path.normpath(os.path.join(root_dir, rel))
@@ -92,26 +99,36 @@ def read_dlib_xml(xml_path: str, check_images: bool = True) -> list[FaceRecord]:
         for j, box in enumerate(image.iter("box")):
             bwhere = f"{where} <box> #{j + 1}"
             try:
-                top, left = float(box.get("top")), float(box.get("left"))
-                width, height = float(box.get("width")), float(box.get("height"))
-            except (TypeError, ValueError):
-                raise DatasetFormatError(f"{bwhere}: box needs numeric top, left, width, height") from None
-            parts = {}
-            for part in box.iter("part"):
-                try:
-                    parts[int(part.get("name"))] = (float(part.get("x")), float(part.get("y")))
-                except (TypeError, ValueError):
-                    raise DatasetFormatError(
-                        f"{bwhere}: <part name='{part.get('name')}'> has a non-number") from None
-            if sorted(parts) != list(range(NUM_FACE_POINTS)):
-                raise DatasetFormatError(
-                    f"{bwhere}: expected parts 0-{NUM_FACE_POINTS - 1}, got {len(parts)} parts")
-            pts = _check_points(np.array([parts[k] for k in range(NUM_FACE_POINTS)]), bwhere)
-            records.append(FaceRecord(
-                image_path=path, points=pts,
-                box=np.array([left, top, left + width - 1, top + height - 1], np.float32),
-                group=photo_group(rel), source=bwhere))
+                records.append(_read_box(box, path, rel, bwhere))
+            except DatasetFormatError as exc:
+                if errors is None:
+                    raise
+                errors.append(str(exc))
     return records
+
+
+def _read_box(box: ET.Element, path: str, rel: str, bwhere: str) -> FaceRecord:
+    """One ``<box>`` of a dlib XML file as a record (``bwhere`` names it in errors)."""
+    try:
+        top, left = float(box.get("top")), float(box.get("left"))
+        width, height = float(box.get("width")), float(box.get("height"))
+    except (TypeError, ValueError):
+        raise DatasetFormatError(f"{bwhere}: box needs numeric top, left, width, height") from None
+    parts = {}
+    for part in box.iter("part"):
+        try:
+            parts[int(part.get("name"))] = (float(part.get("x")), float(part.get("y")))
+        except (TypeError, ValueError):
+            raise DatasetFormatError(
+                f"{bwhere}: <part name='{part.get('name')}'> has a non-number") from None
+    if sorted(parts) != list(range(NUM_FACE_POINTS)):
+        raise DatasetFormatError(
+            f"{bwhere}: expected parts 0-{NUM_FACE_POINTS - 1}, got {len(parts)} parts")
+    pts = _check_points(np.array([parts[k] for k in range(NUM_FACE_POINTS)]), bwhere)
+    return FaceRecord(
+        image_path=path, points=pts,
+        box=np.array([left, top, left + width - 1, top + height - 1], np.float32),
+        group=photo_group(rel), source=bwhere)
 
 
 def read_pts_file(pts_path: str) -> np.ndarray:
@@ -259,20 +276,25 @@ def read_dataset(path: str, skip_bad: bool = False) -> list[FaceRecord]:
 def _read_skipping(path: str, fmt: str) -> list[FaceRecord]:
     records, bad = [], []
     if fmt == "xml":
-        for r in read_dlib_xml(path, check_images=False):
-            (records if os.path.isfile(r.image_path) else bad).append(r)
-        bad = [f"{r.source}: image not found" for r in bad]
+        for r in read_dlib_xml(path, check_images=False, errors=bad):
+            if os.path.isfile(r.image_path):
+                records.append(r)
+            else:
+                bad.append(f"{r.source}: image not found: {r.image_path}")
     elif fmt == "csv":
         image_dir = _csv_image_dir(path)
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
         for line_no, row in enumerate(rows, start=1):
-            if line_no == 1 or not row:
+            if line_no == 1 or not row or not "".join(row).strip():
                 continue
             tmp = f"{path}: line {line_no}"
             try:
                 if len(row) != 1 + 2 * NUM_FACE_POINTS:
                     raise DatasetFormatError(f"{tmp}: wrong field count {len(row)}")
+                if not all(_is_float(v) for v in row[1:]):
+                    bad_v = next(v for v in row[1:] if not _is_float(v))
+                    raise DatasetFormatError(f"{tmp}: not a number: {bad_v!r}")
                 vals = np.array([float(v) for v in row[1:]])
                 img = os.path.join(image_dir, row[0])
                 _check_image(img, tmp)
@@ -281,14 +303,19 @@ def _read_skipping(path: str, fmt: str) -> list[FaceRecord]:
             except (DatasetFormatError, ValueError) as exc:
                 bad.append(str(exc))
     else:
-        for p in sorted(os.path.join(d, f) for d, _, fs in os.walk(path)
-                        for f in fs if f.lower().endswith(".pts")):
+        # A single .pts file, or every .pts file under a folder.
+        base = os.path.dirname(path) if os.path.isfile(path) else path
+        files = [path] if os.path.isfile(path) else sorted(
+            os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.lower().endswith(".pts"))
+        if not files:
+            raise DatasetFormatError(f"{path}: no .pts files found")
+        for p in files:
             try:
                 img = _image_beside(p)
                 if img is None:
                     raise DatasetFormatError(f"{p}: no image beside it")
                 records.append(FaceRecord(img, read_pts_file(p),
-                                          group=photo_group(os.path.relpath(img, path)), source=p))
+                                          group=photo_group(os.path.relpath(img, base)), source=p))
             except DatasetFormatError as exc:
                 bad.append(str(exc))
     if bad:

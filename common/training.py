@@ -47,12 +47,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-from", nargs="+", metavar="DATASET", default=None,
                    help="hold out validation faces only from these datasets (paths or base names)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the photo/clip-level split")
-    p.add_argument("--task", choices=sorted(TASK_INDICES), default="face")
+    p.add_argument("--task", choices=sorted(TASK_INDICES), default="face",
+                   help="face: the 68 points; eyes: the 12 eye points 36-47")
     p.add_argument("--head", choices=HEADS, default="pip",
                    help="pip: pixel-in-pixel grid head (best measured); regression: the seed's linear head")
     p.add_argument("--input-size", type=int, default=128, help="network input side in pixels (multiple of 16)")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=60, help="number of passes over the training faces")
+    p.add_argument("--batch-size", type=int, default=32, help="faces per optimisation step")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--loss", choices=("auto",) + COORD_LOSSES, default="auto",
@@ -76,7 +77,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
                    help="mixed precision (GPU only)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
     p.add_argument("--runs-dir", default="runs", help="runs are written to <runs-dir>/<task>/<n>")
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue an interrupted run: its folder or its last.pt")

@@ -127,7 +127,7 @@ def colour_jitter(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Gener
     """Random contrast around the mean and gamma; returns float32 in [0, 255].
     (The network sees grayscale, so colour jitter reduces to tone changes.)"""
     img = image.astype(np.float32)
-    g = np.exp(rng.uniform(-gamma, gamma))
+    g = float(np.exp(rng.uniform(-gamma, gamma)))  # a numpy float64 would promote img to float64
     img = 255.0 * np.power(img / 255.0, g)
     c = rng.uniform(1.0 - contrast, 1.0 + contrast)
     mean = float(img.mean())

@@ -1,8 +1,7 @@
 """Train the 68-point face model on the CPU.
 
-Install (see README.md in this folder):  pip install -r requirements-cpu.txt
-Run from the repository root:
-    python training/face/cpu/train.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
+Install (see README.md in this folder), then from the repository root:
+    python training/face/cpu/train.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \\
         ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv
 """
 import os

@@ -1,0 +1,156 @@
+"""Drawing landmark results on images (OpenCV), and showing them (matplotlib,
+imported only when a window is asked for)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .landmarks import REGIONS_68
+
+# RGB colour per region of the 68-point scheme.
+REGION_COLOURS: dict[str, tuple[int, int, int]] = {
+    "jaw": (255, 200, 0),
+    "right_eyebrow": (255, 110, 0),
+    "left_eyebrow": (255, 110, 0),
+    "nose": (0, 170, 255),
+    "right_eye": (0, 230, 90),
+    "left_eye": (0, 230, 90),
+    "mouth": (255, 40, 90),
+    "inner_mouth": (200, 0, 200),
+}
+BOX_COLOUR = (255, 255, 255)
+EYE_MODEL_COLOUR = (0, 255, 255)
+TEXT_COLOUR = (255, 255, 0)
+# Regions drawn as closed polylines with --lines.
+_CLOSED = ("right_eye", "left_eye", "inner_mouth")
+
+
+def _colour(rgb: tuple[int, int, int], order: str) -> tuple[int, int, int]:
+    return rgb[::-1] if order == "bgr" else rgb
+
+
+def point_regions() -> list[str]:
+    """Region name of each of the 68 points (inner mouth wins over mouth)."""
+    names = [""] * 68
+    for name in ("jaw", "right_eyebrow", "left_eyebrow", "nose", "right_eye", "left_eye",
+                 "mouth", "inner_mouth"):
+        lo, hi = REGIONS_68[name]
+        for i in range(lo, hi):
+            names[i] = name
+    return names
+
+
+_POINT_REGIONS = point_regions()
+
+
+def _sizes(face_box: np.ndarray) -> tuple[int, int]:
+    side = float(max(face_box[2] - face_box[0], face_box[3] - face_box[1]))
+    radius = max(1, int(round(side * 0.012)))
+    return radius, max(1, int(round(side * 0.006)))
+
+
+def _pt(p: np.ndarray, shift: int) -> tuple[int, int]:
+    return int(round(float(p[0]) * (1 << shift))), int(round(float(p[1]) * (1 << shift)))
+
+
+def draw_faces(image: np.ndarray, faces: Sequence, order: str = "rgb", lines: bool = False,
+               boxes: bool = True, labels: Sequence[str] | None = None) -> np.ndarray:
+    """Draw face results on ``image`` in place and return it.
+
+    ``image`` is ``(H, W, 3)`` uint8 in colour ``order`` ("rgb" or "bgr").
+    ``faces`` are :class:`common.predictor.FaceResult` (anything with ``box``,
+    ``face_box``, ``score``, ``points`` (68,2), ``eye_points`` (12,2)|None,
+    ``ears`` dict|None). Points are coloured by region; ``lines`` joins each
+    region's points; ``labels`` adds one text line per face above its box.
+    """
+    shift = 4  # sub-pixel drawing: 1/16 px
+    for n, face in enumerate(faces):
+        radius, thick = _sizes(face.face_box)
+        pts = np.asarray(face.points, np.float32)
+        if boxes:
+            b = np.asarray(face.box, np.float32)
+            cv2.rectangle(image, _pt(b[:2], shift), _pt(b[2:], shift), _colour(BOX_COLOUR, order),
+                          thick, cv2.LINE_AA, shift)
+        if lines:
+            for name, (lo, hi) in REGIONS_68.items():
+                if name == "mouth":
+                    lo, hi = 48, 60  # outer lip; the inner lip is its own region
+                poly = np.round(pts[lo:hi] * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
+                cv2.polylines(image, [poly], name in _CLOSED or name == "mouth",
+                              _colour(REGION_COLOURS[name], order), thick, cv2.LINE_AA, shift)
+        for i, p in enumerate(pts):
+            cv2.circle(image, _pt(p, shift), radius * (1 << shift),
+                       _colour(REGION_COLOURS[_POINT_REGIONS[i]], order), -1, cv2.LINE_AA, shift)
+        if getattr(face, "eye_points", None) is not None:
+            for p in np.asarray(face.eye_points, np.float32):
+                cv2.circle(image, _pt(p, shift), max(1, radius // 2) * (1 << shift),
+                           _colour(EYE_MODEL_COLOUR, order), -1, cv2.LINE_AA, shift)
+        text = labels[n] if labels is not None else None
+        if text:
+            b = np.asarray(face.box, np.float32)
+            scale = max(0.4, float(b[2] - b[0]) / 400.0)
+            org = (int(b[0]), max(int(b[1]) - 2 * thick - 2, int(12 * scale) + 2))
+            cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, _colour(TEXT_COLOUR, order),
+                        max(1, int(round(scale * 1.5))), cv2.LINE_AA)
+    return image
+
+
+def face_label(face, blinks: int | None = None, face_id: int | None = None) -> str:
+    """Short text for a face: id, detector score, EARs and blinks when known."""
+    parts = []
+    if face_id is not None:
+        parts.append(f"#{face_id}")
+    if getattr(face, "ears", None):
+        parts.append(f"EAR R {face.ears['right']:.2f} L {face.ears['left']:.2f}")
+    if blinks is not None:
+        parts.append(f"blinks {blinks}")
+    return "  ".join(parts)
+
+
+def show_image(rgb: np.ndarray, title: str = "", block: bool = True) -> None:
+    """Show an RGB image in a matplotlib window (imports matplotlib here)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 8 * rgb.shape[0] / max(rgb.shape[1], 1)))
+    ax.imshow(rgb)
+    ax.set_title(title)
+    ax.axis("off")
+    fig.tight_layout()
+    plt.show(block=block)
+    plt.close(fig)
+
+
+class FrameViewer:
+    """A matplotlib window updated frame by frame (for video and camera)."""
+
+    def __init__(self, title: str = ""):
+        import matplotlib.pyplot as plt
+        self.plt = plt
+        plt.ion()
+        self.fig, self.ax = plt.subplots()
+        self.ax.axis("off")
+        self.ax.set_title(title)
+        self.im = None
+        self.closed = False
+        self.fig.canvas.mpl_connect("close_event", self._on_close)
+        self.fig.canvas.mpl_connect("key_press_event", self._on_key)
+
+    def _on_close(self, _event) -> None:
+        self.closed = True
+
+    def _on_key(self, event) -> None:
+        if event.key in ("q", "escape"):
+            self.closed = True
+
+    def update(self, rgb: np.ndarray) -> bool:
+        """Show a frame; False once the user closed the window or pressed q."""
+        if self.im is None:
+            self.im = self.ax.imshow(rgb)
+        else:
+            self.im.set_data(rgb)
+        self.plt.pause(0.001)
+        return not self.closed
+
+    def close(self) -> None:
+        self.plt.close(self.fig)

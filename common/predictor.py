@@ -1,0 +1,245 @@
+"""Face landmarks for whole images: detect every face, then put the 68 iBUG
+points (and, with an eye model, the 12 eye points 36-47) on each.
+
+    from common.predictor import FaceLandmarker
+    fl = FaceLandmarker("weights/face.pt", eye_weights="weights/eyes.pt", device="auto")
+    for face in fl.detect_landmarks("pic.jpg"):
+        print(face.box, face.points.shape, face.ears)
+
+Arrays follow the package convention: float32 ``(N, 2)`` ``(x, y)`` in pixels
+of the input image, 0-based pixel centres; boxes ``(x0, y0, x1, y1)``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from . import transforms as T
+from .checkpoint import CheckpointError, load_model
+from .detector import Detection, FaceDetector, make_detector
+from .device import select_device
+from .imageio import read_image, rgb_to_gray
+from .landmarks import eye_aspect_ratio, landmark_box
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_WEIGHTS = os.path.join(REPO_ROOT, "weights", "face.pt")
+DEFAULT_EYE_WEIGHTS = os.path.join(REPO_ROOT, "weights", "eyes.pt")
+RIGHT_EYE = tuple(range(36, 42))   # subject's right eye: left side of the photo
+LEFT_EYE = tuple(range(42, 48))
+
+
+@dataclass
+class FaceResult:
+    """Landmarks of one face, all in pixels of the input image.
+
+    - ``box``: detector box ``(x0, y0, x1, y1)`` float32 (4,)
+    - ``face_box``: the same face in the landmark-box convention (the box the
+      crop was taken from), float32 (4,)
+    - ``score``: detector score, or None when the detector gives none
+    - ``points``: float32 (68, 2), iBUG 68-point order
+    - ``eye_points``: float32 (12, 2), iBUG points 36-47, from the eye model
+      (None without one)
+    - ``ears``: eye aspect ratios ``{"right": float, "left": float}`` of the
+      subject's right (points 36-41) and left (42-47) eye (None without an
+      eye model)
+    """
+    box: np.ndarray
+    face_box: np.ndarray
+    score: float | None
+    points: np.ndarray
+    eye_points: np.ndarray | None = None
+    ears: dict[str, float] | None = None
+
+
+def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | None = None,
+                 digits: int = 2) -> dict:
+    """The JSON form of one face (the one place that defines it):
+    ``{"id"?, "box": [x0,y0,x1,y1], "face_box": [...], "score": float|null,
+    "points": [[x, y] * 68], "eye_points"?: [[x, y] * 12],
+    "ears"?: {"right": float, "left": float}, "blinks"?: int}``, pixels of
+    the input image; ``id`` (track) and ``blinks`` (so far) in videos only."""
+    def r(a):
+        return np.round(np.asarray(a, np.float64), digits).tolist()
+    out: dict = {}
+    if face_id is not None:
+        out["id"] = int(face_id)
+    out["box"] = r(face.box)
+    out["face_box"] = r(face.face_box)
+    out["score"] = None if face.score is None else round(float(face.score), 4)
+    out["points"] = r(face.points)
+    if face.eye_points is not None:
+        out["eye_points"] = r(face.eye_points)
+    if face.ears is not None:
+        out["ears"] = {k: round(float(v), 4) for k, v in face.ears.items()}
+    if blinks is not None:
+        out["blinks"] = int(blinks)
+    return out
+
+
+class LandmarkModel:
+    """A loaded checkpoint (face or eyes) with the crop that feeds it."""
+
+    def __init__(self, path: str, task: str, device: torch.device):
+        self.path, self.task, self.device = path, task, device
+        self.model, ckpt = load_model(path, task)
+        self.model.to(device)
+        self.input_size = int(ckpt["input_size"])
+        norm = ckpt.get("normalisation") or {}
+        self.mean, self.std = float(norm.get("mean", 0.5)), float(norm.get("std", 0.25))
+        self.indices: list[int] = [int(i) for i in ckpt["landmark_indices"]]
+        self.scores = ckpt.get("scores", {})
+        self.epoch = ckpt.get("epoch")
+
+    def predict_boxes(self, gray: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+        """Points for every box of one image in one batch.
+
+        ``gray``: ``(H, W)`` uint8 image; ``boxes``: landmark-convention boxes
+        ``(x0, y0, x1, y1)``. Returns float32 ``(B, K, 2)`` in image pixels.
+        Each crop is ``task_region(task, box)`` cut from the full-resolution
+        image, so large photos cost no more than small ones here.
+        """
+        if len(boxes) == 0:
+            return np.zeros((0, len(self.indices), 2), np.float32)
+        none = np.zeros((0, 2), np.float32)
+        regions, batch = [], []
+        for box in boxes:
+            region = T.task_region(self.task, np.asarray(box, np.float32))
+            img, _ = T.crop(gray, none, region)
+            img, _ = T.resize(img, none, self.input_size)
+            t, _ = T.to_tensor(img, none, self.mean, self.std)
+            regions.append(region)
+            batch.append(t)
+        with torch.inference_mode():
+            out = self.model.predict(torch.stack(batch).to(self.device)).float().cpu().numpy()
+        return np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
+
+    def positions(self, indices) -> list[int]:
+        """Positions of iBUG ``indices`` in this model's output."""
+        try:
+            return [self.indices.index(i) for i in indices]
+        except ValueError:
+            raise CheckpointError(f"{self.path}: the model does not predict points "
+                                  f"{min(indices)}-{max(indices)}") from None
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.floating) and float(a.max(initial=0)) <= 1.0:
+        return np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    hi = 65535.0 if float(a.max(initial=0)) > 255 else 255.0
+    return np.clip(a.astype(np.float32) * (255.0 / hi) + 0.5, 0, 255).astype(np.uint8)
+
+
+def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
+    """``(rgb, gray)`` uint8 views of an input image.
+
+    ``image``: a path (read as RGB, EXIF orientation applied), a PIL image,
+    or an array: ``(H, W)`` grayscale, or ``(H, W, 3|4)`` in ``colour`` order
+    ("rgb", the default, or "bgr" for OpenCV frames; a 4th channel is alpha
+    and ignored). uint16 and float arrays are rescaled to uint8. Raises
+    :class:`common.imageio.ImageReadError` for unreadable files and
+    ValueError for arrays of another shape.
+    """
+    if colour not in ("rgb", "bgr"):
+        raise ValueError(f"colour must be 'rgb' or 'bgr', got {colour!r}")
+    if isinstance(image, (str, os.PathLike)):
+        rgb = read_image(os.fspath(image))
+        return rgb, rgb_to_gray(rgb)
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL image
+        image, colour = np.asarray(image.convert("RGB")), "rgb"
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        gray = np.ascontiguousarray(_to_uint8(a))
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), gray
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or min(a.shape[:2]) < 1:
+        raise ValueError(f"expected an image array (H, W), (H, W, 3) or (H, W, 4), got shape {a.shape}")
+    a = np.ascontiguousarray(_to_uint8(a[:, :, :3]))
+    rgb = a if colour == "rgb" else cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
+    return rgb, rgb_to_gray(rgb)
+
+
+class FaceLandmarker:
+    """Detect faces and predict their landmarks.
+
+    ``weights``: face checkpoint (task "face", 68 points; default
+    ``weights/face.pt`` of this repository). ``eye_weights``: optional eye
+    checkpoint (task "eyes", points 36-47); when given, every face also gets
+    ``eye_points`` and ``ears``. ``device``: "auto", "cpu", "cuda" or a
+    ``torch.device`` (a missing GPU raises :class:`common.device.DeviceError`).
+    ``detector``: "haar" (default), "yunet" (with ``detector_model``, an ONNX
+    file) or a :class:`common.detector.FaceDetector`. ``refine``: run the face
+    model a second time on the crop given by its first prediction's landmark
+    box (the box convention it was trained on); the eye crop then uses that
+    box too. Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
+    """
+
+    def __init__(self, weights: str = DEFAULT_WEIGHTS, eye_weights: str | None = None,
+                 device: str | torch.device = "auto", detector: str | FaceDetector = "haar",
+                 detector_model: str | None = None, refine: bool = False):
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        self.face_model = LandmarkModel(weights, "face", self.device)
+        self._face_pos = self.face_model.positions(range(68))
+        self.eye_model = LandmarkModel(eye_weights, "eyes", self.device) if eye_weights else None
+        if self.eye_model is not None:
+            self._right = self.eye_model.positions(RIGHT_EYE)
+            self._left = self.eye_model.positions(LEFT_EYE)
+            self._eye_pos = self.eye_model.positions(RIGHT_EYE + LEFT_EYE)
+        self.detector = detector if isinstance(detector, FaceDetector) else make_detector(detector, detector_model)
+        self.refine = refine
+
+    def detect_faces(self, image, colour: str = "rgb") -> list[Detection]:
+        """Face detections only (see :func:`prepare_image` for ``image``)."""
+        rgb, _ = prepare_image(image, colour)
+        return self.detector.detect(rgb)
+
+    def detect_landmarks(self, image, colour: str = "rgb") -> list[FaceResult]:
+        """Every face of ``image`` with its landmarks, sorted left to right.
+
+        ``image``: a path, a PIL image, or an array (``(H, W)`` gray, or
+        ``(H, W, 3)`` RGB; pass ``colour="bgr"`` for OpenCV frames). Returns
+        an empty list when no face is found. Raises ImageReadError for an
+        unreadable file.
+        """
+        rgb, gray = prepare_image(image, colour)
+        detections = self.detector.detect(rgb)
+        del rgb
+        return self.landmarks_for_detections(gray, detections)
+
+    def landmarks_for_detections(self, gray: np.ndarray, detections: list[Detection]) -> list[FaceResult]:
+        """Landmarks for given detections (e.g. from another detector) on a
+        ``(H, W)`` uint8 grayscale image; all faces go through each model in
+        one batch."""
+        if not detections:
+            return []
+        boxes = [d.face_box for d in detections]
+        points = self.face_model.predict_boxes(gray, boxes)[:, self._face_pos]
+        if self.refine:
+            boxes = [landmark_box(p) for p in points]
+            points = self.face_model.predict_boxes(gray, boxes)[:, self._face_pos]
+        eyes = None
+        if self.eye_model is not None:
+            eyes = self.eye_model.predict_boxes(gray, boxes)[:, self._eye_pos]
+        results = []
+        for i, d in enumerate(detections):
+            r = FaceResult(np.asarray(d.box, np.float32), np.asarray(d.face_box, np.float32),
+                           d.score, points[i].astype(np.float32))
+            if eyes is not None:
+                r.eye_points = eyes[i].astype(np.float32)
+                r.ears = eye_ratios(r.eye_points)
+            results.append(r)
+        return results
+
+
+def eye_ratios(eye_points: np.ndarray) -> dict[str, float]:
+    """EARs of the (12, 2) eye points 36-47: ``{"right": ..., "left": ...}``
+    (subject's right eye = points 36-41 = positions 0-5)."""
+    return {"right": eye_aspect_ratio(eye_points[0:6]), "left": eye_aspect_ratio(eye_points[6:12])}

@@ -1,0 +1,163 @@
+"""Measure a landmark model on an annotated dataset.
+
+    python inference/evaluate.py --weights weights/face.pt \
+        --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout --boxes detector
+
+Prints the number of faces, NME (normalised by the distance between points 36
+and 45), median, failure rates at 8% and 10%, AUC at 8%, writes a CED plot,
+and ends with one machine-readable line, e.g.
+``NME=3.41 median=3.02 FR8=1.2 FR10=0.6 AUC8=57.3 n=330 detected=326``.
+
+``--boxes landmarks`` crops from the ground truth's tight landmark box with
+the evaluation crop; ``--boxes detector`` runs predict.py's detector, matches
+each ground-truth face to a detection, and also reports the detection rate
+(a second line counts missed faces as failures). ``--split heldout`` keeps
+only the photos that the checkpoint's training run held out for validation.
+Works for the eye model (its 12 points, same normalisation) and, with
+``--points eyes``, scores a face model on points 36-47 only.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default="weights/face.pt", help="checkpoint to evaluate (face or eyes)")
+    p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, or keypoints CSV")
+    p.add_argument("--boxes", choices=("landmarks", "detector"), default="landmarks")
+    p.add_argument("--split", choices=("all", "heldout", "train"), default="all",
+                   help="heldout/train: the part of --data that the checkpoint's run held out / trained on")
+    p.add_argument("--points", choices=("all", "eyes"), default="all",
+                   help="eyes: score only points 36-47 (to compare a face model with the eye model)")
+    p.add_argument("--refine", action="store_true",
+                   help="second pass: re-crop from the first prediction's landmark box")
+    p.add_argument("--face-weights", default=None,
+                   help="for an eye model with --refine: the face model whose prediction gives the box")
+    p.add_argument("--detector", default="haar", choices=("haar", "yunet"))
+    p.add_argument("--detector-model", default=None, help="ONNX file for --detector yunet")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--ced", default=None, help="CED plot path (default: runs/eval/<weights>_<data>_<boxes>.png)")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from common.checkpoint import load_checkpoint
+    from common.data import split_records
+    from common.datasets import dataset_name, read_datasets
+    from common.detector import iou, make_detector
+    from common.device import select_device
+    from common.evaluation import ced_plot, nme_per_face, summarize, summary_line
+    from common.imageio import read_image, rgb_to_gray
+    from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
+    from common.predictor import LandmarkModel
+    from common.progress import Progress
+
+    ckpt = load_checkpoint(args.weights)
+    device = select_device(args.device)
+    model = LandmarkModel(args.weights, ckpt["task"], device)
+    face_model = None
+    if args.refine:
+        face_model = model if ckpt["task"] == "face" else LandmarkModel(args.face_weights or "weights/face.pt",
+                                                                        "face", device)
+    records = read_datasets([args.data])
+    name = dataset_name(args.data)
+    if args.split != "all":
+        cfg = ckpt.get("config", {})
+        val_from = [dataset_name(v) for v in cfg.get("val_from") or []] or None
+        if cfg.get("val_data") or (val_from and name not in val_from) or \
+                name not in [dataset_name(d) for d in cfg.get("data", [])]:
+            print(f"error: {args.weights} was not trained with a held-out part of {name}", file=sys.stderr)
+            return 2
+        train, held = split_records(records, cfg["val_fraction"], cfg.get("split_seed", 0), val_from)
+        records = held if args.split == "heldout" else train
+    indices = list(EYE_INDICES) if args.points == "eyes" else model.indices
+    pos = model.positions(indices)
+    pair = normalisation_pair(indices)
+    detector = make_detector(args.detector, args.detector_model) if args.boxes == "detector" else None
+
+    by_image: "OrderedDict[str, list]" = OrderedDict()
+    for r in records:
+        by_image.setdefault(r.image_path, []).append(r)
+    preds, gts, found = [], [], []
+    bar = Progress(len(records), desc=f"evaluating {name}", unit="faces")
+    t0, done = time.time(), 0
+    for path, recs in by_image.items():
+        rgb = read_image(path)
+        gray = rgb_to_gray(rgb)
+        boxes, ok = [], []
+        dets = detector.detect(rgb) if detector else None
+        for r in recs:
+            lb = landmark_box(r.points)
+            if dets is None:
+                boxes.append(lb)
+                ok.append(True)
+                continue
+            best = max(dets, key=lambda d: iou(d.face_box, lb), default=None)
+            hit = best is not None and iou(best.face_box, lb) >= 0.3
+            boxes.append(best.face_box if hit else lb)
+            ok.append(hit)
+        if face_model is not None:
+            first = face_model.predict_boxes(gray, boxes)
+            boxes = [landmark_box(p) for p in first]
+        out = model.predict_boxes(gray, boxes)[:, pos]
+        for r, p, hit in zip(recs, out, ok):
+            preds.append(p)
+            gts.append(r.points[indices])
+            found.append(hit)
+        done += len(recs)
+        bar.update(done, done)
+    bar.close()
+    preds, gts, found = np.stack(preds), np.stack(gts), np.array(found)
+    nmes = nme_per_face(preds, gts, pair)
+    s = summarize(nmes[found])
+    what = f"{ckpt['task']} model ({ckpt['head']} head, {ckpt['input_size']}px, epoch {ckpt.get('epoch')})"
+    print(f"weights: {args.weights}: {what}")
+    print(f"data: {args.data} [{args.split}], boxes: {args.boxes}{' + refine' if args.refine else ''}, "
+          f"points: {args.points} ({len(indices)}), faces: {len(records)}, "
+          f"{(time.time() - t0) / max(len(records), 1) * 1000:.0f} ms/face")
+    extra = {}
+    if detector is not None:
+        extra["detected"] = int(found.sum())
+        print(f"detection rate: {100 * found.mean():.1f}% ({found.sum()}/{len(found)})")
+        s_all = summarize(np.where(found, nmes, np.inf))
+        print(f"with missed faces as failures: FR8={s_all['fr8']:.1f} FR10={s_all['fr10']:.1f} "
+              f"AUC8={s_all['auc8']:.1f} n={s_all['n']}")
+    ced = args.ced or os.path.join("runs", "eval", f"{os.path.splitext(os.path.basename(args.weights))[0]}_"
+                                   f"{os.path.splitext(name)[0]}_{args.split}_{args.boxes}"
+                                   f"{'_eyes' if args.points == 'eyes' else ''}.png")
+    os.makedirs(os.path.dirname(os.path.abspath(ced)), exist_ok=True)
+    ced_plot({f"{ckpt['task']} model, {args.boxes} boxes": nmes[found]}, ced,
+             title=f"{name} [{args.split}], n={int(found.sum())}")
+    print(f"CED plot: {ced}")
+    print(f"NME {s['nme']:.2f}%  median {s['median']:.2f}%  FR8 {s['fr8']:.1f}%  FR10 {s['fr10']:.1f}%  "
+          f"AUC8 {s['auc8']:.1f}")
+    print(summary_line(s, **extra))
+    return 0
+
+
+if __name__ == "__main__":
+    args = get_args_parser().parse_args()
+    try:
+        sys.exit(main(args))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # one clear line for the user; the class names the kind of failure
+        from common.checkpoint import CheckpointError
+        from common.datasets import DatasetFormatError
+        from common.detector import DetectorError
+        from common.device import DeviceError
+        from common.imageio import ImageReadError
+        if isinstance(exc, (CheckpointError, DatasetFormatError, DetectorError, DeviceError, ImageReadError)):
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        raise

@@ -1,0 +1,53 @@
+"""One Euro filter, blink counter, IoU tracking and drawing: small pure checks."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.drawing import REGION_COLOURS, draw_faces  # noqa: E402
+from common.predictor import FaceResult  # noqa: E402
+from common.tracking import BlinkCounter, FaceTracker, OneEuroFilter  # noqa: E402
+
+
+def test_one_euro_reduces_jitter_and_follows_moves():
+    rng = np.random.default_rng(0)
+    f = OneEuroFilter()
+    still = [f(np.array([100.0, 50.0]) + rng.normal(0, 2, 2), t / 30, scale=200) for t in range(90)]
+    assert np.std(np.array(still[30:]), axis=0).max() < 1.0  # input std is 2 px
+    # A steady move of 2 face sizes per second is followed with little lag.
+    f.reset()
+    out = [f(np.array([400.0 * t / 30, 0.0]), t / 30, scale=200) for t in range(60)]
+    assert abs(out[-1][0] - 400.0 * 59 / 30) < 0.05 * 200
+    assert f(np.zeros(3), 0.0).shape == (3,)  # a new shape restarts the filter
+
+
+def test_blink_counter():
+    b = BlinkCounter(threshold=0.2, min_frames=2)
+    ears = [0.3, 0.3, 0.1, 0.3, 0.1, 0.1, 0.1, 0.3, 0.3, 0.15, 0.12, 0.3]
+    ended = [b.update(e) for e in ears]
+    assert b.count == 2 and ended == [False] * 7 + [True] + [False] * 3 + [True]
+
+
+def test_tracker_keeps_ids_by_overlap():
+    tr = FaceTracker(max_missing=2)
+    a, b = np.array([0, 0, 100, 100], np.float32), np.array([300, 0, 400, 100], np.float32)
+    t1 = tr.match([a, b])
+    t2 = tr.match([b + 5, a + 5])  # order swapped, slight move
+    assert [t.id for t in t2] == [t1[1].id, t1[0].id]
+    for _ in range(3):
+        tr.match([])
+    assert tr.match([a])[0].id not in (t1[0].id, t1[1].id)  # the old track expired
+
+
+def test_draw_faces_colour_order():
+    pts = np.stack(np.meshgrid(np.arange(17) * 6 + 20, np.arange(4) * 6 + 20), -1).reshape(-1, 2)[:68]
+    face = FaceResult(np.array([10, 10, 130, 60], np.float32), np.array([10, 10, 130, 60], np.float32),
+                      None, pts.astype(np.float32))
+    rgb = draw_faces(np.zeros((80, 140, 3), np.uint8), [face], "rgb", lines=True)
+    bgr = draw_faces(np.zeros((80, 140, 3), np.uint8), [face], "bgr", lines=True)
+    np.testing.assert_array_equal(rgb, bgr[:, :, ::-1])
+    x, y = pts[0]
+    assert tuple(rgb[y, x]) == REGION_COLOURS["jaw"]

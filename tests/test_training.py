@@ -1,0 +1,216 @@
+"""Short training runs on a tiny generated set, resuming, and the training scripts."""
+import csv
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from common import checkpoint as C
+from common import training
+from common.data import LandmarkDataset
+from common.landmarks import EYE_INDICES, FACE_INDICES
+from common.model import build_model
+from common.transforms import AugmentConfig
+from conftest import REPO_ROOT
+
+
+def _args(*extra):
+    return training.get_args_parser().parse_args(
+        ["--workers", "0", "--threads", "1", "--device", "cpu", "--batch-size", "8", *extra])
+
+
+def _read_log(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_short_run_lowers_the_loss_and_writes_its_files(tiny_face_set, tmp_path):
+    runs = str(tmp_path / "runs")
+    args = _args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                 "--input-size", "64", "--head", "regression", "--epochs", "5", "--lr", "3e-3",
+                 "--runs-dir", runs)
+    result = training.main(args)
+    run_dir = os.path.join(runs, "face", "1")
+    assert result["run_dir"] == run_dir
+    assert sorted(os.listdir(run_dir)) == ["best.pt", "curves.png", "last.pt", "log.csv"]
+    hist = result["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5]
+    assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"], [h["train_loss"] for h in hist]
+    log = _read_log(os.path.join(run_dir, "log.csv"))
+    assert [int(r["epoch"]) for r in log] == [1, 2, 3, 4, 5]
+    assert float(log[-1]["train_loss"]) == pytest.approx(hist[-1]["train_loss"], rel=1e-4)
+    assert os.path.getsize(os.path.join(run_dir, "curves.png")) > 1000
+    # best.pt describes itself and loads with weights_only=True.
+    best = torch.load(os.path.join(run_dir, "best.pt"), map_location="cpu", weights_only=True)
+    assert best["task"] == "face" and best["head"] == "regression" and best["input_size"] == 64
+    assert best["epoch"] == result["best"]["epoch"]
+    assert best["scores"]["val_nme"] == pytest.approx(result["best"]["val_nme"])
+    assert "optimizer" not in best
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in best["model"])
+    model, _ = C.load_model(os.path.join(run_dir, "best.pt"), task="face")
+    assert model.predict(torch.zeros(1, 1, 64, 64)).shape == (1, 68, 2)
+    last = C.load_checkpoint(os.path.join(run_dir, "last.pt"))
+    assert last["epoch"] == 5 and len(last["history"]) == 5 and "optimizer" in last
+
+
+def _stop_at_epoch(monkeypatch, stop_epoch):
+    """Make ``train_one_epoch`` raise KeyboardInterrupt (Ctrl-C) when epoch ``stop_epoch`` starts."""
+    real = training.train_one_epoch
+
+    def fake(model, loader, optimizer, scaler, device, loss_name, epoch, epochs, amp):
+        if epoch == stop_epoch:
+            raise KeyboardInterrupt
+        return real(model, loader, optimizer, scaler, device, loss_name, epoch, epochs, amp)
+
+    monkeypatch.setattr(training, "train_one_epoch", fake)
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path, monkeypatch):
+    runs = str(tmp_path / "runs")
+    common_args = ["--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                   "--input-size", "32", "--epochs", "2", "--lr", "2e-3", "--runs-dir", runs]
+    full = training.main(_args(*common_args))                        # uninterrupted: runs/face/1
+    _stop_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        training.main(_args(*common_args))                           # stopped: runs/face/2
+    monkeypatch.undo()
+    stopped = os.path.join(runs, "face", "2")
+    assert C.load_checkpoint(os.path.join(stopped, "last.pt"))["epoch"] == 1
+    assert len(_read_log(os.path.join(stopped, "log.csv"))) == 1
+
+    resumed = training.main(_args("--resume", stopped))
+    assert resumed["run_dir"] == stopped
+    assert sorted(os.listdir(os.path.join(runs, "face"))) == ["1", "2"]   # no new folder
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    for a, b in zip(full["history"], resumed["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_nme"] == pytest.approx(b["val_nme"], rel=1e-5)
+    assert len(_read_log(os.path.join(stopped, "log.csv"))) == 2
+    wa = C.load_checkpoint(os.path.join(full["run_dir"], "last.pt"))["model"]
+    wb = C.load_checkpoint(os.path.join(stopped, "last.pt"))["model"]
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5, msg=k)
+    # Resuming a finished run has nothing left to do and keeps its history.
+    again = training.main(_args("--resume", os.path.join(stopped, "last.pt")))
+    assert [h["epoch"] for h in again["history"]] == [1, 2]
+
+
+def test_eye_model_from_face_weights_with_held_out_split(tiny_face_set, tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    face = training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                               "--input-size", "32", "--epochs", "1", "--runs-dir", runs))
+    eyes = training.main(_args("--task", "eyes", "--data", tiny_face_set["train"], "--val-fraction", "0.3",
+                               "--input-size", "32", "--epochs", "1", "--runs-dir", runs,
+                               "--init", os.path.join(face["run_dir"], "best.pt")))
+    assert eyes["run_dir"] == os.path.join(runs, "eyes", "1")
+    err = capsys.readouterr().err
+    n = int(re.search(r"initialised (\d+) tensors", err).group(1))
+    assert n == len(C.load_model(os.path.join(face["run_dir"], "best.pt"))[0].state_dict())
+    n_train, n_val = map(int, re.findall(r"train faces: (\d+)\s+validation faces: (\d+)", err)[-1])
+    assert n_train + n_val == 24 and n_val > 0
+    model, ck = C.load_model(os.path.join(eyes["run_dir"], "best.pt"), task="eyes")
+    assert ck["landmark_indices"] == list(EYE_INDICES)
+    assert model.predict(torch.zeros(2, 1, 32, 32)).shape == (2, 12, 2)
+
+
+@pytest.mark.parametrize("head", ["pip", "regression"])
+def test_init_slices_face_head_to_eye_points(tmp_path, head):
+    torch.manual_seed(0)
+    face = build_model(68, head, 32)
+    eyes = build_model(12, head, 32)
+    p = str(tmp_path / "face.pt")
+    C.atomic_save({**C.describe(face, "face", FACE_INDICES, 0.5, 0.25), "model": face.state_dict()}, p)
+    n = training.init_from_checkpoint(eyes, p, EYE_INDICES)
+    assert n == len(eyes.state_dict())
+    face.eval(), eyes.eval()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(eyes.predict(x), face.predict(x)[:, 36:48])
+    if head == "regression":
+        return
+    torch.testing.assert_close(eyes.score.weight, face.score.weight[36:48])
+    torch.testing.assert_close(eyes.offset.weight[:12], face.offset.weight[36:48])        # x maps
+    torch.testing.assert_close(eyes.offset.weight[12:], face.offset.weight[68 + 36:68 + 48])  # y maps
+
+
+def test_dataset_cache_keeps_the_geometry(tiny_face_set):
+    from common.datasets import read_dataset
+    recs = read_dataset(tiny_face_set["val"])
+    kw = dict(task="face", input_size=32, indices=FACE_INDICES, aug=AugmentConfig(), mean=0.5, std=0.25)
+    cached = LandmarkDataset(recs, train=False, cache=True, **kw)
+    direct = LandmarkDataset(recs, train=False, cache=False, **kw)
+    for i in range(len(recs)):
+        (xc, pc), (xd, pd) = cached[i], direct[i]
+        assert xc.shape == xd.shape == (1, 32, 32)
+        torch.testing.assert_close(pc, pd, atol=0.3, rtol=0)
+        corr = np.corrcoef(xc.numpy().ravel(), xd.numpy().ravel())[0, 1]
+        assert corr > 0.9
+    # Training samples depend only on (seed, epoch, index).
+    train = LandmarkDataset(recs, train=True, cache=True, seed=3, **kw)
+    train.set_epoch(2)
+    a = train[1]
+    train.set_epoch(0)
+    b = train[1]
+    train.set_epoch(2)
+    c = train[1]
+    assert torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])
+    assert not torch.equal(a[1], b[1])
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    parser = training.get_args_parser()
+    monkeypatch.setattr(sys, "argv", ["train.py", "--data", str(tmp_path / "missing.xml"),
+                                      "--device", "cpu", "--runs-dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        training.run_cli(parser)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'missing.xml'}: no such file or folder"]
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(sys, "argv", ["train.py", "--data", "x.xml", "--device", "cuda"])
+        with pytest.raises(SystemExit) as e:
+            training.run_cli(parser)
+        assert e.value.code == 2
+        assert "no GPU is visible" in capsys.readouterr().err
+
+
+TRAIN_SCRIPTS = sorted(glob.glob(os.path.join(REPO_ROOT, "training", "*", "*", "train.py")))
+
+
+def test_all_six_training_scripts_exist():
+    want = [os.path.join(REPO_ROOT, "training", t, p, "train.py")
+            for t in ("eyes", "face") for p in ("cpu", "cuda", "rocm")]
+    assert [w for w in want if not os.path.isfile(w)] == []
+
+
+@pytest.fixture(scope="module")
+def help_outputs(tmp_path_factory):
+    """``--help`` of every script, started together (each imports torch: seconds),
+    from a folder outside the repository: the scripts must not depend on the cwd."""
+    cwd = str(tmp_path_factory.mktemp("elsewhere"))
+    procs = {s: subprocess.Popen([sys.executable, s, "--help"], cwd=cwd, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for s in TRAIN_SCRIPTS}
+    done = {}
+    for s, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        done[s] = (p.returncode, out, err)
+    return done
+
+
+@pytest.mark.parametrize("script", TRAIN_SCRIPTS, ids=lambda p: "/".join(p.split(os.sep)[-3:-1]))
+def test_training_script_answers_help(script, help_outputs):
+    task, platform = script.split(os.sep)[-3:-1]
+    rc, out, err = help_outputs[script]
+    assert rc == 0, err
+    text = " ".join(out.split())
+    assert "--data PATH" in text and "--resume RUN" in text
+    assert re.search(r"--task \{eyes,face\} .*?\(default: (\w+)\)", text).group(1) == task
+    assert re.search(r"--device DEVICE .*?\(default: (\w+)\)", text).group(1) == \
+        ("cpu" if platform == "cpu" else "cuda")

@@ -1,0 +1,16 @@
+"""Train the 68-point face model on an NVIDIA GPU (CUDA).
+
+Install (see README.md in this folder), then from the repository root:
+    python training/face/cuda/train.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \\
+        ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+from common.training import get_args_parser, run_cli  # noqa: E402
+
+if __name__ == "__main__":
+    parser = get_args_parser()
+    parser.set_defaults(task="face", device="cuda", workers=4, batch_size=64, amp=True)
+    run_cli(parser)
