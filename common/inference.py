@@ -73,11 +73,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="read from this camera (e.g. 0) instead of files")
     g = p.add_argument_group("models")
     g.add_argument("--weights", default=None, metavar="PT",
-                   help="face checkpoint (task 'face'); default: weights/face.pt of this repository")
+                   help="face checkpoint (task 'face'), or its ONNX export (.onnx, from "
+                        "inference/export_onnx.py; needs onnxruntime); default: weights/face.pt "
+                        "of this repository")
     g.add_argument("--eyes", action="store_true",
                    help="also run the eye model: 12 eye points (iBUG 36-47) and each eye's aspect ratio")
     g.add_argument("--eye-weights", default=None, metavar="PT",
-                   help="eye checkpoint (task 'eyes'); default: weights/eyes.pt of this repository")
+                   help="eye checkpoint (task 'eyes') or its .onnx export; default: weights/eyes.pt "
+                        "of this repository")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=False,
                    help="second pass on the crop given by the first prediction (default: off)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")

@@ -113,9 +113,14 @@ class LandmarkModel:
             t, _ = T.to_tensor(img, none, self.mean, self.std)
             regions.append(region)
             batch.append(t)
-        with torch.inference_mode():
-            out = self.model.predict(torch.stack(batch).to(self.device)).float().cpu().numpy()
+        out = self.run_batch(torch.stack(batch))
         return np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
+
+    def run_batch(self, batch: torch.Tensor) -> np.ndarray:
+        """The network on a normalised float32 ``(B, 1, S, S)`` batch: float32
+        ``(B, K, 2)`` points in input pixels (the part another backend replaces)."""
+        with torch.inference_mode():
+            return self.model.predict(batch.to(self.device)).float().cpu().numpy()
 
     def positions(self, indices) -> list[int]:
         """Positions of iBUG ``indices`` in this model's output."""
@@ -124,6 +129,15 @@ class LandmarkModel:
         except ValueError:
             raise CheckpointError(f"{self.path}: the model does not predict points "
                                   f"{min(indices)}-{max(indices)}") from None
+
+
+def load_landmark_model(path: str, task: str, device: torch.device) -> LandmarkModel:
+    """A :class:`LandmarkModel` for a checkpoint, or, for a ``.onnx`` file
+    (``inference/export_onnx.py``), the ONNX Runtime twin with the same interface."""
+    if path.lower().endswith(".onnx"):
+        from .onnx_model import OnnxLandmarkModel
+        return OnnxLandmarkModel(path, task, device)
+    return LandmarkModel(path, task, device)
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -171,7 +185,8 @@ class FaceLandmarker:
     """Detect faces and predict their landmarks.
 
     ``weights``: face checkpoint (task "face", 68 points; default
-    ``weights/face.pt`` of this repository). ``eye_weights``: optional eye
+    ``weights/face.pt`` of this repository), or its ``.onnx`` export (run
+    with ONNX Runtime; so can ``eye_weights``). ``eye_weights``: optional eye
     checkpoint (task "eyes", points 36-47); when given, every face also gets
     ``eye_points`` and ``ears``. ``device``: "auto", "cpu", "cuda" or a
     ``torch.device`` (a missing GPU raises :class:`common.device.DeviceError`).
@@ -186,9 +201,9 @@ class FaceLandmarker:
                  device: str | torch.device = "auto", detector: str | FaceDetector = "haar",
                  detector_model: str | None = None, refine: bool = False):
         self.device = device if isinstance(device, torch.device) else select_device(device)
-        self.face_model = LandmarkModel(weights, "face", self.device)
+        self.face_model = load_landmark_model(weights, "face", self.device)
         self._face_pos = self.face_model.positions(range(68))
-        self.eye_model = LandmarkModel(eye_weights, "eyes", self.device) if eye_weights else None
+        self.eye_model = load_landmark_model(eye_weights, "eyes", self.device) if eye_weights else None
         if self.eye_model is not None:
             self._right = self.eye_model.positions(RIGHT_EYE)
             self._left = self.eye_model.positions(LEFT_EYE)

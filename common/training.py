@@ -52,7 +52,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", choices=HEADS, default="pip",
                    help="pip: pixel-in-pixel grid head (best measured); regression: the seed's linear head")
     p.add_argument("--input-size", type=int, default=128, help="network input side in pixels (multiple of 16)")
-    p.add_argument("--epochs", type=int, default=60, help="number of passes over the training faces")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs to train (default 60; with --resume the run's own, or this to shorten/extend it)")
     p.add_argument("--batch-size", type=int, default=32, help="faces per optimisation step")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--weight-decay", type=float, default=0.0)
@@ -195,10 +196,13 @@ def main(args: argparse.Namespace) -> dict:
         if "optimizer" not in state:
             raise C.CheckpointError(f"{last}: a released model, not a training state (use --init)")
         keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "resume")}
+        if args.epochs:  # a resumed run may be extended or shortened; the schedule follows
+            keep["epochs"] = args.epochs
         args = argparse.Namespace(**{**state["config"], **keep})
         run_dir = os.path.dirname(os.path.abspath(last))
     if not args.data:
         raise SystemExit("error: --data is required (one or more datasets)")
+    args.epochs = args.epochs or 60
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)

@@ -1,0 +1,548 @@
+"""Speed and memory of the landmark pipeline on this machine, side by side with
+dlib's HOG detector and 68-point shape predictor when dlib is installed.
+
+Install:  pip install -r requirements-cpu.txt
+          pip install onnx onnxscript onnxruntime       # optional: --backend onnx
+          pip install dlib face_recognition_models      # optional: the dlib columns
+Run (on a quiet machine: other work on the cores makes the figures meaningless):
+    python inference/benchmark.py --json bench.json
+    python inference/benchmark.py --threads 1 --json bench_1thread.json
+    python inference/benchmark.py --backend onnx --json bench_onnx.json
+    python inference/benchmark.py --channels-last --bf16 --json bench_bf16.json
+
+Figures (medians of --repeats runs after --warmup runs):
+- landmark model, per model (face, eyes): ms per face at batch 1 and faces/s
+  at batch 32, through LandmarkModel.predict_boxes on the portrait's face box
+  (crop, resize, normalise, network, decode);
+- full predict, ms per image (FaceLandmarker.detect_landmarks on an RGB array
+  already in memory: detection and landmarks, no file decoding), on matplotlib's
+  Grace Hopper portrait (public domain), 2x2 and 3x3 tilings of it, and the
+  images of --images DIR;
+- start-up (s): a fresh interpreter importing the predictor and loading the
+  models, as predict.py does, measured from the parent (median of
+  --startup-repeats);
+- peak memory (MB): peak RSS (ru_maxrss) of such a fresh process after it has
+  also predicted every benchmark image once.
+dlib runs the same images (detection on the same downscaled copy, --dlib-upsample)
+and the same face box; ratios are ours / dlib.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+FORMAT, VERSION = "face-landmark-benchmark", 1
+BATCH = 32
+DLIB_HINT = ("dlib comparison skipped: dlib and face_recognition_models are not importable "
+             "(pip install dlib face_recognition_models; dlib compiles from source, several minutes)")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("models and data")
+    g.add_argument("--weights", default=None, metavar="FILE",
+                   help="face checkpoint or .onnx export (default: weights/face.pt of this repository)")
+    g.add_argument("--eye-weights", default=None, metavar="FILE",
+                   help="eye checkpoint or .onnx export (default: weights/eyes.pt of this repository)")
+    g.add_argument("--no-eyes", dest="eyes", action="store_false", help="leave the eye model out")
+    g.add_argument("--images", default=None, metavar="DIR", help="more photos to time full predicts on")
+    g.add_argument("--detector", default="haar", choices=("haar", "yunet"))
+    g.add_argument("--detector-model", default=None, metavar="ONNX", help="model file for --detector yunet")
+    g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    g = p.add_argument_group("levers")
+    g.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                   help="onnx: ONNX Runtime (.pt weights are exported to a temporary folder first)")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch.set_num_threads(N); also ONNX Runtime's and OpenCV's threads "
+                        "(default: the libraries' own defaults)")
+    g.add_argument("--channels-last", action="store_true", help="channels-last memory format (torch)")
+    g.add_argument("--bf16", action="store_true", help="torch.autocast('cpu', torch.bfloat16) (torch)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the network and decoding (torch; failures are reported, "
+                        "then the run goes on uncompiled)")
+    g = p.add_argument_group("measurement")
+    g.add_argument("--repeats", type=int, default=10, metavar="N", help="timed runs per figure (median)")
+    g.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed runs before them")
+    g.add_argument("--startup-repeats", type=int, default=3, metavar="N",
+                   help="fresh processes for start-up time and peak memory")
+    g.add_argument("--no-startup", dest="startup", action="store_false",
+                   help="skip the fresh processes (startup_s and peak_mb are then null)")
+    g.add_argument("--no-dlib", dest="dlib", action="store_false", help="skip the dlib comparison")
+    g.add_argument("--dlib-upsample", type=int, default=0, metavar="N",
+                   help="dlib HOG upsampling steps (0 finds faces from about 80 px; "
+                        "face_recognition uses 1, about 4x the cost)")
+    g = p.add_argument_group("output")
+    g.add_argument("--json", default=None, metavar="FILE", help="write the figures as JSON")
+    g.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    p.add_argument("--probe", choices=("ours", "dlib"), default=None, help=argparse.SUPPRESS)
+    return p
+
+
+class BenchmarkError(Exception):
+    """A part of the benchmark could not run."""
+
+
+# -- shared by the main process and the fresh-process probes ------------------
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss), MB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def benchmark_images(folder: str | None) -> list[tuple[str, "object"]]:
+    """``(name, RGB uint8 array)``: the portrait, its 2x2 and 3x3 tilings,
+    then the readable images of ``folder`` by name (unreadable ones reported)."""
+    import numpy as np
+    from matplotlib import cbook
+    from common.imageio import IMAGE_EXTENSIONS, ImageReadError, read_image
+
+    rgb = read_image(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    out = [("grace_hopper", rgb), ("grace_hopper_2x2", np.tile(rgb, (2, 2, 1))),
+           ("grace_hopper_3x3", np.tile(rgb, (3, 3, 1)))]
+    if folder is not None:
+        if not os.path.isdir(folder):
+            raise ImageReadError(f"{folder}: --images needs a folder")
+        for f in sorted(os.listdir(folder)):
+            path = os.path.join(folder, f)
+            if not f.endswith(IMAGE_EXTENSIONS) or not os.path.isfile(path):
+                continue
+            try:
+                out.append((f, read_image(path)))
+            except ImageReadError as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+    return out
+
+
+class Levered:
+    """``LandmarkNet.predict`` with the torch levers applied (what
+    :meth:`LandmarkModel.run_batch` calls as ``model.predict``)."""
+
+    def __init__(self, model, channels_last: bool, bf16: bool, compile: bool):
+        import torch
+        self.model, self.channels_last, self.bf16 = model, channels_last, bf16
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self._predict = torch.compile(self._forward) if compile else self._forward
+
+    def _forward(self, x):
+        import torch
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(x)
+        return self.model.decode(out)  # decode works in float32
+
+    def predict(self, x):
+        import torch
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._predict(x)
+
+
+def build_landmarker(args, weights: str, eye_weights: str | None) -> tuple["object", dict]:
+    """A FaceLandmarker with ``args``' levers; returns it and the lever
+    settings actually in force (``compile_error`` when compiling failed)."""
+    import torch
+    from common.predictor import FaceLandmarker
+
+    fl = FaceLandmarker(weights, eye_weights, args.device, args.detector, args.detector_model)
+    levers = {"channels_last": args.channels_last, "bf16": args.bf16, "compile": args.compile,
+              "compile_error": None, "compile_s": None}
+    if args.backend != "torch" or not (args.channels_last or args.bf16 or args.compile):
+        return fl, levers
+    models = [m for m in (fl.face_model, fl.eye_model) if m is not None]
+    for m in models:
+        m.model = Levered(m.model, args.channels_last, args.bf16, args.compile)
+    if args.compile:  # compiling happens on the first call: try it now
+        t = time.time()
+        try:
+            for m in models:
+                m.run_batch(torch.zeros(1, 1, m.input_size, m.input_size))
+            levers["compile_s"] = time.time() - t  # first batch size only; others compile in warm-up
+        except Exception as exc:  # inductor raises many types (no compiler, unsupported op, ...)
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            levers["compile"], levers["compile_error"] = False, f"{exc.__class__.__name__}: {msg[:300]}"
+            for m in models:
+                m.model = Levered(m.model.model, args.channels_last, args.bf16, False)
+    return fl, levers
+
+
+def load_dlib(upsample: int):
+    """``(detect(rgb) -> list of rectangles in image pixels, predictor, dlib)``."""
+    import cv2
+    import dlib
+    import face_recognition_models
+    from common.detector import DETECT_MAX_SIDE
+    from common.imageio import rgb_to_gray
+
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+
+    def detect_landmarks(rgb):
+        # The same downscaled copy for detection as ours, landmarks on the full image.
+        gray = rgb_to_gray(rgb)
+        h, w = gray.shape
+        scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+        small = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                     interpolation=cv2.INTER_AREA)
+        faces = []
+        for r in detector(small, upsample):
+            rect = dlib.rectangle(int(r.left() / scale), int(r.top() / scale),
+                                  int(r.right() / scale), int(r.bottom() / scale))
+            shape = predictor(gray, rect)
+            faces.append([(p.x, p.y) for p in shape.parts()])
+        return faces
+
+    return detect_landmarks, predictor, dlib
+
+
+def probe(args) -> int:
+    """In a fresh process: load as predict.py does, note the time, predict
+    every benchmark image once, report the peak RSS (one JSON line)."""
+    if args.probe == "ours":
+        import torch
+        if args.threads:
+            import cv2
+            torch.set_num_threads(args.threads)
+            cv2.setNumThreads(args.threads)
+        fl, _ = build_landmarker(args, args.weights, args.eye_weights if args.eyes else None)
+        run = fl.detect_landmarks
+    else:
+        run, _, _ = load_dlib(args.dlib_upsample)
+    loaded = time.time()
+    for _, rgb in benchmark_images(args.images):
+        run(rgb)
+    print(json.dumps({"loaded_at": loaded, "peak_mb": peak_rss_mb()}))
+    return 0
+
+
+# -- measurement ---------------------------------------------------------------
+
+def median_s(fn, repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs, seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def fresh_processes(args, kind: str, weights: str | None, eye_weights: str | None) -> dict:
+    """Start-up time (median) and peak memory (median) of ``--probe kind`` runs."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--probe", kind, "--device", args.device,
+           "--detector", args.detector, "--dlib-upsample", str(args.dlib_upsample), "--backend", args.backend]
+    if kind == "ours":
+        cmd += ["--weights", weights] + (["--eye-weights", eye_weights] if eye_weights else ["--no-eyes"])
+        cmd += [f for f, on in (("--channels-last", args.channels_last), ("--bf16", args.bf16),
+                                ("--compile", args.compile)) if on]
+    for flag, value in (("--images", args.images), ("--threads", args.threads),
+                        ("--detector-model", args.detector_model)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    starts, peaks = [], []
+    for _ in range(args.startup_repeats):
+        t0 = time.time()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BenchmarkError(f"the fresh {kind} process failed: {tail}")
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        starts.append(res["loaded_at"] - t0)
+        peaks.append(res["peak_mb"])
+    return {"startup_s": statistics.median(starts), "peak_mb": statistics.median(peaks)}
+
+
+def cpu_info() -> dict:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.processor(), platform.machine()):
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpu": model, "logical_cpus": os.cpu_count(),
+            "bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"}),
+            "flags_read": bool(flags)}
+
+
+def machine_info(args) -> dict:
+    import cv2
+    import torch
+    info = cpu_info()
+    try:
+        import onnxruntime
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    info.update({"loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+                 "platform": platform.platform(), "python": platform.python_version(),
+                 "torch": torch.__version__, "onnxruntime": ort_version, "opencv": cv2.__version__,
+                 "threads": torch.get_num_threads()})
+    return info
+
+
+def model_figures(lm, gray, box, repeats: int, warmup: int) -> tuple[float, float]:
+    """``(ms per face at batch 1, faces/s at batch 32)`` through ``predict_boxes``."""
+    one = median_s(lambda: lm.predict_boxes(gray, [box]), repeats, warmup)
+    many = median_s(lambda: lm.predict_boxes(gray, [box] * BATCH), repeats, warmup)
+    return one * 1000, BATCH / many
+
+
+def dlib_figures(args, images, box) -> dict:
+    """The dlib twins of the figures: its 68-point predictor on the same face
+    box, and detection plus landmarks on the same images."""
+    from common.imageio import rgb_to_gray
+    detect_landmarks, predictor, dlib = load_dlib(args.dlib_upsample)
+    gray = rgb_to_gray(images[0][1])
+    rect = dlib.rectangle(*[int(round(v)) for v in box])
+    one = median_s(lambda: predictor(gray, rect), args.repeats, args.warmup)
+    many = median_s(lambda: [predictor(gray, rect) for _ in range(BATCH)], args.repeats, args.warmup)
+    out = {"dlib_ms_per_face_batch1": one * 1000, "dlib_faces_per_s_batch32": BATCH / many,
+           "dlib_ms_per_image": {}, "dlib_faces_per_image": {}}
+    for name, rgb in images:
+        out["dlib_ms_per_image"][name] = median_s(lambda: detect_landmarks(rgb), args.repeats, args.warmup) * 1000
+        out["dlib_faces_per_image"][name] = len(detect_landmarks(rgb))
+    out["dlib_version"] = getattr(dlib, "__version__", None)
+    return out
+
+
+# -- report --------------------------------------------------------------------
+
+def _fmt(v, digits=1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def print_table(doc: dict) -> None:
+    m, s = doc["machine"], doc["settings"]
+    levers = [k for k in ("channels_last", "bf16", "compile") if s[k]]
+    print(f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, load {m['loadavg_1min']}, "
+          f"torch {m['torch']}, threads: {s['threads']}")
+    print(f"backend: {s['backend']}, levers: {', '.join(levers) or 'none'}, device: {s['device']}, "
+          f"detector: {s['detector']}, median of {s['repeats']} after {s['warmup']} warm-up")
+    dlib = doc["dlib_ms_per_face_batch1"] is not None
+    rows = []
+    for task, info in doc["models"].items():
+        if info is None:
+            continue
+        what = f"{task} model ({info['points']} pts, {info['head']}, {info['input_size']} px)"
+        d1 = doc["dlib_ms_per_face_batch1"] if task == "face" else None
+        d32 = doc["dlib_faces_per_s_batch32"] if task == "face" else None
+        rows.append((f"{what}: ms/face, batch 1", doc["ms_per_face_batch1"][task], d1, 2))
+        rows.append((f"{what}: faces/s, batch {BATCH}", doc["faces_per_s_batch32"][task], d32, 0))
+    for name, ms in doc["ms_per_image"].items():
+        h, w = doc["images"][name]["height"], doc["images"][name]["width"]
+        n = doc["faces_per_image"][name]
+        dn = doc["dlib_faces_per_image"][name] if dlib else None
+        faces = f"{n}" + (f"/{dn}" if dn is not None else "")
+        rows.append((f"predict {name} ({w}x{h}, faces {faces}): ms/image", ms,
+                     doc["dlib_ms_per_image"][name] if dlib else None, 1))
+    for task, diff in doc["max_diff_px_vs_float32"].items():
+        if diff is not None:
+            rows.append((f"{task} model: largest point shift vs plain float32 torch, px", diff, None, 3))
+    rows.append(("start-up: s", doc["startup_s"], doc["dlib_startup_s"], 2))
+    rows.append(("peak memory: MB", doc["peak_mb"], doc["dlib_peak_mb"], 0))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'':<{width}}  {'ours':>9}" + (f"  {'dlib':>9}  {'ours/dlib':>9}" if dlib else ""))
+    for label, ours, theirs, digits in rows:
+        line = f"{label:<{width}}  {_fmt(ours, digits):>9}"
+        if dlib:
+            line += f"  {_fmt(theirs, digits):>9}  {_fmt(ratio(ours, theirs), 2):>9}"
+        print(line)
+
+
+def write_json(path: str, doc: dict) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def main(args: argparse.Namespace) -> int:
+    def fail(msg: str) -> int:
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+    if args.repeats < 1 or args.warmup < 0 or args.startup_repeats < 1:
+        return fail("--repeats and --startup-repeats must be at least 1, --warmup at least 0")
+    if args.threads is not None and args.threads < 1:
+        return fail("--threads must be at least 1")
+    if args.backend == "onnx" and (args.channels_last or args.bf16 or args.compile):
+        return fail("--channels-last, --bf16 and --compile are levers of --backend torch")
+    if args.json and os.path.exists(args.json) and not args.force:
+        return fail(f"{args.json}: already exists (use --force to overwrite)")
+    if args.probe:
+        return probe(args)
+
+    import cv2
+    import numpy as np
+    import torch
+    from common.imageio import rgb_to_gray
+    from common.predictor import DEFAULT_EYE_WEIGHTS, DEFAULT_WEIGHTS, LandmarkModel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+    weights = args.weights or DEFAULT_WEIGHTS
+    eye_weights = (args.eye_weights or DEFAULT_EYE_WEIGHTS) if args.eyes else None
+    if eye_weights and not os.path.isfile(eye_weights):
+        if args.eye_weights:
+            return fail(f"{eye_weights}: checkpoint not found")
+        print(f"eye model left out: {eye_weights} not found (give --eye-weights, or --no-eyes)")
+        eye_weights = None
+    machine = machine_info(args)
+    busy = machine["loadavg_1min"] is not None and machine["loadavg_1min"] > 0.5 * (machine["logical_cpus"] or 1)
+    if busy:
+        print(f"note: load average {machine['loadavg_1min']} on {machine['logical_cpus']} CPUs: other work "
+              "is running, so these timings are not representative")
+    if args.bf16 and machine["flags_read"] and not machine["bf16_instructions"]:
+        print("note: this CPU has no avx512_bf16/amx_bf16 instructions: bfloat16 is emulated, "
+              "probably slower than float32")
+
+    tmpdir = None
+    given = {weights: weights, eye_weights: eye_weights}  # weights used -> as given (before an export)
+    plain = {weights: weights, eye_weights: eye_weights}  # weights used -> checkpoint for the float32 reference
+    try:
+        if args.backend == "onnx":
+            from common.onnx_model import export_onnx
+            to_export = [w for w in (weights, eye_weights) if w and not w.lower().endswith(".onnx")]
+            if to_export:
+                tmpdir = tempfile.TemporaryDirectory(prefix="bench-onnx-")
+                import warnings
+                for w in to_export:
+                    out = os.path.join(tmpdir.name, os.path.splitext(os.path.basename(w))[0] + ".onnx")
+                    print(f"exporting {w} to ONNX (temporary; inference/export_onnx.py keeps one)")
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        export_onnx(w, out)
+                    given[out] = f"{w} (exported to a temporary ONNX file)"
+                    plain[out] = w
+                    weights = out if w == weights else weights
+                    eye_weights = out if w == eye_weights else eye_weights
+        else:
+            for w in (weights, eye_weights):
+                if w and w.lower().endswith(".onnx"):
+                    return fail(f"{w}: ONNX weights need --backend onnx")
+
+        fl, levers = build_landmarker(args, weights, eye_weights)
+        if levers["compile_error"]:
+            print(f"note: torch.compile failed, measured uncompiled: {levers['compile_error']}")
+        images = benchmark_images(args.images)
+        gray = rgb_to_gray(images[0][1])
+        dets = fl.detector.detect(images[0][1])
+        if dets:
+            box, box_source = dets[0].face_box, "detector"
+        else:  # no face found: a central box, so the model figures still exist
+            h, w = gray.shape
+            side = 0.5 * min(h, w)
+            box, box_source = np.array([w / 2 - side / 2, h / 2 - side / 2, w / 2 + side / 2,
+                                        h / 2 + side / 2], np.float32), "centre"
+
+        doc = {"format": FORMAT, "version": VERSION, "machine": machine, "busy": bool(busy),
+               "settings": {"backend": args.backend, "threads": torch.get_num_threads(), "device": args.device,
+                            **levers, "repeats": args.repeats, "warmup": args.warmup,
+                            "startup_repeats": args.startup_repeats if args.startup else 0,
+                            "detector": args.detector, "dlib_upsample": args.dlib_upsample,
+                            "face_box": [round(float(v), 1) for v in box], "face_box_source": box_source},
+               "models": {}, "input_size": {}, "head": {},
+               "ms_per_face_batch1": {}, "faces_per_s_batch32": {}, "max_diff_px_vs_float32": {}}
+        changed = args.backend != "torch" or args.channels_last or args.bf16 or levers["compile"]
+        for task, lm, path in (("face", fl.face_model, weights), ("eyes", fl.eye_model, eye_weights)):
+            if lm is None:
+                doc["models"][task] = None
+                continue
+            head = lm.description["head"] if lm.model is None else getattr(lm.model, "model", lm.model).head
+            doc["models"][task] = {"weights": given[path], "points": len(lm.indices),
+                                   "head": head, "input_size": lm.input_size, "epoch": lm.epoch}
+            doc["input_size"][task], doc["head"][task] = lm.input_size, head
+            ms, fps = model_figures(lm, gray, box, args.repeats, args.warmup)
+            doc["max_diff_px_vs_float32"][task] = None
+            if changed and not plain[path].lower().endswith(".onnx"):
+                ref = LandmarkModel(plain[path], task, fl.device)
+                doc["max_diff_px_vs_float32"][task] = float(np.abs(
+                    lm.predict_boxes(gray, [box]) - ref.predict_boxes(gray, [box])).max())
+                del ref
+            doc["ms_per_face_batch1"][task], doc["faces_per_s_batch32"][task] = ms, fps
+
+        doc["images"], doc["ms_per_image"], doc["faces_per_image"] = {}, {}, {}
+        for name, rgb in images:
+            doc["images"][name] = {"height": int(rgb.shape[0]), "width": int(rgb.shape[1])}
+            doc["ms_per_image"][name] = median_s(lambda: fl.detect_landmarks(rgb), args.repeats, args.warmup) * 1000
+            doc["faces_per_image"][name] = len(fl.detect_landmarks(rgb))
+        ours = fresh_processes(args, "ours", weights, eye_weights) if args.startup else {}
+        doc["startup_s"], doc["peak_mb"] = ours.get("startup_s"), ours.get("peak_mb")
+
+        dlib_keys = ("dlib_ms_per_face_batch1", "dlib_faces_per_s_batch32", "dlib_ms_per_image",
+                     "dlib_faces_per_image", "dlib_startup_s", "dlib_peak_mb")
+        doc.update({k: None for k in dlib_keys})
+        doc["dlib"] = {"available": False, "note": None, "upsample": args.dlib_upsample, "version": None}
+        if not args.dlib:
+            doc["dlib"]["note"] = "skipped (--no-dlib)"
+        else:
+            try:
+                import dlib  # noqa: F401
+                import face_recognition_models  # noqa: F401
+            except ImportError:
+                print(DLIB_HINT)
+                doc["dlib"]["note"] = DLIB_HINT
+            else:
+                d = dlib_figures(args, images, box)
+                doc["dlib"].update(available=True, version=d.pop("dlib_version"))
+                doc.update(d)
+                if args.startup:
+                    theirs = fresh_processes(args, "dlib", None, None)
+                    doc["dlib_startup_s"], doc["dlib_peak_mb"] = theirs["startup_s"], theirs["peak_mb"]
+        doc["ratio_ours_over_dlib"] = None if not doc["dlib"]["available"] else {
+            "ms_per_face_batch1": ratio(doc["ms_per_face_batch1"]["face"], doc["dlib_ms_per_face_batch1"]),
+            "faces_per_s_batch32": ratio(doc["faces_per_s_batch32"]["face"], doc["dlib_faces_per_s_batch32"]),
+            "ms_per_image": {k: ratio(v, doc["dlib_ms_per_image"][k]) for k, v in doc["ms_per_image"].items()},
+            "startup_s": ratio(doc["startup_s"], doc["dlib_startup_s"]),
+            "peak_mb": ratio(doc["peak_mb"], doc["dlib_peak_mb"])}
+    finally:
+        if tmpdir is not None:
+            tmpdir.cleanup()
+
+    print_table(doc)
+    if args.json:
+        write_json(args.json, doc)
+        print(f"JSON written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    args = get_args_parser().parse_args()
+    try:
+        sys.exit(main(args))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # one clear line for the user
+        from common.checkpoint import CheckpointError
+        from common.detector import DetectorError
+        from common.device import DeviceError
+        from common.imageio import ImageReadError
+        if isinstance(exc, (BenchmarkError, CheckpointError, DetectorError, DeviceError, ImageReadError)):
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        raise

@@ -1,0 +1,151 @@
+"""ONNX export (decoded points, dynamic batch, self-description) agrees with
+PyTorch and runs inside FaceLandmarker; inference/benchmark.py writes its
+figures with stable keys. Small random checkpoints: plumbing, not accuracy."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from inference_helpers import REPO, portrait_path
+
+BENCHMARK = REPO / "inference" / "benchmark.py"
+EXPORT = REPO / "inference" / "export_onnx.py"
+INPUT_SIZE = 64
+
+
+def _missing_onnx_tools() -> str | None:
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        try:
+            __import__(name)
+        except ImportError:
+            return name
+    return None
+
+
+needs_onnx = pytest.mark.skipif(_missing_onnx_tools() is not None,
+                                reason=f"{_missing_onnx_tools()} is not installed "
+                                       "(pip install onnx onnxscript onnxruntime)")
+
+
+def _run(script, *args, timeout=120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=str(REPO), env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory) -> str:
+    """A random 68-point pip model at 64 px, saved as common/training.py saves one."""
+    from common import checkpoint as C
+    from common.landmarks import FACE_INDICES
+    from common.model import build_model
+    torch.manual_seed(0)
+    model = build_model(68, "pip", INPUT_SIZE)
+    # Untrained score maps are nearly flat, and an argmax over near-ties may
+    # legitimately pick another cell after any rounding difference; clear
+    # winners make the comparison with PyTorch a sharp test.
+    torch.nn.init.normal_(model.score.weight, std=0.5)
+    path = str(tmp_path_factory.mktemp("bench") / "face.pt")
+    C.atomic_save({**C.describe(model, "face", FACE_INDICES, 0.5, 0.25), "config": {"epochs": 1},
+                   "scores": {"nme": 99.0}, "epoch": 1, "model": C.clean_state_dict(model.state_dict())}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_file(small_checkpoint) -> str:
+    if _missing_onnx_tools():
+        pytest.skip(f"{_missing_onnx_tools()} is not installed (pip install onnx onnxscript onnxruntime)")
+    import warnings
+    from common.onnx_model import export_onnx
+    out = os.path.splitext(small_checkpoint)[0] + ".onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(small_checkpoint, out)
+    return out
+
+
+@needs_onnx
+def test_onnx_export_matches_torch_and_describes_itself(small_checkpoint, onnx_file):
+    from common.checkpoint import load_checkpoint
+    from common.onnx_model import OnnxLandmarkModel, compare_with_torch
+
+    c = compare_with_torch(onnx_file, small_checkpoint, batch=3)
+    assert c["points"] == 3 * 68
+    assert c["differ"] == 0 and c["max_abs"] < 1e-3, c
+
+    ckpt = load_checkpoint(small_checkpoint)
+    m = OnnxLandmarkModel(onnx_file, "face", torch.device("cpu"))
+    assert m.task == "face" and m.indices == ckpt["landmark_indices"] and m.input_size == INPUT_SIZE
+    assert (m.mean, m.std) == (0.5, 0.25)
+    assert m.description["crop"] == ckpt["crop"] and m.epoch == 1 and m.scores == {"nme": 99.0}
+    for b in (1, 5):  # the batch dimension is free
+        out = m.run_batch(torch.zeros(b, 1, INPUT_SIZE, INPUT_SIZE))
+        assert out.shape == (b, 68, 2) and out.dtype == np.float32
+
+
+@needs_onnx
+def test_face_landmarker_takes_onnx_weights(small_checkpoint, onnx_file):
+    from common.checkpoint import CheckpointError
+    from common.onnx_model import OnnxLandmarkModel
+    from common.predictor import FaceLandmarker
+
+    pt = FaceLandmarker(small_checkpoint, device="cpu")
+    ox = FaceLandmarker(onnx_file, device="cpu")
+    assert isinstance(ox.face_model, OnnxLandmarkModel)
+    a, b = pt.detect_landmarks(portrait_path()), ox.detect_landmarks(portrait_path())
+    assert len(a) == len(b) == 1
+    assert b[0].points.shape == (68, 2) and b[0].points.dtype == np.float32
+    # Points are in image pixels: the crop is about 4x the 64 px input here.
+    assert np.abs(a[0].points - b[0].points).max() < 0.01
+    with pytest.raises(CheckpointError, match="'face' model, but a 'eyes' model is needed"):
+        OnnxLandmarkModel(onnx_file, "eyes", torch.device("cpu"))
+
+
+def test_export_refuses_to_overwrite(tmp_path):
+    weights = tmp_path / "face.pt"
+    weights.write_bytes(b"not a checkpoint")
+    existing = tmp_path / "face.onnx"
+    existing.write_bytes(b"keep me")
+    r = _run(EXPORT, "--weights", weights)
+    assert r.returncode == 2 and "already exists" in r.stderr and "--force" in r.stderr
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_benchmark_writes_its_figures(small_checkpoint, tmp_path):
+    out = tmp_path / "bench.json"
+    r = _run(BENCHMARK, "--weights", small_checkpoint, "--no-eyes", "--repeats", "1", "--warmup", "0",
+             "--no-startup", "--json", out)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "face-landmark-benchmark" and doc["version"] == 1
+    for key in ("cpu", "logical_cpus", "torch", "threads", "loadavg_1min"):
+        assert key in doc["machine"]
+    s = doc["settings"]
+    assert s["backend"] == "torch" and s["threads"] >= 1 and s["repeats"] == 1
+    assert s["channels_last"] is s["bf16"] is s["compile"] is False
+    assert doc["models"]["eyes"] is None and doc["models"]["face"]["points"] == 68
+    assert doc["input_size"] == {"face": INPUT_SIZE} and doc["head"] == {"face": "pip"}
+    assert doc["ms_per_face_batch1"]["face"] > 0 and doc["faces_per_s_batch32"]["face"] > 0
+    names = ["grace_hopper", "grace_hopper_2x2", "grace_hopper_3x3"]
+    assert list(doc["ms_per_image"]) == names and all(v > 0 for v in doc["ms_per_image"].values())
+    assert doc["images"]["grace_hopper_2x2"] == {"height": 1200, "width": 1024}
+    assert doc["faces_per_image"] == {"grace_hopper": 1, "grace_hopper_2x2": 4, "grace_hopper_3x3": 9}
+    assert doc["startup_s"] is None and doc["peak_mb"] is None  # --no-startup: no fresh processes
+    for key in ("dlib_ms_per_face_batch1", "dlib_faces_per_s_batch32", "dlib_ms_per_image",
+                "dlib_faces_per_image", "dlib_startup_s", "dlib_peak_mb", "ratio_ours_over_dlib"):
+        assert key in doc
+    if not doc["dlib"]["available"]:
+        assert doc["dlib_ms_per_image"] is None and doc["ratio_ours_over_dlib"] is None
+        assert "pip install dlib face_recognition_models" in r.stdout
+    # The table went to stdout; the JSON file is never overwritten without --force.
+    assert "faces/s, batch 32" in r.stdout and "ms/image" in r.stdout
+    before = out.read_text()
+    r = _run(BENCHMARK, "--weights", small_checkpoint, "--json", out)
+    assert r.returncode == 2 and "already exists" in r.stderr
+    assert out.read_text() == before
