@@ -23,7 +23,7 @@ from .checkpoint import CheckpointError, load_model
 from .detector import Detection, FaceDetector, make_detector
 from .device import select_device
 from .imageio import read_image, rgb_to_gray
-from .landmarks import eye_aspect_ratio, landmark_box
+from .landmarks import eye_aspect_ratio, flip_permutation, landmark_box
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WEIGHTS = os.path.join(REPO_ROOT, "weights", "face.pt")
@@ -83,6 +83,9 @@ def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | Non
 class LandmarkModel:
     """A loaded checkpoint (face or eyes) with the crop that feeds it."""
 
+    # Test-time mirroring: average with the prediction on the mirrored crop.
+    flip_test = False
+
     def __init__(self, path: str, task: str, device: torch.device):
         self.path, self.task, self.device = path, task, device
         self.model, ckpt = load_model(path, task)
@@ -113,7 +116,12 @@ class LandmarkModel:
             t, _ = T.to_tensor(img, none, self.mean, self.std)
             regions.append(region)
             batch.append(t)
-        out = self.run_batch(torch.stack(batch))
+        batch = torch.stack(batch)
+        out = self.run_batch(batch)
+        if self.flip_test:
+            mirrored = self.run_batch(torch.flip(batch, dims=[3]))[:, flip_permutation(self.indices)]
+            mirrored[..., 0] = (self.input_size - 1) - mirrored[..., 0]
+            out = (out + mirrored) / 2
         return np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
 
     def run_batch(self, batch: torch.Tensor) -> np.ndarray:

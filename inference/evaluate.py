@@ -40,6 +40,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="eyes: score only points 36-47 (to compare a face model with the eye model)")
     p.add_argument("--refine", action="store_true",
                    help="second pass: re-crop from the first prediction's landmark box")
+    p.add_argument("--flip-test", action="store_true",
+                   help="average each prediction with the one on the mirrored crop (2x the network time)")
     p.add_argument("--face-weights", default=None,
                    help="for an eye model with --refine: the face model whose prediction gives the box")
     p.add_argument("--detector", default="haar", choices=("haar", "yunet"))
@@ -65,6 +67,7 @@ def main(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.weights)
     device = select_device(args.device)
     model = LandmarkModel(args.weights, ckpt["task"], device)
+    model.flip_test = args.flip_test
     face_model = None
     if args.refine:
         face_model = model if ckpt["task"] == "face" else LandmarkModel(args.face_weights or "weights/face.pt",
@@ -122,7 +125,8 @@ def main(args: argparse.Namespace) -> int:
     s = summarize(nmes[found])
     what = f"{ckpt['task']} model ({ckpt['head']} head, {ckpt['input_size']}px, epoch {ckpt.get('epoch')})"
     print(f"weights: {args.weights}: {what}")
-    print(f"data: {args.data} [{args.split}], boxes: {args.boxes}{' + refine' if args.refine else ''}, "
+    print(f"data: {args.data} [{args.split}], boxes: {args.boxes}{' + refine' if args.refine else ''}"
+          f"{' + flip-test' if args.flip_test else ''}, "
           f"points: {args.points} ({len(indices)}), faces: {len(records)}, "
           f"{(time.time() - t0) / max(len(records), 1) * 1000:.0f} ms/face")
     extra = {}
@@ -134,7 +138,8 @@ def main(args: argparse.Namespace) -> int:
               f"AUC8={s_all['auc8']:.1f} n={s_all['n']}")
     ced = args.ced or os.path.join("runs", "eval", f"{os.path.splitext(os.path.basename(args.weights))[0]}_"
                                    f"{os.path.splitext(name)[0]}_{args.split}_{args.boxes}"
-                                   f"{'_eyes' if args.points == 'eyes' else ''}.png")
+                                   f"{'_eyes' if args.points == 'eyes' else ''}{'_refine' if args.refine else ''}"
+                                   f"{'_flip' if args.flip_test else ''}.png")
     os.makedirs(os.path.dirname(os.path.abspath(ced)), exist_ok=True)
     ced_plot({f"{ckpt['task']} model, {args.boxes} boxes": nmes[found]}, ced,
              title=f"{name} [{args.split}], n={int(found.sum())}")
