@@ -81,8 +81,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--eye-weights", default=None, metavar="PT",
                    help="eye checkpoint (task 'eyes') or its .onnx export; default: weights/eyes.pt "
                         "of this repository")
-    g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=False,
-                   help="second pass on the crop given by the first prediction (default: off)")
+    g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                   help="second pass on the crop given by the first prediction (default: on; it lowers "
+                        "the error with detector boxes from 4.83%% to 4.44%% NME, see weights/README.md; "
+                        "--no-refine halves the network time)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")
     g.add_argument("--detector", default="haar", choices=("haar", "yunet"),
                    help="face detector: OpenCV's Haar cascade, or YuNet (needs --detector-model)")

@@ -202,12 +202,13 @@ class FaceLandmarker:
     file) or a :class:`common.detector.FaceDetector`. ``refine``: run the face
     model a second time on the crop given by its first prediction's landmark
     box (the box convention it was trained on); the eye crop then uses that
-    box too. Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
+    box too (default on: it lowers the error with detector boxes, see
+    weights/README.md). Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
     """
 
     def __init__(self, weights: str = DEFAULT_WEIGHTS, eye_weights: str | None = None,
                  device: str | torch.device = "auto", detector: str | FaceDetector = "haar",
-                 detector_model: str | None = None, refine: bool = False):
+                 detector_model: str | None = None, refine: bool = True):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.face_model = load_landmark_model(weights, "face", self.device)
         self._face_pos = self.face_model.positions(range(68))

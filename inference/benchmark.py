@@ -59,6 +59,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--detector", default="haar", choices=("haar", "yunet"))
     g.add_argument("--detector-model", default=None, metavar="ONNX", help="model file for --detector yunet")
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                   help="predict.py's second face-model pass (default on, as in predict.py)")
     g = p.add_argument_group("levers")
     g.add_argument("--backend", default="torch", choices=("torch", "onnx"),
                    help="onnx: ONNX Runtime (.pt weights are exported to a temporary folder first)")
@@ -154,8 +156,9 @@ def build_landmarker(args, weights: str, eye_weights: str | None) -> tuple["obje
     import torch
     from common.predictor import FaceLandmarker
 
-    fl = FaceLandmarker(weights, eye_weights, args.device, args.detector, args.detector_model)
-    levers = {"channels_last": args.channels_last, "bf16": args.bf16, "compile": args.compile,
+    fl = FaceLandmarker(weights, eye_weights, args.device, args.detector, args.detector_model,
+                        refine=args.refine)
+    levers = {"refine": args.refine, "channels_last": args.channels_last, "bf16": args.bf16, "compile": args.compile,
               "compile_error": None, "compile_s": None}
     if args.backend != "torch" or not (args.channels_last or args.bf16 or args.compile):
         return fl, levers
@@ -246,7 +249,7 @@ def fresh_processes(args, kind: str, weights: str | None, eye_weights: str | Non
     if kind == "ours":
         cmd += ["--weights", weights] + (["--eye-weights", eye_weights] if eye_weights else ["--no-eyes"])
         cmd += [f for f, on in (("--channels-last", args.channels_last), ("--bf16", args.bf16),
-                                ("--compile", args.compile)) if on]
+                                ("--compile", args.compile), ("--no-refine", not args.refine)) if on]
     for flag, value in (("--images", args.images), ("--threads", args.threads),
                         ("--detector-model", args.detector_model)):
         if value is not None:
