@@ -203,12 +203,13 @@ class FaceLandmarker:
     model a second time on the crop given by its first prediction's landmark
     box (the box convention it was trained on); the eye crop then uses that
     box too (default on: it lowers the error with detector boxes, see
-    weights/README.md). Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
+    weights/README.md). ``flip_test``: also run every crop mirrored and
+    average (lower error, twice the network time). Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
     """
 
     def __init__(self, weights: str = DEFAULT_WEIGHTS, eye_weights: str | None = None,
                  device: str | torch.device = "auto", detector: str | FaceDetector = "haar",
-                 detector_model: str | None = None, refine: bool = True):
+                 detector_model: str | None = None, refine: bool = True, flip_test: bool = False):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.face_model = load_landmark_model(weights, "face", self.device)
         self._face_pos = self.face_model.positions(range(68))
@@ -219,6 +220,9 @@ class FaceLandmarker:
             self._eye_pos = self.eye_model.positions(RIGHT_EYE + LEFT_EYE)
         self.detector = detector if isinstance(detector, FaceDetector) else make_detector(detector, detector_model)
         self.refine = refine
+        for m in (self.face_model, self.eye_model):
+            if m is not None:
+                m.flip_test = flip_test
 
     def detect_faces(self, image, colour: str = "rgb") -> list[Detection]:
         """Face detections only (see :func:`prepare_image` for ``image``)."""
