@@ -342,7 +342,7 @@ class Runner:
 
 
 def json_document(args, runner: Runner | None, errors: list[dict]) -> dict:
-    """The whole JSON output (see docs_inference.md for the shape)."""
+    """The whole JSON output (see README.md, section JSON, for the shape)."""
     return {"format": JSON_FORMAT, "version": JSON_VERSION,
             "weights": args.weights, "eye_weights": args.eye_weights if args.eyes else None,
             "refine": bool(args.refine),

@@ -55,7 +55,7 @@ def run_predict(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
 
 
 def check_json_document(doc: dict, eyes: bool = False) -> None:
-    """Assert that ``doc`` has the documented shape (docs_inference.md)."""
+    """Assert that ``doc`` has the documented shape (README.md, section JSON)."""
     def pair_list(v, n):
         assert isinstance(v, list) and len(v) == n, (type(v), len(v) if isinstance(v, list) else None)
         for p in v:
