@@ -535,17 +535,5 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    args = get_args_parser().parse_args()
-    try:
-        sys.exit(main(args))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:  # one clear line for the user
-        from common.checkpoint import CheckpointError
-        from common.detector import DetectorError
-        from common.device import DeviceError
-        from common.imageio import ImageReadError
-        if isinstance(exc, (BenchmarkError, CheckpointError, DetectorError, DeviceError, ImageReadError)):
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
-        raise
+    from common.cli import run_script
+    run_script(main, get_args_parser(), (BenchmarkError,))

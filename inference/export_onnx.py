@@ -74,14 +74,5 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    args = get_args_parser().parse_args()
-    try:
-        sys.exit(main(args))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:
-        from common.checkpoint import CheckpointError
-        if isinstance(exc, CheckpointError):
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
-        raise
+    from common.cli import run_script
+    run_script(main, get_args_parser())
