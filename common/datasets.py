@@ -95,7 +95,13 @@ def read_dlib_xml(xml_path: str, check_images: bool = True,
         where = f"{xml_path}: <image file='{rel}'>"
         path = os.path.normpath(os.path.join(root_dir, rel))
         if check_images:
-            _check_image(path, where)
+            try:
+                _check_image(path, where)
+            except DatasetFormatError as exc:
+                if errors is None:
+                    raise
+                errors.append(str(exc))
+                continue
         for j, box in enumerate(image.iter("box")):
             bwhere = f"{where} <box> #{j + 1}"
             try:
@@ -175,20 +181,34 @@ def _image_beside(pts_path: str) -> str | None:
     return None
 
 
-def read_pts_folder(folder: str) -> list[FaceRecord]:
-    """Read every ``.pts`` file under ``folder`` (recursively), sorted by path."""
-    pts_files = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder)
-                       for f in fs if f.lower().endswith(".pts"))
-    if not pts_files:
+def _pts_record(pts_path: str, base: str) -> FaceRecord:
+    """One ``.pts`` file and the image beside it; ``base`` roots the group key."""
+    img = _image_beside(pts_path)
+    if img is None:
+        raise DatasetFormatError(f"{pts_path}: no image beside it (tried {', '.join(IMAGE_EXTENSIONS[:7])})")
+    return FaceRecord(image_path=img, points=read_pts_file(pts_path),
+                      group=photo_group(os.path.relpath(img, base)), source=pts_path)
+
+
+def read_pts_folder(folder: str, errors: list[str] | None = None) -> list[FaceRecord]:
+    """Read every ``.pts`` file under ``folder`` (recursively, sorted by path),
+    or one ``.pts`` file. With an ``errors`` list, bad files are skipped and
+    their messages appended to it instead of raising."""
+    if os.path.isfile(folder):
+        files, base = [folder], os.path.dirname(folder)
+    else:
+        files, base = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder)
+                             for f in fs if f.lower().endswith(".pts")), folder
+    if not files:
         raise DatasetFormatError(f"{folder}: no .pts files found")
     records = []
-    for p in pts_files:
-        img = _image_beside(p)
-        if img is None:
-            raise DatasetFormatError(f"{p}: no image beside it (tried {', '.join(IMAGE_EXTENSIONS[:7])})")
-        rel = os.path.relpath(img, folder)
-        records.append(FaceRecord(image_path=img, points=read_pts_file(p),
-                                  group=photo_group(rel), source=p))
+    for p in files:
+        try:
+            records.append(_pts_record(p, base))
+        except DatasetFormatError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
     return records
 
 
@@ -198,9 +218,27 @@ def _csv_image_dir(csv_path: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(csv_path)), split)
 
 
-def read_keypoints_csv(csv_path: str, image_dir: str | None = None,
-                       check_images: bool = True) -> list[FaceRecord]:
-    """Read a keypoints CSV (header, then file name and 136 numbers per row)."""
+def _csv_record(row: list[str], where: str, image_dir: str, check_images: bool) -> FaceRecord:
+    """One CSV row (file name and 136 numbers) as a record; ``where`` names it in errors."""
+    if len(row) != 1 + 2 * NUM_FACE_POINTS:
+        raise DatasetFormatError(
+            f"{where}: expected a file name and {2 * NUM_FACE_POINTS} numbers, got {len(row)} fields")
+    bad = next((v for v in row[1:] if not _is_float(v)), None)
+    if bad is not None:
+        raise DatasetFormatError(f"{where}: not a number: {bad!r}")
+    vals = np.array([float(v) for v in row[1:]], dtype=np.float64)
+    path = os.path.join(image_dir, row[0])
+    if check_images:
+        _check_image(path, where)
+    return FaceRecord(image_path=path, points=_check_points(vals.reshape(-1, 2), where),
+                      group=photo_group(row[0]), source=where)
+
+
+def read_keypoints_csv(csv_path: str, image_dir: str | None = None, check_images: bool = True,
+                       errors: list[str] | None = None) -> list[FaceRecord]:
+    """Read a keypoints CSV (header, then file name and 136 numbers per row).
+    With an ``errors`` list, bad rows are skipped and their messages appended
+    to it instead of raising."""
     image_dir = image_dir or _csv_image_dir(csv_path)
     records = []
     try:
@@ -208,24 +246,15 @@ def read_keypoints_csv(csv_path: str, image_dir: str | None = None,
     except OSError as exc:
         raise DatasetFormatError(f"{csv_path}: {exc.strerror or exc}") from None
     with f:
-        reader = csv.reader(f)
-        for line_no, row in enumerate(reader, start=1):
+        for line_no, row in enumerate(csv.reader(f), start=1):
             if line_no == 1 or not row or not "".join(row).strip():
                 continue  # header or blank
-            where = f"{csv_path}: line {line_no}"
-            if len(row) != 1 + 2 * NUM_FACE_POINTS:
-                raise DatasetFormatError(
-                    f"{where}: expected a file name and {2 * NUM_FACE_POINTS} numbers, got {len(row)} fields")
             try:
-                vals = np.array([float(v) for v in row[1:]], dtype=np.float64)
-            except ValueError:
-                bad = next(v for v in row[1:] if not _is_float(v))
-                raise DatasetFormatError(f"{where}: not a number: {bad!r}") from None
-            path = os.path.join(image_dir, row[0])
-            if check_images:
-                _check_image(path, where)
-            records.append(FaceRecord(image_path=path, points=_check_points(vals.reshape(-1, 2), where),
-                                      group=photo_group(row[0]), source=where))
+                records.append(_csv_record(row, f"{csv_path}: line {line_no}", image_dir, check_images))
+            except DatasetFormatError as exc:
+                if errors is None:
+                    raise
+                errors.append(str(exc))
     return records
 
 
@@ -255,71 +284,19 @@ def dataset_format(path: str) -> str:
 
 def read_dataset(path: str, skip_bad: bool = False) -> list[FaceRecord]:
     """Read any supported dataset. With ``skip_bad``, malformed records are
-    dropped (reported on stderr) instead of raising."""
+    dropped (their count and the first message on stderr) instead of raising."""
     fmt = dataset_format(path)
     if not os.path.exists(path):
         raise DatasetFormatError(f"{path}: no such file or folder")
-    if not skip_bad:
-        if fmt == "xml":
-            return read_dlib_xml(path)
-        if fmt == "csv":
-            return read_keypoints_csv(path)
-        if os.path.isfile(path):
-            img = _image_beside(path)
-            if img is None:
-                raise DatasetFormatError(f"{path}: no image beside it")
-            return [FaceRecord(img, read_pts_file(path), group=photo_group(os.path.basename(img)), source=path)]
-        return read_pts_folder(path)
-    return _read_skipping(path, fmt)
-
-
-def _read_skipping(path: str, fmt: str) -> list[FaceRecord]:
-    records, bad = [], []
+    errors: list[str] | None = [] if skip_bad else None
     if fmt == "xml":
-        for r in read_dlib_xml(path, check_images=False, errors=bad):
-            if os.path.isfile(r.image_path):
-                records.append(r)
-            else:
-                bad.append(f"{r.source}: image not found: {r.image_path}")
+        records = read_dlib_xml(path, errors=errors)
     elif fmt == "csv":
-        image_dir = _csv_image_dir(path)
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-        for line_no, row in enumerate(rows, start=1):
-            if line_no == 1 or not row or not "".join(row).strip():
-                continue
-            tmp = f"{path}: line {line_no}"
-            try:
-                if len(row) != 1 + 2 * NUM_FACE_POINTS:
-                    raise DatasetFormatError(f"{tmp}: wrong field count {len(row)}")
-                if not all(_is_float(v) for v in row[1:]):
-                    bad_v = next(v for v in row[1:] if not _is_float(v))
-                    raise DatasetFormatError(f"{tmp}: not a number: {bad_v!r}")
-                vals = np.array([float(v) for v in row[1:]])
-                img = os.path.join(image_dir, row[0])
-                _check_image(img, tmp)
-                records.append(FaceRecord(img, _check_points(vals.reshape(-1, 2), tmp),
-                                          group=photo_group(row[0]), source=tmp))
-            except (DatasetFormatError, ValueError) as exc:
-                bad.append(str(exc))
+        records = read_keypoints_csv(path, errors=errors)
     else:
-        # A single .pts file, or every .pts file under a folder.
-        base = os.path.dirname(path) if os.path.isfile(path) else path
-        files = [path] if os.path.isfile(path) else sorted(
-            os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.lower().endswith(".pts"))
-        if not files:
-            raise DatasetFormatError(f"{path}: no .pts files found")
-        for p in files:
-            try:
-                img = _image_beside(p)
-                if img is None:
-                    raise DatasetFormatError(f"{p}: no image beside it")
-                records.append(FaceRecord(img, read_pts_file(p),
-                                          group=photo_group(os.path.relpath(img, base)), source=p))
-            except DatasetFormatError as exc:
-                bad.append(str(exc))
-    if bad:
-        print(f"{path}: skipped {len(bad)} bad record(s); first: {bad[0]}", file=sys.stderr)
+        records = read_pts_folder(path, errors=errors)
+    if errors:
+        print(f"{path}: skipped {len(errors)} bad record(s); first: {errors[0]}", file=sys.stderr)
     return records
 
 

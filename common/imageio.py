@@ -17,14 +17,18 @@ class ImageReadError(Exception):
     """The file is missing, is not an image, or is damaged."""
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Any image array to uint8: bool to 0/255, floats in [0, 1] scaled by 255,
+    16-bit ranges (max above 255) scaled down from 65535, the rest clipped."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
-    arr = arr.astype(np.float64)
-    hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
-    return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    top = float(arr.max(initial=0))
+    if np.issubdtype(arr.dtype, np.floating) and top <= 1.0:
+        return np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    hi = 65535.0 if top > 255 else 255.0
+    return np.clip(arr.astype(np.float32) * (255.0 / hi) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:
@@ -57,7 +61,7 @@ def read_image(path: str, gray: bool = False) -> np.ndarray:
             ImageOps.exif_transpose(im, in_place=True)
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = _to_uint8(np.asarray(im))
+                arr = to_uint8(np.asarray(im))
                 if gray:
                     return np.ascontiguousarray(arr)
                 return np.ascontiguousarray(np.stack([arr] * 3, axis=-1))

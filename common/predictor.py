@@ -22,7 +22,7 @@ from . import transforms as T
 from .checkpoint import CheckpointError, load_model
 from .detector import Detection, FaceDetector, make_detector
 from .device import select_device
-from .imageio import read_image, rgb_to_gray
+from .imageio import read_image, rgb_to_gray, to_uint8
 from .landmarks import eye_aspect_ratio, flip_permutation, landmark_box
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,17 +148,6 @@ def load_landmark_model(path: str, task: str, device: torch.device) -> LandmarkM
     return LandmarkModel(path, task, device)
 
 
-def _to_uint8(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == bool:
-        return a.astype(np.uint8) * 255
-    if np.issubdtype(a.dtype, np.floating) and float(a.max(initial=0)) <= 1.0:
-        return np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    hi = 65535.0 if float(a.max(initial=0)) > 255 else 255.0
-    return np.clip(a.astype(np.float32) * (255.0 / hi) + 0.5, 0, 255).astype(np.uint8)
-
-
 def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
     """``(rgb, gray)`` uint8 views of an input image.
 
@@ -180,11 +169,11 @@ def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim == 2:
-        gray = np.ascontiguousarray(_to_uint8(a))
+        gray = np.ascontiguousarray(to_uint8(a))
         return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), gray
     if a.ndim != 3 or a.shape[2] not in (3, 4) or min(a.shape[:2]) < 1:
         raise ValueError(f"expected an image array (H, W), (H, W, 3) or (H, W, 4), got shape {a.shape}")
-    a = np.ascontiguousarray(_to_uint8(a[:, :, :3]))
+    a = np.ascontiguousarray(to_uint8(a[:, :, :3]))
     rgb = a if colour == "rgb" else cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
     return rgb, rgb_to_gray(rgb)
 
