@@ -21,6 +21,15 @@ HAAR_CALIBRATION = {"dx": 0.005, "dy": 0.145, "scale": 0.877}
 
 # Detection runs on a copy whose longer side is at most this many pixels.
 DETECT_MAX_SIDE = 1280
+# The smallest face looked for, in pixels of the input image (dlib's HOG
+# detector finds faces from about 80 px without upsampling, 40 px with one
+# upsampling step). Detection runs on a copy scaled so that a face of this
+# size fills the backend's smallest window: smaller faces cost time to look
+# for, so a larger value is faster (predict.py --min-face).
+MIN_FACE = 40
+# Haar cascade settings (inference/tune_detector.py compares others).
+HAAR_SCALE_FACTOR = 1.1
+HAAR_MIN_NEIGHBORS = 5
 
 
 class DetectorError(Exception):
@@ -79,25 +88,36 @@ def dedupe(dets: list[Detection], iou_thresh: float = 0.3) -> list[Detection]:
 
 
 class FaceDetector:
-    """Base class: ``detect(rgb)`` -> deduplicated, plausible detections."""
+    """Base class: ``detect(rgb)`` -> deduplicated, plausible detections of
+    faces from ``min_face`` pixels up."""
     calibration = {"dx": 0.0, "dy": 0.0, "scale": 1.0}
-    min_face = 20  # pixels, in the original image
+    window = 24  # the smallest face the backend finds in its own input, pixels
+
+    def __init__(self, min_face: float = MIN_FACE):
+        if not min_face > 0:
+            raise DetectorError(f"the smallest face size must be positive, got {min_face}")
+        self.min_face = float(min_face)
 
     def _detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float | None]]:
         raise NotImplementedError
 
+    def detect_scale(self, height: int, width: int) -> float:
+        """Scale of the copy that detection runs on: a ``min_face`` face fills
+        the backend's window, and the longer side is at most DETECT_MAX_SIDE."""
+        return min(1.0, DETECT_MAX_SIDE / max(height, width), self.window / self.min_face)
+
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """Faces in an RGB ``(H, W, 3)`` uint8 image. Large images are
-        detected on a downscaled copy; boxes come back in full-size pixels."""
+        """Faces in an RGB ``(H, W, 3)`` uint8 image, detected on a scaled-down
+        copy (:meth:`detect_scale`); boxes come back in full-size pixels."""
         h, w = rgb.shape[:2]
-        scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+        scale = self.detect_scale(h, w)
         small = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                     interpolation=cv2.INTER_AREA)
         dets = []
         for box, score in self._detect(small):
             box = np.asarray(box, np.float32) / scale
             bw, bh = box[2] - box[0], box[3] - box[1]
-            if min(bw, bh) < self.min_face or not 0.5 < bw / max(bh, 1e-6) < 2.0:
+            if min(bw, bh) < 0.8 * self.min_face or not 0.5 < bw / max(bh, 1e-6) < 2.0:
                 continue  # implausible: tiny or far from square
             dets.append(Detection(box, to_landmark_box(box, self.calibration), score))
         return dedupe(dets)
@@ -108,7 +128,9 @@ class HaarDetector(FaceDetector):
     calibration = HAAR_CALIBRATION
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml",
-                 scale_factor: float = 1.1, min_neighbors: int = 5):
+                 scale_factor: float = HAAR_SCALE_FACTOR, min_neighbors: int = HAAR_MIN_NEIGHBORS,
+                 min_face: float = MIN_FACE):
+        super().__init__(min_face)
         path = cascade if os.path.isfile(cascade) else os.path.join(
             getattr(cv2, "data", None) and cv2.data.haarcascades or "", cascade)
         if not os.path.isfile(path):
@@ -121,10 +143,9 @@ class HaarDetector(FaceDetector):
 
     def _detect(self, rgb):
         gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        min_side = max(20, int(0.04 * min(gray.shape)))
         boxes, _, weights = self.cascade.detectMultiScale3(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(min_side, min_side), outputRejectLevels=True)
+            minSize=(self.window, self.window), outputRejectLevels=True)
         return [(np.array([x, y, x + w - 1, y + h - 1], np.float32), float(s))
                 for (x, y, w, h), s in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1))]
 
@@ -134,7 +155,10 @@ class YuNetDetector(FaceDetector):
     file (face_detection_yunet_*.onnx from the OpenCV model zoo). Its box
     calibration has not been measured here, so boxes are used as they are."""
 
-    def __init__(self, model_path: str, score_threshold: float = 0.7):
+    window = 16
+
+    def __init__(self, model_path: str, score_threshold: float = 0.7, min_face: float = MIN_FACE):
+        super().__init__(min_face)
         if not os.path.isfile(model_path):
             raise DetectorError(f"YuNet model file not found: {model_path}")
         try:
@@ -152,12 +176,13 @@ class YuNetDetector(FaceDetector):
                 for f in faces]
 
 
-def make_detector(name: str = "haar", model_path: str | None = None) -> FaceDetector:
-    """``haar`` (default) or ``yunet`` (needs ``model_path``)."""
+def make_detector(name: str = "haar", model_path: str | None = None, min_face: float = MIN_FACE) -> FaceDetector:
+    """``haar`` (default) or ``yunet`` (needs ``model_path``), finding faces
+    from ``min_face`` pixels up."""
     if name == "haar":
-        return HaarDetector()
+        return HaarDetector(min_face=min_face)
     if name == "yunet":
         if not model_path:
             raise DetectorError("the yunet detector needs --detector-model PATH (an ONNX file)")
-        return YuNetDetector(model_path)
+        return YuNetDetector(model_path, min_face=min_face)
     raise DetectorError(f"unknown detector {name!r} (want haar or yunet)")

@@ -74,13 +74,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("models")
     g.add_argument("--weights", default=None, metavar="PT",
                    help="face checkpoint (task 'face'), or its ONNX export (.onnx, from "
-                        "inference/export_onnx.py; needs onnxruntime); default: weights/face.pt "
-                        "of this repository")
+                        "inference/export_onnx.py; needs onnxruntime); default: on a CPU with "
+                        "onnxruntime, weights/face.int8.onnx of this repository, else weights/face.pt")
     g.add_argument("--eyes", action="store_true",
                    help="also run the eye model: 12 eye points (iBUG 36-47) and each eye's aspect ratio")
     g.add_argument("--eye-weights", default=None, metavar="PT",
-                   help="eye checkpoint (task 'eyes') or its .onnx export; default: weights/eyes.pt "
-                        "of this repository")
+                   help="eye checkpoint (task 'eyes') or its .onnx export; default: as for "
+                        "--weights (weights/eyes.int8.onnx or weights/eyes.pt)")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass on the crop given by the first prediction (default: on; it lowers "
                         "the error with detector boxes from 4.83%% to 4.44%% NME, see weights/README.md; "
@@ -91,6 +91,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--detector", default="haar", choices=("haar", "yunet"),
                    help="face detector: OpenCV's Haar cascade, or YuNet (needs --detector-model)")
     g.add_argument("--detector-model", default=None, metavar="ONNX", help="model file for --detector yunet")
+    g.add_argument("--min-face", type=float, default=None, metavar="PX",
+                   help="smallest face to look for, in image pixels (default: 40, common/detector.py's "
+                        "MIN_FACE; 80 is about 4x faster and is what dlib finds without upsampling)")
     g = p.add_argument_group("output")
     g.add_argument("--output", "-o", default=None, metavar="DIR",
                    help="write annotated copies here instead of beside the inputs")
@@ -421,16 +424,16 @@ def main(args: argparse.Namespace) -> int:
     from .detector import DetectorError
     from .device import DeviceError
     from .imageio import ImageReadError
-    from .predictor import DEFAULT_EYE_WEIGHTS, DEFAULT_WEIGHTS, FaceLandmarker
+    from .predictor import FaceLandmarker
 
-    args.weights = args.weights or DEFAULT_WEIGHTS
-    args.eye_weights = args.eye_weights or DEFAULT_EYE_WEIGHTS
     try:
-        fl = FaceLandmarker(args.weights, args.eye_weights if args.eyes else None, args.device,
-                            args.detector, args.detector_model, refine=args.refine, flip_test=args.flip_test)
+        fl = FaceLandmarker(args.weights, (args.eye_weights or "default") if args.eyes else None, args.device,
+                            args.detector, args.detector_model, refine=args.refine, flip_test=args.flip_test,
+                            **({"min_face": args.min_face} if args.min_face is not None else {}))
     except (CheckpointError, DeviceError, DetectorError) as exc:
         fail(str(exc))
         return EXIT_FAILED
+    args.weights, args.eye_weights = fl.weights, fl.eye_weights
     print(f"loaded {_short(args.weights)}" + (f" and {_short(args.eye_weights)}" if args.eyes else "")
           + f" on {fl.device} in {time.time() - t0:.1f}s", file=sys.stderr, flush=True)
 

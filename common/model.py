@@ -13,20 +13,53 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torchvision
 
 HEADS = ("regression", "pip")
 
 
-def _backbone(pip: bool) -> nn.Module:
-    net = torchvision.models.resnet18(weights=None)
-    if pip:
-        # Keep layer4 at stride 16 (torchvision's BasicBlock has no dilation,
-        # so the first block simply stops downsampling), as in PIPNet.
-        net.layer4[0].conv1.stride = (1, 1)
-        net.layer4[0].downsample[0].stride = (1, 1)
-    net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return net
+class BasicBlock(nn.Module):
+    """ResNet's two 3x3 convolutions with a shortcut (He et al. 2016)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+def _layer(inplanes: int, planes: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes, 1))
+
+
+def _backbone(pip: bool) -> nn.Sequential:
+    """ResNet-18's feature layers with a 1-channel stem, parameter for
+    parameter torchvision's ``resnet18`` (same names and shapes, so weights
+    move between the two; tests/test_model.py checks it). Written out here so
+    that inference does not import torchvision (about 1.3 s of start-up).
+    For ``pip``, layer4 keeps stride 16 (its first block does not downsample),
+    as in PIPNet."""
+    stem = [nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True), nn.MaxPool2d(kernel_size=3, stride=2, padding=1)]
+    layers = [_layer(64, 64, 1), _layer(64, 128, 2), _layer(128, 256, 2), _layer(256, 512, 1 if pip else 2)]
+    for m in [b for layer in layers for b in layer.modules()]:  # torchvision's initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return nn.Sequential(*stem, *layers)
 
 
 class LandmarkNet(nn.Module):
@@ -39,9 +72,7 @@ class LandmarkNet(nn.Module):
         if input_size % 16 != 0:
             raise ValueError(f"input size must be a multiple of 16, got {input_size}")
         self.num_points, self.head, self.input_size = num_points, head, input_size
-        net = _backbone(pip=head == "pip")
-        self.features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
-                                      net.layer1, net.layer2, net.layer3, net.layer4)
+        self.features = _backbone(pip=head == "pip")
         if head == "regression":
             self.pool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(512, 2 * num_points)

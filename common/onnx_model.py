@@ -29,7 +29,8 @@ from .predictor import LandmarkModel
 ONNX_FORMAT = "face-landmark-onnx"
 ONNX_VERSION = 1
 # Checkpoint keys copied into the ONNX metadata (JSON-encoded values).
-DESCRIBED = ("task", "landmark_indices", "head", "input_size", "normalisation", "crop", "scores", "epoch")
+DESCRIBED = ("task", "landmark_indices", "head", "input_size", "normalisation", "crop", "scores", "epoch",
+             "config")
 INPUT_NAME, OUTPUT_NAME = "image", "points"
 
 
@@ -155,6 +156,8 @@ class OnnxLandmarkModel(LandmarkModel):
             raise CheckpointError(f"{path}: ONNX export version {meta.get('version')} is newer than this "
                                   f"code understands ({ONNX_VERSION})")
         desc = {k: json.loads(meta[k]) for k in DESCRIBED if k in meta}
+        if "quantization" in meta:
+            desc["quantization"] = json.loads(meta["quantization"])
         if task is not None and desc.get("task") != task:
             raise CheckpointError(f"{path}: this is a '{desc.get('task')}' model, "
                                   f"but a '{task}' model is needed here")

@@ -20,14 +20,15 @@ import torch
 
 from . import transforms as T
 from .checkpoint import CheckpointError, load_model
-from .detector import Detection, FaceDetector, make_detector
+from .detector import MIN_FACE, Detection, FaceDetector, make_detector
 from .device import select_device
 from .imageio import read_image, rgb_to_gray, to_uint8
 from .landmarks import eye_aspect_ratio, flip_permutation, landmark_box
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_WEIGHTS = os.path.join(REPO_ROOT, "weights", "face.pt")
-DEFAULT_EYE_WEIGHTS = os.path.join(REPO_ROOT, "weights", "eyes.pt")
+WEIGHTS_DIR = os.path.join(REPO_ROOT, "weights")
+DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "face.pt")
+DEFAULT_EYE_WEIGHTS = os.path.join(WEIGHTS_DIR, "eyes.pt")
 RIGHT_EYE = tuple(range(36, 42))   # subject's right eye: left side of the photo
 LEFT_EYE = tuple(range(42, 48))
 
@@ -86,10 +87,12 @@ class LandmarkModel:
     # Test-time mirroring: average with the prediction on the mirrored crop.
     flip_test = False
 
-    def __init__(self, path: str, task: str, device: torch.device):
-        self.path, self.task, self.device = path, task, device
+    def __init__(self, path: str, task: str | None, device: torch.device):
         self.model, ckpt = load_model(path, task)
+        self.path, self.task, self.device = path, ckpt["task"], device
         self.model.to(device)
+        # The checkpoint's self-description (what an ONNX export carries in its metadata).
+        self.description = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler")}
         self.input_size = int(ckpt["input_size"])
         norm = ckpt.get("normalisation") or {}
         self.mean, self.std = float(norm.get("mean", 0.5)), float(norm.get("std", 0.25))
@@ -139,13 +142,31 @@ class LandmarkModel:
                                   f"{min(indices)}-{max(indices)}") from None
 
 
-def load_landmark_model(path: str, task: str, device: torch.device) -> LandmarkModel:
+def load_landmark_model(path: str, task: str | None, device: torch.device) -> LandmarkModel:
     """A :class:`LandmarkModel` for a checkpoint, or, for a ``.onnx`` file
-    (``inference/export_onnx.py``), the ONNX Runtime twin with the same interface."""
+    (``inference/export_onnx.py``), the ONNX Runtime twin with the same
+    interface. ``task`` None accepts either task (see ``.task``)."""
     if path.lower().endswith(".onnx"):
         from .onnx_model import OnnxLandmarkModel
         return OnnxLandmarkModel(path, task, device)
     return LandmarkModel(path, task, device)
+
+
+def onnxruntime_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def default_weights(task: str, device: torch.device) -> str:
+    """The shipped weights for ``task`` ("face" or "eyes") on ``device``: on
+    a CPU with onnxruntime installed, the int8 ONNX model
+    (``weights/<task>.int8.onnx``: about 3x faster, same accuracy, see
+    weights/README.md); otherwise the checkpoint ``weights/<task>.pt``."""
+    pt = os.path.join(WEIGHTS_DIR, f"{task}.pt")
+    int8 = os.path.join(WEIGHTS_DIR, f"{task}.int8.onnx")
+    if device.type == "cpu" and os.path.isfile(int8) and onnxruntime_available():
+        return int8
+    return pt
 
 
 def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
@@ -181,14 +202,15 @@ def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
 class FaceLandmarker:
     """Detect faces and predict their landmarks.
 
-    ``weights``: face checkpoint (task "face", 68 points; default
-    ``weights/face.pt`` of this repository), or its ``.onnx`` export (run
-    with ONNX Runtime; so can ``eye_weights``). ``eye_weights``: optional eye
-    checkpoint (task "eyes", points 36-47); when given, every face also gets
-    ``eye_points`` and ``ears``. ``device``: "auto", "cpu", "cuda" or a
+    ``weights``: face checkpoint (task "face", 68 points), or its ``.onnx``
+    export (run with ONNX Runtime; so can ``eye_weights``); None: the shipped
+    model for the device (:func:`default_weights`). ``eye_weights``: optional
+    eye checkpoint (task "eyes", points 36-47), "default" for the shipped one;
+    when given, every face also gets ``eye_points`` and ``ears``. ``device``: "auto", "cpu", "cuda" or a
     ``torch.device`` (a missing GPU raises :class:`common.device.DeviceError`).
     ``detector``: "haar" (default), "yunet" (with ``detector_model``, an ONNX
-    file) or a :class:`common.detector.FaceDetector`. ``refine``: run the face
+    file) or a :class:`common.detector.FaceDetector`; ``min_face``: the
+    smallest face it looks for, pixels (smaller is slower). ``refine``: run the face
     model a second time on the crop given by its first prediction's landmark
     box (the box convention it was trained on); the eye crop then uses that
     box too (default on: it lowers the error with detector boxes, see
@@ -196,10 +218,15 @@ class FaceLandmarker:
     average (lower error, twice the network time). Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
     """
 
-    def __init__(self, weights: str = DEFAULT_WEIGHTS, eye_weights: str | None = None,
+    def __init__(self, weights: str | None = None, eye_weights: str | None = None,
                  device: str | torch.device = "auto", detector: str | FaceDetector = "haar",
-                 detector_model: str | None = None, refine: bool = True, flip_test: bool = False):
+                 detector_model: str | None = None, refine: bool = True, flip_test: bool = False,
+                 min_face: float = MIN_FACE):
         self.device = device if isinstance(device, torch.device) else select_device(device)
+        weights = weights or default_weights("face", self.device)
+        if eye_weights == "default":
+            eye_weights = default_weights("eyes", self.device)
+        self.weights, self.eye_weights = weights, eye_weights
         self.face_model = load_landmark_model(weights, "face", self.device)
         self._face_pos = self.face_model.positions(range(68))
         self.eye_model = load_landmark_model(eye_weights, "eyes", self.device) if eye_weights else None
@@ -207,7 +234,8 @@ class FaceLandmarker:
             self._right = self.eye_model.positions(RIGHT_EYE)
             self._left = self.eye_model.positions(LEFT_EYE)
             self._eye_pos = self.eye_model.positions(RIGHT_EYE + LEFT_EYE)
-        self.detector = detector if isinstance(detector, FaceDetector) else make_detector(detector, detector_model)
+        self.detector = detector if isinstance(detector, FaceDetector) else make_detector(
+            detector, detector_model, min_face)
         self.refine = refine
         for m in (self.face_model, self.eye_model):
             if m is not None:

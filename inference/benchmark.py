@@ -1,21 +1,27 @@
 """Speed and memory of the landmark pipeline on this machine, side by side with
 dlib's HOG detector and 68-point shape predictor when dlib is installed.
 
-Install:  pip install -r requirements-cpu.txt
-          pip install onnx onnxscript onnxruntime       # optional: --backend onnx
-          pip install dlib face_recognition_models      # optional: the dlib columns
+Install:  pip install -r requirements-cpu.txt                   # includes onnxruntime
+          pip install onnx onnxscript                   # optional: --backend onnx (exports .pt first)
+          pip install dlib-bin face_recognition_models  # optional: the dlib columns
+                                            # (dlib-bin: prebuilt dlib; "pip install dlib" compiles)
 Run (on a quiet machine: other work on the cores makes the figures meaningless):
-    python inference/benchmark.py --json bench.json
-    python inference/benchmark.py --threads 1 --json bench_1thread.json
-    python inference/benchmark.py --backend onnx --json bench_onnx.json
-    python inference/benchmark.py --channels-last --bf16 --json bench_bf16.json
+    python inference/benchmark.py --json bench.json             # shipped defaults (int8 ONNX on a CPU)
+    python inference/benchmark.py --min-face 80 --json bench_80.json
+    python inference/benchmark.py --weights weights/face.pt --eye-weights weights/eyes.pt --json bench_pt.json
+    python inference/benchmark.py --weights weights/face.pt --eye-weights weights/eyes.pt \
+        --channels-last --bf16 --json bench_bf16.json
+    python inference/benchmark.py --weights weights/face.pt --eye-weights weights/eyes.pt \
+        --backend onnx --json bench_onnx_fp32.json
 
 Figures (medians of --repeats runs after --warmup runs):
 - landmark model, per model (face, eyes): ms per face at batch 1 and faces/s
   at batch 32, through LandmarkModel.predict_boxes on the portrait's face box
   (crop, resize, normalise, network, decode);
-- full predict, ms per image (FaceLandmarker.detect_landmarks on an RGB array
-  already in memory: detection and landmarks, no file decoding), on matplotlib's
+- full predict, ms per image, as predict.py runs by default (FaceLandmarker.
+  detect_landmarks on an RGB array already in memory: detection and the face
+  model with its second pass, no file decoding; --eyes-per-image adds the eye
+  model), on matplotlib's
   Grace Hopper portrait (public domain), 2x2 and 3x3 tilings of it, and the
   images of --images DIR;
 - start-up (s): a fresh interpreter importing the predictor and loading the
@@ -23,13 +29,17 @@ Figures (medians of --repeats runs after --warmup runs):
   --startup-repeats);
 - peak memory (MB): peak RSS (ru_maxrss) of such a fresh process after it has
   also predicted every benchmark image once.
-dlib runs the same images (detection on the same downscaled copy, --dlib-upsample)
-and the same face box; ratios are ours / dlib.
+dlib runs the same images and the same face box; ratios are ours / dlib. Its
+HOG detector finds faces from about 80 px, 40 px with one upsampling step:
+by default it gets the upsampling that matches our --min-face (40 px: 1
+step; --min-face 80: none), so both look for the same faces.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import os
 import platform
 import resource
@@ -43,27 +53,33 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 FORMAT, VERSION = "face-landmark-benchmark", 1
 BATCH = 32
-DLIB_HINT = ("dlib comparison skipped: dlib and face_recognition_models are not importable "
-             "(pip install dlib face_recognition_models; dlib compiles from source, several minutes)")
+DLIB_HINT = ("dlib comparison skipped: dlib or its 68-point model is missing "
+             "(pip install dlib-bin face_recognition_models, or give --dlib-model FILE)")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("models and data")
     g.add_argument("--weights", default=None, metavar="FILE",
-                   help="face checkpoint or .onnx export (default: weights/face.pt of this repository)")
+                   help="face checkpoint or .onnx export (default: predict.py's: weights/face.int8.onnx "
+                        "on a CPU with onnxruntime, else weights/face.pt)")
     g.add_argument("--eye-weights", default=None, metavar="FILE",
-                   help="eye checkpoint or .onnx export (default: weights/eyes.pt of this repository)")
+                   help="eye checkpoint or .onnx export (default: as --weights, weights/eyes.*)")
     g.add_argument("--no-eyes", dest="eyes", action="store_false", help="leave the eye model out")
     g.add_argument("--images", default=None, metavar="DIR", help="more photos to time full predicts on")
+    g.add_argument("--eyes-per-image", action="store_true",
+                   help="run the eye model in the per-image figures too (predict.py --eyes)")
     g.add_argument("--detector", default="haar", choices=("haar", "yunet"))
+    g.add_argument("--min-face", type=float, default=None, metavar="PX",
+                   help="smallest face the detector looks for (default: predict.py's, 40)")
     g.add_argument("--detector-model", default=None, metavar="ONNX", help="model file for --detector yunet")
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="predict.py's second face-model pass (default on, as in predict.py)")
     g = p.add_argument_group("levers")
-    g.add_argument("--backend", default="torch", choices=("torch", "onnx"),
-                   help="onnx: ONNX Runtime (.pt weights are exported to a temporary folder first)")
+    g.add_argument("--backend", default=None, choices=("torch", "onnx"),
+                   help="default: as the weights say (.pt: PyTorch, .onnx: ONNX Runtime); onnx: export "
+                        ".pt weights to a temporary folder first and run them with ONNX Runtime")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch.set_num_threads(N); also ONNX Runtime's and OpenCV's threads "
                         "(default: the libraries' own defaults)")
@@ -80,9 +96,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-startup", dest="startup", action="store_false",
                    help="skip the fresh processes (startup_s and peak_mb are then null)")
     g.add_argument("--no-dlib", dest="dlib", action="store_false", help="skip the dlib comparison")
-    g.add_argument("--dlib-upsample", type=int, default=0, metavar="N",
-                   help="dlib HOG upsampling steps (0 finds faces from about 80 px; "
-                        "face_recognition uses 1, about 4x the cost)")
+    g.add_argument("--dlib-model", default=None, metavar="FILE",
+                   help="dlib's shape_predictor_68_face_landmarks.dat (default: the copy in the "
+                        "face_recognition_models package)")
+    g.add_argument("--dlib-upsample", type=int, default=None, metavar="N",
+                   help="dlib HOG upsampling steps (0 finds faces from about 80 px, 1 from 40 px at about "
+                        "4x the cost; default: the one matching --min-face)")
     g = p.add_argument_group("output")
     g.add_argument("--json", default=None, metavar="FILE", help="write the figures as JSON")
     g.add_argument("--force", action="store_true", help="overwrite an existing --json file")
@@ -157,12 +176,12 @@ def build_landmarker(args, weights: str, eye_weights: str | None) -> tuple["obje
     from common.predictor import FaceLandmarker
 
     fl = FaceLandmarker(weights, eye_weights, args.device, args.detector, args.detector_model,
-                        refine=args.refine)
+                        refine=args.refine, min_face=args.min_face)
     levers = {"refine": args.refine, "channels_last": args.channels_last, "bf16": args.bf16, "compile": args.compile,
               "compile_error": None, "compile_s": None}
-    if args.backend != "torch" or not (args.channels_last or args.bf16 or args.compile):
+    if not (args.channels_last or args.bf16 or args.compile):
         return fl, levers
-    models = [m for m in (fl.face_model, fl.eye_model) if m is not None]
+    models = [m for m in (fl.face_model, fl.eye_model) if m is not None and m.model is not None]
     for m in models:
         m.model = Levered(m.model, args.channels_last, args.bf16, args.compile)
     if args.compile:  # compiling happens on the first call: try it now
@@ -179,16 +198,53 @@ def build_landmarker(args, weights: str, eye_weights: str | None) -> tuple["obje
     return fl, levers
 
 
-def load_dlib(upsample: int):
+def dlib_model_path(given: str | None) -> str | None:
+    """dlib's 68-point model file: ``given``, else the one inside the
+    face_recognition_models package, found without importing it (its
+    ``__init__`` needs setuptools' pkg_resources); None if there is none."""
+    if given:
+        return given if os.path.isfile(given) else None
+    import importlib.util
+    spec = importlib.util.find_spec("face_recognition_models")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "models", "shape_predictor_68_face_landmarks.dat")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def dlib_available(model: str | None) -> bool:
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        return False
+    return dlib_model_path(model) is not None
+
+
+def float32_reference(weights: str) -> str | None:
+    """The float32 checkpoint that ``weights`` came from: itself for a
+    ``.pt``; for an ``.onnx`` export, its source checkpoint (named in its
+    metadata) when that file lies beside it; else None."""
+    if not weights.lower().endswith(".onnx"):
+        return weights
+    try:
+        import onnx
+        meta = {p.key: p.value for p in onnx.load(weights, load_external_data=False).metadata_props}
+    except Exception:  # onnx not installed, or not a readable file: no reference
+        return None
+    source = os.path.join(os.path.dirname(os.path.abspath(weights)), meta.get("source", ""))
+    return source if meta.get("source") and os.path.isfile(source) else None
+
+
+def load_dlib(upsample: int, model: str | None = None):
     """``(detect(rgb) -> list of rectangles in image pixels, predictor, dlib)``."""
     import cv2
     import dlib
-    import face_recognition_models
     from common.detector import DETECT_MAX_SIDE
     from common.imageio import rgb_to_gray
 
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    predictor = dlib.shape_predictor(dlib_model_path(model))
 
     def detect_landmarks(rgb):
         # The same downscaled copy for detection as ours, landmarks on the full image.
@@ -220,7 +276,7 @@ def probe(args) -> int:
         fl, _ = build_landmarker(args, args.weights, args.eye_weights if args.eyes else None)
         run = fl.detect_landmarks
     else:
-        run, _, _ = load_dlib(args.dlib_upsample)
+        run, _, _ = load_dlib(args.dlib_upsample, args.dlib_model)
     loaded = time.time()
     for _, rgb in benchmark_images(args.images):
         run(rgb)
@@ -245,13 +301,15 @@ def median_s(fn, repeats: int, warmup: int) -> float:
 def fresh_processes(args, kind: str, weights: str | None, eye_weights: str | None) -> dict:
     """Start-up time (median) and peak memory (median) of ``--probe kind`` runs."""
     cmd = [sys.executable, os.path.abspath(__file__), "--probe", kind, "--device", args.device,
-           "--detector", args.detector, "--dlib-upsample", str(args.dlib_upsample), "--backend", args.backend]
+           "--detector", args.detector, "--dlib-upsample", str(args.dlib_upsample),
+           "--min-face", str(args.min_face)]
     if kind == "ours":
+        eye_weights = eye_weights if args.eyes_per_image else None  # load as predict.py does
         cmd += ["--weights", weights] + (["--eye-weights", eye_weights] if eye_weights else ["--no-eyes"])
         cmd += [f for f, on in (("--channels-last", args.channels_last), ("--bf16", args.bf16),
                                 ("--compile", args.compile), ("--no-refine", not args.refine)) if on]
     for flag, value in (("--images", args.images), ("--threads", args.threads),
-                        ("--detector-model", args.detector_model)):
+                        ("--detector-model", args.detector_model), ("--dlib-model", args.dlib_model)):
         if value is not None:
             cmd += [flag, str(value)]
     starts, peaks = [], []
@@ -311,7 +369,7 @@ def dlib_figures(args, images, box) -> dict:
     """The dlib twins of the figures: its 68-point predictor on the same face
     box, and detection plus landmarks on the same images."""
     from common.imageio import rgb_to_gray
-    detect_landmarks, predictor, dlib = load_dlib(args.dlib_upsample)
+    detect_landmarks, predictor, dlib = load_dlib(args.dlib_upsample, args.dlib_model)
     gray = rgb_to_gray(images[0][1])
     rect = dlib.rectangle(*[int(round(v)) for v in box])
     one = median_s(lambda: predictor(gray, rect), args.repeats, args.warmup)
@@ -340,8 +398,11 @@ def print_table(doc: dict) -> None:
     levers = [k for k in ("channels_last", "bf16", "compile") if s[k]]
     print(f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, load {m['loadavg_1min']}, "
           f"torch {m['torch']}, threads: {s['threads']}")
-    print(f"backend: {s['backend']}, levers: {', '.join(levers) or 'none'}, device: {s['device']}, "
-          f"detector: {s['detector']}, median of {s['repeats']} after {s['warmup']} warm-up")
+    print(f"backend: {s['backend']}{' int8' if s.get('quantization') else ''}, levers: {', '.join(levers) or 'none'}, "
+          f"device: {s['device']}, detector: {s['detector']} from {s['min_face']:.0f} px "
+          f"(dlib: upsample {s['dlib_upsample']}), per image: face model"
+          f"{' + eye model' if s['eyes_per_image'] else ''}{' with refine' if s['refine'] else ''}, "
+          f"median of {s['repeats']} after {s['warmup']} warm-up")
     dlib = doc["dlib_ms_per_face_batch1"] is not None
     rows = []
     for task, info in doc["models"].items():
@@ -392,8 +453,15 @@ def main(args: argparse.Namespace) -> int:
         return fail("--repeats and --startup-repeats must be at least 1, --warmup at least 0")
     if args.threads is not None and args.threads < 1:
         return fail("--threads must be at least 1")
-    if args.backend == "onnx" and (args.channels_last or args.bf16 or args.compile):
-        return fail("--channels-last, --bf16 and --compile are levers of --backend torch")
+    if args.min_face is None:
+        from common.detector import MIN_FACE
+        args.min_face = MIN_FACE
+    if args.min_face <= 0:
+        return fail("--min-face must be positive")
+    if args.dlib_upsample is None:  # dlib's HOG window is 80 px; each upsampling step halves it
+        args.dlib_upsample = max(0, round(math.log2(80 / args.min_face)))
+    if args.dlib_model and not os.path.isfile(args.dlib_model):
+        return fail(f"{args.dlib_model}: dlib model file not found")
     if args.json and os.path.exists(args.json) and not args.force:
         return fail(f"{args.json}: already exists (use --force to overwrite)")
     if args.probe:
@@ -403,13 +471,21 @@ def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from common.imageio import rgb_to_gray
-    from common.predictor import DEFAULT_EYE_WEIGHTS, DEFAULT_WEIGHTS, LandmarkModel
+    from common.device import select_device
+    from common.predictor import LandmarkModel, default_weights, load_landmark_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    weights = args.weights or DEFAULT_WEIGHTS
-    eye_weights = (args.eye_weights or DEFAULT_EYE_WEIGHTS) if args.eyes else None
+    device = select_device(args.device)
+    weights = args.weights or default_weights("face", device)
+    eye_weights = (args.eye_weights or default_weights("eyes", device)) if args.eyes else None
+    onnx_given = any(w and w.lower().endswith(".onnx") for w in (weights, eye_weights))
+    torch_levers = args.channels_last or args.bf16 or args.compile
+    if torch_levers and (args.backend == "onnx" or onnx_given):
+        return fail("--channels-last, --bf16 and --compile are levers of PyTorch (.pt weights)")
+    if args.backend == "torch" and onnx_given:
+        return fail("--backend torch needs .pt weights")
     if eye_weights and not os.path.isfile(eye_weights):
         if args.eye_weights:
             return fail(f"{eye_weights}: checkpoint not found")
@@ -426,7 +502,7 @@ def main(args: argparse.Namespace) -> int:
 
     tmpdir = None
     given = {weights: weights, eye_weights: eye_weights}  # weights used -> as given (before an export)
-    plain = {weights: weights, eye_weights: eye_weights}  # weights used -> checkpoint for the float32 reference
+    plain = {w: float32_reference(w) for w in (weights, eye_weights) if w}  # -> float32 checkpoint, if any
     try:
         if args.backend == "onnx":
             from common.onnx_model import export_onnx
@@ -444,10 +520,6 @@ def main(args: argparse.Namespace) -> int:
                     plain[out] = w
                     weights = out if w == weights else weights
                     eye_weights = out if w == eye_weights else eye_weights
-        else:
-            for w in (weights, eye_weights):
-                if w and w.lower().endswith(".onnx"):
-                    return fail(f"{w}: ONNX weights need --backend onnx")
 
         fl, levers = build_landmarker(args, weights, eye_weights)
         if levers["compile_error"]:
@@ -463,15 +535,18 @@ def main(args: argparse.Namespace) -> int:
             box, box_source = np.array([w / 2 - side / 2, h / 2 - side / 2, w / 2 + side / 2,
                                         h / 2 + side / 2], np.float32), "centre"
 
+        backend = "onnx" if weights.lower().endswith(".onnx") else "torch"
         doc = {"format": FORMAT, "version": VERSION, "machine": machine, "busy": bool(busy),
-               "settings": {"backend": args.backend, "threads": torch.get_num_threads(), "device": args.device,
+               "settings": {"backend": backend, "threads": torch.get_num_threads(), "device": args.device,
+                            "quantization": (fl.face_model.description.get("quantization") or {}).get("method"),
+                            "min_face": args.min_face, "eyes_per_image": bool(args.eyes_per_image and eye_weights),
                             **levers, "repeats": args.repeats, "warmup": args.warmup,
                             "startup_repeats": args.startup_repeats if args.startup else 0,
                             "detector": args.detector, "dlib_upsample": args.dlib_upsample,
                             "face_box": [round(float(v), 1) for v in box], "face_box_source": box_source},
                "models": {}, "input_size": {}, "head": {},
                "ms_per_face_batch1": {}, "faces_per_s_batch32": {}, "max_diff_px_vs_float32": {}}
-        changed = args.backend != "torch" or args.channels_last or args.bf16 or levers["compile"]
+        levered = args.channels_last or args.bf16 or levers["compile"]
         for task, lm, path in (("face", fl.face_model, weights), ("eyes", fl.eye_model, eye_weights)):
             if lm is None:
                 doc["models"][task] = None
@@ -482,7 +557,7 @@ def main(args: argparse.Namespace) -> int:
             doc["input_size"][task], doc["head"][task] = lm.input_size, head
             ms, fps = model_figures(lm, gray, box, args.repeats, args.warmup)
             doc["max_diff_px_vs_float32"][task] = None
-            if changed and not plain[path].lower().endswith(".onnx"):
+            if plain[path] and (plain[path] != path or levered):
                 ref = LandmarkModel(plain[path], task, fl.device)
                 doc["max_diff_px_vs_float32"][task] = float(np.abs(
                     lm.predict_boxes(gray, [box]) - ref.predict_boxes(gray, [box])).max())
@@ -490,10 +565,15 @@ def main(args: argparse.Namespace) -> int:
             doc["ms_per_face_batch1"][task], doc["faces_per_s_batch32"][task] = ms, fps
 
         doc["images"], doc["ms_per_image"], doc["faces_per_image"] = {}, {}, {}
+        per_image = fl
+        if not args.eyes_per_image:  # as predict.py runs without --eyes
+            per_image = copy.copy(fl)
+            per_image.eye_model = None
         for name, rgb in images:
             doc["images"][name] = {"height": int(rgb.shape[0]), "width": int(rgb.shape[1])}
-            doc["ms_per_image"][name] = median_s(lambda: fl.detect_landmarks(rgb), args.repeats, args.warmup) * 1000
-            doc["faces_per_image"][name] = len(fl.detect_landmarks(rgb))
+            doc["ms_per_image"][name] = median_s(lambda: per_image.detect_landmarks(rgb), args.repeats,
+                                                 args.warmup) * 1000
+            doc["faces_per_image"][name] = len(per_image.detect_landmarks(rgb))
         ours = fresh_processes(args, "ours", weights, eye_weights) if args.startup else {}
         doc["startup_s"], doc["peak_mb"] = ours.get("startup_s"), ours.get("peak_mb")
 
@@ -504,10 +584,7 @@ def main(args: argparse.Namespace) -> int:
         if not args.dlib:
             doc["dlib"]["note"] = "skipped (--no-dlib)"
         else:
-            try:
-                import dlib  # noqa: F401
-                import face_recognition_models  # noqa: F401
-            except ImportError:
+            if not dlib_available(args.dlib_model):
                 print(DLIB_HINT)
                 doc["dlib"]["note"] = DLIB_HINT
             else:

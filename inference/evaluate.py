@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default="weights/face.pt", help="checkpoint to evaluate (face or eyes)")
+    p.add_argument("--weights", default="weights/face.pt",
+                   help="checkpoint to evaluate (face or eyes), or its .onnx export (needs onnxruntime)")
     p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, or keypoints CSV")
     p.add_argument("--boxes", choices=("landmarks", "detector"), default="landmarks")
     p.add_argument("--split", choices=("all", "heldout", "train"), default="all",
@@ -46,6 +47,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="for an eye model with --refine: the face model whose prediction gives the box")
     p.add_argument("--detector", default="haar", choices=("haar", "yunet"))
     p.add_argument("--detector-model", default=None, help="ONNX file for --detector yunet")
+    p.add_argument("--min-face", type=float, default=None, metavar="PX",
+                   help="smallest face the detector looks for (default: predict.py's, 40)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--ced", default=None, help="CED plot path (default: runs/eval/<weights>_<data>_<boxes>.png)")
@@ -53,7 +56,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from common.checkpoint import load_checkpoint
     from common.data import split_records
     from common.datasets import dataset_name, read_datasets
     from common.detector import iou, make_detector
@@ -61,17 +63,17 @@ def main(args: argparse.Namespace) -> int:
     from common.evaluation import ced_plot, nme_per_face, summarize, summary_line
     from common.imageio import read_image, rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
-    from common.predictor import LandmarkModel
+    from common.predictor import load_landmark_model
     from common.progress import Progress
 
-    ckpt = load_checkpoint(args.weights)
     device = select_device(args.device)
-    model = LandmarkModel(args.weights, ckpt["task"], device)
+    model = load_landmark_model(args.weights, None, device)
+    ckpt = model.description
     model.flip_test = args.flip_test
     face_model = None
     if args.refine:
-        face_model = model if ckpt["task"] == "face" else LandmarkModel(args.face_weights or "weights/face.pt",
-                                                                        "face", device)
+        face_model = model if ckpt["task"] == "face" else load_landmark_model(
+            args.face_weights or "weights/face.pt", "face", device)
     records = read_datasets([args.data])
     name = dataset_name(args.data)
     if args.split != "all":
@@ -86,7 +88,10 @@ def main(args: argparse.Namespace) -> int:
     indices = list(EYE_INDICES) if args.points == "eyes" else model.indices
     pos = model.positions(indices)
     pair = normalisation_pair(indices)
-    detector = make_detector(args.detector, args.detector_model) if args.boxes == "detector" else None
+    detector = None
+    if args.boxes == "detector":
+        detector = make_detector(args.detector, args.detector_model,
+                                 *([args.min_face] if args.min_face is not None else []))
 
     by_image: "OrderedDict[str, list]" = OrderedDict()
     for r in records:
@@ -123,7 +128,8 @@ def main(args: argparse.Namespace) -> int:
     preds, gts, found = np.stack(preds), np.stack(gts), np.array(found)
     nmes = nme_per_face(preds, gts, pair)
     s = summarize(nmes[found])
-    what = f"{ckpt['task']} model ({ckpt['head']} head, {ckpt['input_size']}px, epoch {ckpt.get('epoch')})"
+    what = (f"{ckpt['task']} model ({ckpt['head']} head, {ckpt['input_size']}px, epoch {ckpt.get('epoch')}"
+            f"{', int8' if 'quantization' in ckpt else ''})")
     print(f"weights: {args.weights}: {what}")
     print(f"data: {args.data} [{args.split}], boxes: {args.boxes}{' + refine' if args.refine else ''}"
           f"{' + flip-test' if args.flip_test else ''}, "

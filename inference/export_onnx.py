@@ -1,10 +1,14 @@
-"""Export a landmark checkpoint (face or eyes) to ONNX.
+"""Export a landmark checkpoint (face or eyes) to ONNX, in float32 or int8.
 
-Install:  pip install onnx onnxscript onnxruntime     (onnxruntime: to check and run it)
+Install:  pip install onnx onnxscript onnxruntime     (onnxruntime: to check, quantise and run it)
 Run:
     python inference/export_onnx.py                              # weights/face.pt -> weights/face.onnx
     python inference/export_onnx.py --weights weights/eyes.pt    # -> weights/eyes.onnx
     python inference/predict.py pic.jpg --weights weights/face.onnx
+    # int8 (what weights/*.int8.onnx are), calibrated on training faces of the same data:
+    python inference/export_onnx.py --int8 --calib-data \
+        ../shared/data/300w-subset/labels_300w_subset_train.xml \
+        ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv   # -> weights/face.int8.onnx
 
 The graph maps a normalised crop batch ``image`` (B, 1, S, S) to the decoded
 ``points`` (B, K, 2) in input pixels; the batch size is free. The
@@ -12,6 +16,12 @@ checkpoint's description (task, landmark indices, input size, normalisation,
 crop) is written into the file's metadata, so predict.py needs nothing else.
 With onnxruntime installed, the export is checked against PyTorch on a random
 batch and the largest point difference printed.
+
+``--int8`` quantises the backbone statically (ONNX Runtime, QDQ, per-channel
+int8 weights) with ``--calib-faces`` crops from ``--calib-data``; photos that
+the checkpoint's training run held out are never used. The int8 model is
+compared with PyTorch on those calibration crops (random input means nothing
+to a quantised network); measure it with inference/evaluate.py.
 """
 from __future__ import annotations
 
@@ -33,11 +43,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: %(default)s)")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="skip the comparison with PyTorch")
+    g = p.add_argument_group("int8")
+    g.add_argument("--int8", action="store_true", help="quantise to int8 (default output: <weights>.int8.onnx)")
+    g.add_argument("--calib-data", nargs="+", default=None, metavar="DATA",
+                   help="datasets for calibration (the training data; held-out photos are skipped)")
+    g.add_argument("--calib-faces", type=int, default=256, metavar="N", help="faces to calibrate on")
+    g.add_argument("--calibration", choices=("minmax", "percentile", "entropy"), default="minmax",
+                   help="ONNX Runtime's calibration method (default: %(default)s)")
     return p
 
 
 def main(args: argparse.Namespace) -> int:
-    output = args.output or os.path.splitext(args.weights)[0] + ".onnx"
+    output = args.output or os.path.splitext(args.weights)[0] + (".int8.onnx" if args.int8 else ".onnx")
+    if args.int8 and not args.calib_data:
+        print("error: --int8 needs --calib-data (the datasets the model was trained on)", file=sys.stderr)
+        return 2
     if os.path.abspath(output) == os.path.abspath(args.weights):
         print(f"error: {output}: the output would overwrite the weights", file=sys.stderr)
         return 2
@@ -48,6 +68,8 @@ def main(args: argparse.Namespace) -> int:
     from common.onnx_model import compare_with_torch, export_onnx
 
     t0 = time.time()
+    if args.int8:
+        return export_int8(args, output)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracing chatter
         meta = export_onnx(args.weights, output, args.opset)
@@ -70,6 +92,43 @@ def main(args: argparse.Namespace) -> int:
         if c["differ"] > c["ties"]:
             print("error: the export does not match PyTorch", file=sys.stderr)
             return 1
+    return 0
+
+
+def export_int8(args: argparse.Namespace, output: str) -> int:
+    """Float export to a temporary file, then static int8 quantisation."""
+    import tempfile
+    import warnings
+    import numpy as np
+    import torch
+    from common.checkpoint import load_model
+    from common.onnx_model import OnnxLandmarkModel, export_onnx
+    from common.quantize import calibration_batches, quantize_onnx
+
+    t0 = time.time()
+    model, ckpt = load_model(args.weights)
+    batches, held = calibration_batches(ckpt, args.calib_data, args.calib_faces)
+    print(f"calibration: {sum(len(b) for b in batches)} training faces of {', '.join(args.calib_data)} "
+          f"({held} held-out faces left out)")
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=os.path.dirname(os.path.abspath(output))) as tmp:
+        float_path = os.path.join(tmp, "float.onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_onnx(args.weights, float_path, args.opset)
+            info = quantize_onnx(float_path, output, batches, args.calibration)
+    print(f"{args.weights} -> {output} ({os.path.getsize(output) / 1e6:.1f} MB, {time.time() - t0:.1f}s): "
+          f"{ckpt['task']} model, {info['method']}, {info['quantized_nodes']} nodes quantised, "
+          f"calibration {info['calibration']}")
+    if not args.check:
+        return 0
+    sess = OnnxLandmarkModel(output, None, torch.device("cpu"))
+    x = torch.from_numpy(np.concatenate(batches))
+    with torch.inference_mode():
+        ref = model.predict(x).numpy()
+    dist = np.linalg.norm(sess.run_batch(x) - ref, axis=2)
+    print(f"check against PyTorch on the {len(x)} calibration crops: point shift median {np.median(dist):.3f} px, "
+          f"95th percentile {np.percentile(dist, 95):.3f} px, max {dist.max():.2f} px "
+          f"(input {sess.input_size} px)")
     return 0
 
 

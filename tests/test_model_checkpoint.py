@@ -44,6 +44,44 @@ def test_model_shapes(head, k):
     assert m.predict(x).shape == (2, k, 2)
 
 
+@pytest.mark.parametrize("head", ["regression", "pip"])
+def test_backbone_is_torchvision_resnet18(head):
+    """Our written-out ResNet-18 is torchvision's, parameter for parameter:
+    the same names and shapes, and the same features from the same weights."""
+    torchvision = pytest.importorskip("torchvision")
+    ref = torchvision.models.resnet18(weights=None)
+    ref.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if head == "pip":
+        ref.layer4[0].conv1.stride = (1, 1)
+        ref.layer4[0].downsample[0].stride = (1, 1)
+    ref_features = torch.nn.Sequential(ref.conv1, ref.bn1, ref.relu, ref.maxpool,
+                                       ref.layer1, ref.layer2, ref.layer3, ref.layer4).eval()
+    ours = build_model(68, head).features.eval()
+    ref_state = ref_features.state_dict()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref_state.items()}
+    with torch.no_grad():  # random BN statistics, so that they matter too
+        for k, v in ref_state.items():
+            if v.is_floating_point():
+                v.copy_(torch.rand_like(v) + 0.5 if "running_var" in k else torch.randn_like(v) * 0.1)
+    ours.load_state_dict(ref_state)
+    x = torch.randn(2, 1, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = ours(x), ref_features(x)
+    assert a.shape == b.shape == (2, 512, 8 if head == "pip" else 4, 8 if head == "pip" else 4)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_inference_does_not_import_torchvision():
+    """Start-up: loading the predictor must not pull in torchvision (about 1.3 s)."""
+    import subprocess
+    import sys
+    code = ("import sys; import common.predictor, common.inference; "
+            "print('torchvision' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_model_rejects_bad_settings():
     with pytest.raises(ValueError, match="multiple of 16"):
         build_model(68, "pip", 40)
