@@ -107,6 +107,58 @@ def test_face_landmarker_takes_onnx_weights(small_checkpoint, onnx_file):
         OnnxLandmarkModel(onnx_file, "eyes", torch.device("cpu"))
 
 
+@needs_onnx
+def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path):
+    """export_onnx.py --int8: calibrated on a dataset's faces, described like
+    the float export, backbone convolutions quantised, head left in float32,
+    and points close to PyTorch's on real crops."""
+    import onnx
+    from synthetic import synthetic_xml_dataset
+    from common.onnx_model import OnnxLandmarkModel
+    from common.quantize import calibration_batches
+
+    data = synthetic_xml_dataset(str(tmp_path / "data"), 12, seed=3)
+    out = tmp_path / "face.int8.onnx"
+    r = _run(EXPORT, "--weights", small_checkpoint, "--int8", "--calib-data", data, "--calib-faces", 8,
+             "-o", out, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "calibration: 8 training faces" in r.stdout and "point shift median" in r.stdout
+    graph = onnx.load(str(out)).graph
+    quantised = {n.input[0].rsplit("_DequantizeLinear", 1)[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(convs) == 22  # 20 in the backbone (batch norm folded) + the head's score and offset
+    weight_q = [c for c in convs if c.input[1] not in {i.name for i in graph.initializer}]
+    assert len(weight_q) == 20, "backbone conv weights come through DequantizeLinear, the head's do not"
+    assert quantised
+    m = OnnxLandmarkModel(str(out), "face", torch.device("cpu"))
+    assert m.description["quantization"]["calibration_faces"] == 8 and m.input_size == INPUT_SIZE
+    from common.checkpoint import load_model
+    model, ckpt = load_model(small_checkpoint)
+    batches, held = calibration_batches(ckpt, [data], faces=8)
+    x = torch.from_numpy(np.concatenate(batches))
+    with torch.inference_mode():
+        ref = model.predict(x).numpy()
+    shift = np.linalg.norm(m.run_batch(x) - ref, axis=2)
+    assert held == 0 and x.shape == (8, 1, INPUT_SIZE, INPUT_SIZE)
+    assert np.median(shift) < 1.0, np.median(shift)  # a grid cell is 4 px at 64 px input
+    r = _run(EXPORT, "--weights", small_checkpoint, "--int8", "-o", tmp_path / "x.onnx")
+    assert r.returncode == 2 and "--calib-data" in r.stderr
+
+
+def test_default_weights_prefer_int8_on_a_cpu(tmp_path, monkeypatch):
+    from common import predictor
+    monkeypatch.setattr(predictor, "WEIGHTS_DIR", str(tmp_path))
+    (tmp_path / "face.pt").write_bytes(b"x")
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert predictor.default_weights("face", cpu) == str(tmp_path / "face.pt")  # no int8 file
+    (tmp_path / "face.int8.onnx").write_bytes(b"x")
+    monkeypatch.setattr(predictor, "onnxruntime_available", lambda: True)
+    assert predictor.default_weights("face", cpu) == str(tmp_path / "face.int8.onnx")
+    assert predictor.default_weights("face", gpu) == str(tmp_path / "face.pt")
+    monkeypatch.setattr(predictor, "onnxruntime_available", lambda: False)
+    assert predictor.default_weights("face", cpu) == str(tmp_path / "face.pt")
+
+
 def test_export_refuses_to_overwrite(tmp_path):
     weights = tmp_path / "face.pt"
     weights.write_bytes(b"not a checkpoint")
@@ -142,7 +194,7 @@ def test_benchmark_writes_its_figures(small_checkpoint, tmp_path):
         assert key in doc
     if not doc["dlib"]["available"]:
         assert doc["dlib_ms_per_image"] is None and doc["ratio_ours_over_dlib"] is None
-        assert "pip install dlib face_recognition_models" in r.stdout
+        assert "pip install dlib-bin face_recognition_models" in r.stdout
     # The table went to stdout; the JSON file is never overwritten without --force.
     assert "faces/s, batch 32" in r.stdout and "ms/image" in r.stdout
     before = out.read_text()
