@@ -1,4 +1,5 @@
 """Geometric round trips of the transforms: a bright dot stays under its landmark."""
+import os
 import numpy as np
 import pytest
 import torch
@@ -177,3 +178,19 @@ def test_train_pipeline_eyes_gives_twelve_points_inside():
     x, p = tf(rgb[..., 1], pts, rng)
     assert x.shape == (1, 32, 32) and p.shape == (12, 2)
     assert (p > -2).all() and (p < 34).all()
+
+
+def test_eye_crop_stats_script_measures_the_eye_points(tmp_path):
+    """inference/eye_crop_stats.py (the source of the eye crop constants)
+    reports where the eye points fall and that the crop holds them."""
+    import subprocess
+    import sys
+    from synthetic import synthetic_xml_dataset
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    data = synthetic_xml_dataset(str(tmp_path), 6, seed=1)
+    r = subprocess.run([sys.executable, os.path.join(root, "inference", "eye_crop_stats.py"), "--data", data,
+                        "--exclude-heldout", "0"], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "6 faces" in r.stdout and "holds 100.00% of the eye points" in r.stdout
+    y = [float(v) for v in r.stdout.split("y [", 1)[1].split("]", 1)[0].split(",")]
+    assert -0.5 < y[0] < y[1] < 0  # the eyes sit in the upper half of the landmark box
