@@ -194,3 +194,23 @@ def test_cli_video(tmp_path, ckpts):
     while cap.read()[0]:
         n += 1
     assert n == 10
+
+
+def test_shipped_int8_models_agree_with_the_checkpoints(trained):
+    """The default on a CPU with onnxruntime: weights/*.int8.onnx, which must
+    put the portrait's points where the float32 checkpoints put them."""
+    pytest.importorskip("onnxruntime")
+    face8, eyes8 = REPO / "weights" / "face.int8.onnx", REPO / "weights" / "eyes.int8.onnx"
+    if not (face8.is_file() and eyes8.is_file()):
+        pytest.skip("shipped int8 models not present")
+    fast = FaceLandmarker(device="cpu", eye_weights="default")
+    assert Path(fast.weights) == face8 and Path(fast.eye_weights) == eyes8
+    assert fast.face_model.description["quantization"]["calibration_faces"] == 256
+    a, b = trained.detect_landmarks(portrait_path()), fast.detect_landmarks(portrait_path())
+    assert len(a) == len(b) == 1
+    side = float(a[0].face_box[2] - a[0].face_box[0])
+    shift = np.linalg.norm(a[0].points - b[0].points, axis=1)
+    assert np.median(shift) < 0.01 * side and shift.max() < 0.05 * side, (np.median(shift), shift.max(), side)
+    if a[0].eye_points is not None:
+        eye_shift = np.linalg.norm(a[0].eye_points - b[0].eye_points, axis=1)
+        assert eye_shift.max() < 0.02 * side
