@@ -38,6 +38,18 @@ def split_records(records: list[FaceRecord], val_fraction: float, seed: int = 0,
     return train, val
 
 
+def split_like_run(records: list[FaceRecord], config: dict) -> tuple[list[FaceRecord], list[FaceRecord]]:
+    """``(trained on, held out)``: the split a training run with ``config``
+    (a checkpoint's ``config``: ``val_fraction``, ``split_seed``,
+    ``val_from``) made of ``records``. A run validated on separate data
+    (``val_data``) or with no validation fraction held nothing out."""
+    if config.get("val_data") or not config.get("val_fraction"):
+        return list(records), []
+    from .datasets import dataset_name
+    val_from = [dataset_name(v) for v in config.get("val_from") or []] or None
+    return split_records(records, config["val_fraction"], config.get("split_seed", 0), val_from)
+
+
 class CachedFace:
     """One face: a grayscale image (whole photo or a cached region) and its
     68 points in that image's pixels."""

@@ -16,8 +16,8 @@ import tempfile
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .data import split_records
-from .datasets import dataset_name, read_datasets
+from .data import split_like_run
+from .datasets import read_datasets
 from .imageio import read_image, rgb_to_gray
 from .landmarks import landmark_box
 from . import transforms as T
@@ -33,10 +33,7 @@ def calibration_batches(description: dict, data: list[str], faces: int = 256, ba
     evaluation crop of each face's landmark box, jittered as training did
     (detector boxes are never exact). Returns the batches and the number of
     held-out faces skipped."""
-    cfg = description.get("config") or {}
-    records = read_datasets(data)
-    val_from = [dataset_name(v) for v in cfg.get("val_from") or []] or None
-    train, held = split_records(records, cfg.get("val_fraction", 0.0), cfg.get("split_seed", 0), val_from)
+    train, held = split_like_run(read_datasets(data), description.get("config") or {})
     if not train:
         raise CheckpointError("no training faces to calibrate on in " + ", ".join(data))
     rng = np.random.default_rng(seed)

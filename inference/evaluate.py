@@ -56,7 +56,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from common.data import split_records
+    from common.data import split_like_run
     from common.datasets import dataset_name, read_datasets
     from common.detector import iou, make_detector
     from common.device import select_device
@@ -83,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
                 name not in [dataset_name(d) for d in cfg.get("data", [])]:
             print(f"error: {args.weights} was not trained with a held-out part of {name}", file=sys.stderr)
             return 2
-        train, held = split_records(records, cfg["val_fraction"], cfg.get("split_seed", 0), val_from)
+        train, held = split_like_run(records, cfg)
         records = held if args.split == "heldout" else train
     indices = list(EYE_INDICES) if args.points == "eyes" else model.indices
     pos = model.positions(indices)

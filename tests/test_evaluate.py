@@ -1,0 +1,54 @@
+"""inference/evaluate.py end to end on generated faces: the printed scores,
+the machine-readable last line, the CED plot, and its refusals."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from inference_helpers import REPO, make_random_checkpoint
+from synthetic import synthetic_xml_dataset
+
+EVALUATE = REPO / "inference" / "evaluate.py"
+LAST_LINE = re.compile(r"^NME=\d+\.\d\d median=\d+\.\d\d FR8=\d+\.\d FR10=\d+\.\d AUC8=\d+\.\d n=(\d+)$")
+
+
+def _run(*args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, str(EVALUATE), *map(str, args)], cwd=str(REPO), env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    return {"data": synthetic_xml_dataset(str(d / "data"), 5, seed=2),
+            "face": make_random_checkpoint(d / "face.pt", "face"),
+            "eyes": make_random_checkpoint(d / "eyes.pt", "eyes"), "dir": d}
+
+
+@pytest.mark.parametrize("task,points,n_points", [("face", "all", 68), ("eyes", "all", 12), ("face", "eyes", 12)])
+def test_scores_and_last_line(setup, task, points, n_points):
+    ced = setup["dir"] / f"ced_{task}_{points}.png"
+    r = _run("--weights", setup[task], "--data", setup["data"], "--points", points, "--ced", ced, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    m = LAST_LINE.match(lines[-1])
+    assert m and int(m.group(1)) == 5, lines[-1]
+    assert f"points: {points} ({n_points})" in r.stdout and "faces: 5" in r.stdout
+    assert ced.is_file() and ced.stat().st_size > 1000
+
+
+def test_heldout_needs_a_run_that_held_this_data_out(setup):
+    r = _run("--weights", setup["face"], "--data", setup["data"], "--split", "heldout", "--device", "cpu")
+    assert r.returncode == 2 and "was not trained with a held-out part" in r.stderr
+
+
+def test_bad_weights_are_one_line(setup, tmp_path):
+    bad = tmp_path / "face.pt"
+    bad.write_bytes(b"not a checkpoint")
+    r = _run("--weights", bad, "--data", setup["data"], "--device", "cpu")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr
