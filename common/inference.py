@@ -93,7 +93,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--detector-model", default=None, metavar="ONNX", help="model file for --detector yunet")
     g.add_argument("--min-face", type=float, default=None, metavar="PX",
                    help="smallest face to look for, in image pixels (default: 40, common/detector.py's "
-                        "MIN_FACE; 80 is about 4x faster and is what dlib finds without upsampling)")
+                        "MIN_FACE; 80, what dlib finds without upsampling, detects about 3.6x faster)")
     g = p.add_argument_group("output")
     g.add_argument("--output", "-o", default=None, metavar="DIR",
                    help="write annotated copies here instead of beside the inputs")
@@ -429,7 +429,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         fl = FaceLandmarker(args.weights, (args.eye_weights or "default") if args.eyes else None, args.device,
                             args.detector, args.detector_model, refine=args.refine, flip_test=args.flip_test,
-                            **({"min_face": args.min_face} if args.min_face is not None else {}))
+                            min_face=args.min_face)
     except (CheckpointError, DeviceError, DetectorError) as exc:
         fail(str(exc))
         return EXIT_FAILED

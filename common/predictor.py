@@ -20,15 +20,13 @@ import torch
 
 from . import transforms as T
 from .checkpoint import CheckpointError, load_model
-from .detector import MIN_FACE, Detection, FaceDetector, make_detector
+from .detector import Detection, FaceDetector, make_detector
 from .device import select_device
 from .imageio import read_image, rgb_to_gray, to_uint8
 from .landmarks import eye_aspect_ratio, flip_permutation, landmark_box
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS_DIR = os.path.join(REPO_ROOT, "weights")
-DEFAULT_WEIGHTS = os.path.join(WEIGHTS_DIR, "face.pt")
-DEFAULT_EYE_WEIGHTS = os.path.join(WEIGHTS_DIR, "eyes.pt")
 RIGHT_EYE = tuple(range(36, 42))   # subject's right eye: left side of the photo
 LEFT_EYE = tuple(range(42, 48))
 
@@ -110,16 +108,8 @@ class LandmarkModel:
         """
         if len(boxes) == 0:
             return np.zeros((0, len(self.indices), 2), np.float32)
-        none = np.zeros((0, 2), np.float32)
-        regions, batch = [], []
-        for box in boxes:
-            region = T.task_region(self.task, np.asarray(box, np.float32))
-            img, _ = T.crop(gray, none, region)
-            img, _ = T.resize(img, none, self.input_size)
-            t, _ = T.to_tensor(img, none, self.mean, self.std)
-            regions.append(region)
-            batch.append(t)
-        batch = torch.stack(batch)
+        regions = [T.task_region(self.task, np.asarray(box, np.float32)) for box in boxes]
+        batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std) for r in regions])
         out = self.run_batch(batch)
         if self.flip_test:
             mirrored = self.run_batch(torch.flip(batch, dims=[3]))[:, flip_permutation(self.indices)]
@@ -210,7 +200,8 @@ class FaceLandmarker:
     ``torch.device`` (a missing GPU raises :class:`common.device.DeviceError`).
     ``detector``: "haar" (default), "yunet" (with ``detector_model``, an ONNX
     file) or a :class:`common.detector.FaceDetector`; ``min_face``: the
-    smallest face it looks for, pixels (smaller is slower). ``refine``: run the face
+    smallest face it looks for, pixels (None: the detector's default,
+    ``common.detector.MIN_FACE``; smaller is slower). ``refine``: run the face
     model a second time on the crop given by its first prediction's landmark
     box (the box convention it was trained on); the eye crop then uses that
     box too (default on: it lowers the error with detector boxes, see
@@ -221,7 +212,7 @@ class FaceLandmarker:
     def __init__(self, weights: str | None = None, eye_weights: str | None = None,
                  device: str | torch.device = "auto", detector: str | FaceDetector = "haar",
                  detector_model: str | None = None, refine: bool = True, flip_test: bool = False,
-                 min_face: float = MIN_FACE):
+                 min_face: float | None = None):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         weights = weights or default_weights("face", self.device)
         if eye_weights == "default":

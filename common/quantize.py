@@ -41,16 +41,12 @@ def calibration_batches(description: dict, data: list[str], faces: int = 256, ba
     size, task = int(description["input_size"]), description["task"]
     norm = description.get("normalisation") or {}
     mean, std = float(norm.get("mean", 0.5)), float(norm.get("std", 0.25))
-    none = np.zeros((0, 2), np.float32)
     crops, last_path, gray = [], None, None
     for r in chosen:
         if r.image_path != last_path:
             gray, last_path = rgb_to_gray(read_image(r.image_path)), r.image_path
         region = T.jitter_region(T.task_region(task, landmark_box(r.points)), rng)
-        img, _ = T.crop(gray, none, region)
-        img, _ = T.resize(img, none, size)
-        t, _ = T.to_tensor(img, none, mean, std)
-        crops.append(t.numpy())
+        crops.append(T.region_tensor(gray, region, size, mean, std).numpy())
     stacked = np.stack(crops).astype(np.float32)
     return [stacked[i:i + batch] for i in range(0, len(stacked), batch)], len(held)
 

@@ -214,6 +214,16 @@ def eval_pipeline(task: str, input_size: int, indices: tuple[int, ...], mean: fl
     return apply
 
 
+def region_tensor(image: np.ndarray, region: Region, input_size: int, mean: float, std: float) -> torch.Tensor:
+    """The network input for ``region`` of a grayscale image: :func:`crop`,
+    :func:`resize`, :func:`to_tensor` (what inference feeds the model)."""
+    none = np.zeros((0, 2), np.float32)
+    img, _ = crop(image, none, region)
+    img, _ = resize(img, none, input_size)
+    tensor, _ = to_tensor(img, none, mean, std)
+    return tensor
+
+
 def region_to_image(points: np.ndarray, region: Region, input_size: int) -> np.ndarray:
     """Map ``(K, 2)`` points from model input pixels back to the image the
     region was cut from (inverse of :func:`crop` then :func:`resize`)."""

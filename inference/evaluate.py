@@ -88,10 +88,7 @@ def main(args: argparse.Namespace) -> int:
     indices = list(EYE_INDICES) if args.points == "eyes" else model.indices
     pos = model.positions(indices)
     pair = normalisation_pair(indices)
-    detector = None
-    if args.boxes == "detector":
-        detector = make_detector(args.detector, args.detector_model,
-                                 *([args.min_face] if args.min_face is not None else []))
+    detector = make_detector(args.detector, args.detector_model, args.min_face) if args.boxes == "detector" else None
 
     by_image: "OrderedDict[str, list]" = OrderedDict()
     for r in records:

@@ -124,12 +124,10 @@ def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "calibration: 8 training faces" in r.stdout and "point shift median" in r.stdout
     graph = onnx.load(str(out)).graph
-    quantised = {n.input[0].rsplit("_DequantizeLinear", 1)[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert len(convs) == 22  # 20 in the backbone (batch norm folded) + the head's score and offset
     weight_q = [c for c in convs if c.input[1] not in {i.name for i in graph.initializer}]
     assert len(weight_q) == 20, "backbone conv weights come through DequantizeLinear, the head's do not"
-    assert quantised
     m = OnnxLandmarkModel(str(out), "face", torch.device("cpu"))
     assert m.description["quantization"]["calibration_faces"] == 8 and m.input_size == INPUT_SIZE
     from common.checkpoint import load_model

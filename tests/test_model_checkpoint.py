@@ -72,7 +72,7 @@ def test_backbone_is_torchvision_resnet18(head):
 
 
 def test_inference_does_not_import_torchvision():
-    """Start-up: loading the predictor must not pull in torchvision (about 1.3 s)."""
+    """Start-up: loading the predictor must not pull in torchvision (over a second)."""
     import subprocess
     import sys
     code = ("import sys; import common.predictor, common.inference; "
