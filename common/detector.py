@@ -33,6 +33,7 @@ MIN_FACE = 40
 # 40 px: scale factor 1.1 with 3 neighbours found 89.5% of the faces (0.10
 # unmatched detections per photo), against 87.3% with 5 neighbours (0.04) and
 # 88.0% with factor 1.15 and 3 neighbours (0.07; 22% faster on the portrait).
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 HAAR_SCALE_FACTOR = 1.1
 HAAR_MIN_NEIGHBORS = 3
 
@@ -133,7 +134,7 @@ class HaarDetector(FaceDetector):
     """OpenCV's frontal-face Haar cascade (shipped in opencv-python 4.x wheels)."""
     calibration = HAAR_CALIBRATION
 
-    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml",
+    def __init__(self, cascade: str = HAAR_CASCADE,
                  scale_factor: float = HAAR_SCALE_FACTOR, min_neighbors: int = HAAR_MIN_NEIGHBORS,
                  min_face: float | None = None):
         super().__init__(min_face)

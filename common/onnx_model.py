@@ -142,6 +142,7 @@ class OnnxLandmarkModel(LandmarkModel):
             providers.insert(0, "CUDAExecutionProvider")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(path, opts, providers=providers)

@@ -26,12 +26,14 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from common.detector import HAAR_MIN_NEIGHBORS, HAAR_SCALE_FACTOR, MIN_FACE
+    from common.detector import HAAR_CASCADE, HAAR_MIN_NEIGHBORS, HAAR_SCALE_FACTOR, MIN_FACE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="annotated datasets (any supported format)")
     p.add_argument("--min-face", type=float, nargs="+", default=[MIN_FACE], metavar="PX")
     p.add_argument("--scale-factor", type=float, nargs="+", default=[HAAR_SCALE_FACTOR], metavar="F")
     p.add_argument("--min-neighbors", type=int, nargs="+", default=[HAAR_MIN_NEIGHBORS], metavar="N")
+    p.add_argument("--cascade", nargs="+", default=[HAAR_CASCADE], metavar="XML",
+                   help="Haar cascade files (names in cv2.data.haarcascades, or paths)")
     p.add_argument("--exclude-heldout", type=float, default=0.2,
                    help="leave out this validation fraction (split seed --split-seed)")
     p.add_argument("--split-seed", type=int, default=0)
@@ -66,10 +68,11 @@ def main(args: argparse.Namespace) -> int:
     n_faces = sum(len(b) for _, b in images)
     print(f"data: {', '.join(args.data)} (held-out fraction {args.exclude_heldout} left out): "
           f"{len(images)} photos, {n_faces} faces")
-    print(f"{'min_face':>8} {'scale':>6} {'neigh':>5} {'found %':>8} {'unmatched/photo':>15} "
+    print(f"{'cascade':>36} {'min_face':>8} {'scale':>6} {'neigh':>5} {'found %':>8} {'unmatched/photo':>15} "
           f"{'ms/photo':>9} {'ms portrait':>11}")
-    for min_face, factor, neigh in itertools.product(args.min_face, args.scale_factor, args.min_neighbors):
-        det = HaarDetector(scale_factor=factor, min_neighbors=neigh, min_face=min_face)
+    for cascade, min_face, factor, neigh in itertools.product(args.cascade, args.min_face, args.scale_factor,
+                                                              args.min_neighbors):
+        det = HaarDetector(cascade, scale_factor=factor, min_neighbors=neigh, min_face=min_face)
         found = unmatched = 0
         times = []
         for rgb, boxes in images:
@@ -89,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
             t = time.perf_counter()
             det.detect(portrait)
             portrait_ms.append(time.perf_counter() - t)
-        print(f"{min_face:>8.0f} {factor:>6.2f} {neigh:>5d} {100 * found / max(n_faces, 1):>8.1f} "
+        print(f"{os.path.basename(cascade):>36} {min_face:>8.0f} {factor:>6.2f} {neigh:>5d} {100 * found / max(n_faces, 1):>8.1f} "
               f"{unmatched / max(len(images), 1):>15.2f} {1000 * statistics.median(times):>9.1f} "
               f"{1000 * statistics.median(portrait_ms):>11.1f}")
     return 0
