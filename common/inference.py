@@ -83,10 +83,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "--weights (weights/eyes.int8.onnx or weights/eyes.pt)")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass on the crop given by the first prediction (default: on; it lowers "
-                        "the error with detector boxes from 4.72%% to 4.29%% NME, see weights/README.md; "
+                        "the error with detector boxes from 4.40%% to 4.02%% NME, see weights/README.md; "
                         "--no-refine halves the network time)")
     g.add_argument("--flip-test", action="store_true",
-                   help="also predict on the mirrored crop and average (lower error, twice the network time)")
+                   help="also predict on the mirrored crop and average (lower error; with refine only the "
+                        "final pass is mirrored: 1.5x the network time)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")
     g.add_argument("--detector", default="haar", choices=("haar", "yunet"),
                    help="face detector: OpenCV's Haar cascade, or YuNet (needs --detector-model)")

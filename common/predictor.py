@@ -98,20 +98,21 @@ class LandmarkModel:
         self.scores = ckpt.get("scores", {})
         self.epoch = ckpt.get("epoch")
 
-    def predict_boxes(self, gray: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+    def predict_boxes(self, gray: np.ndarray, boxes: list[np.ndarray], flip: bool | None = None) -> np.ndarray:
         """Points for every box of one image in one batch.
 
         ``gray``: ``(H, W)`` uint8 image; ``boxes``: landmark-convention boxes
         ``(x0, y0, x1, y1)``. Returns float32 ``(B, K, 2)`` in image pixels.
         Each crop is ``task_region(task, box)`` cut from the full-resolution
-        image, so large photos cost no more than small ones here.
+        image, so large photos cost no more than small ones here. ``flip``:
+        average with the mirrored crop (None: :attr:`flip_test`).
         """
         if len(boxes) == 0:
             return np.zeros((0, len(self.indices), 2), np.float32)
         regions = [T.task_region(self.task, np.asarray(box, np.float32)) for box in boxes]
         batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std) for r in regions])
         out = self.run_batch(batch)
-        if self.flip_test:
+        if self.flip_test if flip is None else flip:
             mirrored = self.run_batch(torch.flip(batch, dims=[3]))[:, flip_permutation(self.indices)]
             mirrored[..., 0] = (self.input_size - 1) - mirrored[..., 0]
             out = (out + mirrored) / 2
@@ -130,6 +131,13 @@ class LandmarkModel:
         except ValueError:
             raise CheckpointError(f"{self.path}: the model does not predict points "
                                   f"{min(indices)}-{max(indices)}") from None
+
+
+def refined_boxes(face_model: LandmarkModel, gray: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
+    """The second pass's boxes: the landmark box of the face model's first
+    prediction in each of ``boxes``. This pass only places the crop, so it
+    is never mirrored (``flip_test`` applies to the final pass)."""
+    return [landmark_box(p) for p in face_model.predict_boxes(gray, boxes, flip=False)]
 
 
 def load_landmark_model(path: str, task: str | None, device: torch.device) -> LandmarkModel:
@@ -206,7 +214,8 @@ class FaceLandmarker:
     box (the box convention it was trained on); the eye crop then uses that
     box too (default on: it lowers the error with detector boxes, see
     weights/README.md). ``flip_test``: also run every crop mirrored and
-    average (lower error, twice the network time). Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
+    average (lower error; with ``refine`` only the final pass is mirrored:
+    1.5x the network time). Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
     """
 
     def __init__(self, weights: str | None = None, eye_weights: str | None = None,
@@ -257,10 +266,9 @@ class FaceLandmarker:
         if not detections:
             return []
         boxes = [d.face_box for d in detections]
-        points = self.face_model.predict_boxes(gray, boxes)[:, self._face_pos]
         if self.refine:
-            boxes = [landmark_box(p) for p in points]
-            points = self.face_model.predict_boxes(gray, boxes)[:, self._face_pos]
+            boxes = refined_boxes(self.face_model, gray, boxes)
+        points = self.face_model.predict_boxes(gray, boxes)[:, self._face_pos]
         eyes = None
         if self.eye_model is not None:
             eyes = self.eye_model.predict_boxes(gray, boxes)[:, self._eye_pos]

@@ -42,7 +42,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine", action="store_true",
                    help="second pass: re-crop from the first prediction's landmark box")
     p.add_argument("--flip-test", action="store_true",
-                   help="average each prediction with the one on the mirrored crop (2x the network time)")
+                   help="average the final prediction with the one on the mirrored crop (with --refine the "
+                        "first pass is not mirrored)")
     p.add_argument("--face-weights", default=None,
                    help="for an eye model with --refine: the face model whose prediction gives the box")
     p.add_argument("--detector", default="haar", choices=("haar", "yunet"))
@@ -63,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     from common.evaluation import ced_plot, nme_per_face, summarize, summary_line
     from common.imageio import read_image, rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
-    from common.predictor import load_landmark_model
+    from common.predictor import load_landmark_model, refined_boxes
     from common.progress import Progress
 
     device = select_device(args.device)
@@ -112,8 +113,7 @@ def main(args: argparse.Namespace) -> int:
             boxes.append(best.face_box if hit else lb)
             ok.append(hit)
         if face_model is not None:
-            first = face_model.predict_boxes(gray, boxes)
-            boxes = [landmark_box(p) for p in first]
+            boxes = refined_boxes(face_model, gray, boxes)
         out = model.predict_boxes(gray, boxes)[:, pos]
         for r, p, hit in zip(recs, out, ok):
             preds.append(p)

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference_helpers import (EYE_WEIGHTS, FACE_WEIGHTS, REPO, check_json_document,  # noqa: E402
@@ -113,6 +114,23 @@ def _check_eyes_on_face(eye_points: np.ndarray, box: np.ndarray) -> None:
 
 
 @needs_face_weights
+def test_flip_test_mirrors_only_the_final_pass(trained):
+    """With refine, the first pass only places the crop: flip_test runs the
+    network three times (first pass, final pass, its mirror), and the
+    averaged points stay close to the unmirrored ones."""
+    rgb = read_image(portrait_path())
+    plain = trained.detect_landmarks(rgb)[0].points
+    fl = FaceLandmarker(str(FACE_WEIGHTS), device="cpu", refine=True, flip_test=True)
+    calls = []
+    run_batch = fl.face_model.run_batch
+    fl.face_model.run_batch = lambda batch: calls.append(batch) or run_batch(batch)
+    flipped = fl.detect_landmarks(rgb)[0].points
+    assert len(calls) == 3
+    assert torch.equal(calls[2], torch.flip(calls[1], dims=[3])) and not torch.equal(calls[0], calls[1])
+    shift = np.linalg.norm(flipped - plain, axis=1)
+    assert 0 < np.median(shift) < 2.0
+
+
 def test_portrait_landmarks_land_on_the_face(trained):
     faces = trained.detect_landmarks(portrait_path())
     assert len(faces) == 1
