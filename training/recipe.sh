@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The shipped recipe end to end (weights/README.md, "Training recipe", explains each stage):
+#   bash training/recipe.sh [cpu|cuda|rocm]     # default cpu: about 3 hours on a 2-core CPU
+# Stages write to runs/recipe/<stage>/<task>/1 (RUNS=DIR to change runs/recipe). Run it
+# again after an interruption: finished stages are skipped and an unfinished one resumes
+# from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
+# eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
+# Data paths: XML=... and YT=... override the defaults below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PLATFORM=${1:-cpu}
+case $PLATFORM in cpu|cuda|rocm) ;; *) echo "error: platform must be cpu, cuda or rocm, got '$PLATFORM'" >&2; exit 2;; esac
+R=${RUNS:-runs/recipe}
+XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
+YT=${YT:-../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv}
+for f in "$XML" "$YT"; do [[ -f $f ]] || { echo "error: $f not found (set XML= / YT=)" >&2; exit 2; }; done
+SPLIT=(--val-from "$(basename "$XML")" --val-fraction 0.2)
+
+stage() {  # name task epochs [train.py arguments for a fresh run...]
+    local name=$1 task=$2 epochs=$3; shift 3
+    local dir=$R/$name/$task/1
+    if [[ -f $dir/log.csv ]] && (( $(tail -n 1 "$dir/log.csv" | cut -d, -f1) >= epochs )); then
+        echo "== $name/$task: done ($dir)"
+        return 0
+    fi
+    echo "== $name/$task: $epochs epochs -> $dir"
+    if [[ -f $dir/last.pt ]]; then
+        python "training/$task/$PLATFORM/train.py" --resume "$dir" --epochs "$epochs"
+    else
+        rm -rf "$dir"  # started but no epoch finished: nothing to keep
+        python "training/$task/$PLATFORM/train.py" "$@" "${SPLIT[@]}" --epochs "$epochs" --runs-dir "$R/$name"
+    fi
+}
+
+# 1. face on both data sets: 24 epochs, then 24 more with a warm restart of the cosine schedule
+stage mixed face 24 --data "$XML" "$YT" --head pip --input-size 128
+stage mixed face 48
+# 2. eyes on both data sets, from the stage-1 face model
+stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/best.pt" --warmup-epochs 0 --lr 5e-4
+# 3. each model on the 300-W faces alone (same held-out photos)
+stage 300w face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --warmup-epochs 0 --lr 3e-4
+stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/best.pt" --warmup-epochs 0 --lr 2e-4
+
+mkdir -p "$R/release"
+for task in face eyes; do
+    python inference/release_weights.py "$R/300w/$task/1/best.pt" "$R/release/$task.pt" --force
+    python inference/export_onnx.py --weights "$R/release/$task.pt" --int8 --force --calib-data "$XML" "$YT"
+done
+echo "released: $R/release (scores: python inference/evaluate.py --weights $R/release/face.pt --data $XML --split heldout)"
