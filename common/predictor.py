@@ -158,7 +158,7 @@ def onnxruntime_available() -> bool:
 def default_weights(task: str, device: torch.device) -> str:
     """The shipped weights for ``task`` ("face" or "eyes") on ``device``: on
     a CPU with onnxruntime installed, the int8 ONNX model
-    (``weights/<task>.int8.onnx``: about 4.5x faster per face, same accuracy, see
+    (``weights/<task>.int8.onnx``: about 4x faster per face, same accuracy, see
     weights/README.md); otherwise the checkpoint ``weights/<task>.pt``."""
     pt = os.path.join(WEIGHTS_DIR, f"{task}.pt")
     int8 = os.path.join(WEIGHTS_DIR, f"{task}.int8.onnx")
