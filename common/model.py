@@ -7,7 +7,11 @@ Both take a normalised grayscale batch ``(B, 1, S, S)`` and, through
   2K outputs, the coordinates divided by the input size.
 - ``pip`` (pixel-in-pixel, Jin et al. 2021): layer4 kept at stride 16, so a
   128 px input gives an 8 x 8 grid; per point a score map over the grid plus
-  x/y offsets inside the best cell.
+  x/y offsets inside each cell. Decoding averages the guesses (cell + offset)
+  of the best-scoring cell and its 8 neighbours, weighted by their scores:
+  a near tie between two cells then moves the point smoothly instead of
+  making it jump (held-out 300-W NME 3.93% -> 3.82% against the best cell
+  alone; weights/README.md, *Ablations*).
 """
 from __future__ import annotations
 
@@ -95,20 +99,29 @@ class LandmarkNet(nn.Module):
         return self.score(f), self.offset(f)
 
     def decode(self, out) -> torch.Tensor:
-        """Head outputs to ``(B, K, 2)`` float32 points in input pixels."""
+        """Head outputs to ``(B, K, 2)`` float32 points in input pixels (pip:
+        the score-weighted mean of the best cell's and its neighbours' guesses,
+        negative scores counting as zero)."""
         s = self.input_size
         if self.head == "regression":
             return (out.float().view(out.shape[0], -1, 2) * s) - 0.5
         scores, offsets = out
         b, k, g, _ = scores.shape
-        best = scores.float().view(b, k, g * g).argmax(dim=2)            # (B, K)
+        sc = scores.float().view(b, k, g * g)
         off = offsets.float().view(b, 2, k, g * g)                         # x then y maps
-        ox = off[:, 0].gather(2, best.unsqueeze(2)).squeeze(2)
-        oy = off[:, 1].gather(2, best.unsqueeze(2)).squeeze(2)
+        idx = torch.arange(g * g, device=sc.device)
+        col, row = (idx % g).float(), torch.div(idx, g, rounding_mode="floor").float()
         cell = s / g
-        x = ((best % g).float() + ox) * cell - 0.5
-        y = ((best // g).float() + oy) * cell - 0.5
-        return torch.stack([x, y], dim=2)
+        xs = (col + off[:, 0]) * cell - 0.5                                # every cell's guess, (B, K, G*G)
+        ys = (row + off[:, 1]) * cell - 0.5
+        best = sc.argmax(dim=2, keepdim=True)                              # (B, K, 1)
+        bc = (best % g).float()
+        br = torch.div(best, g, rounding_mode="floor").float()
+        near = ((col - bc).abs() <= 1) & ((row - br).abs() <= 1)          # the best cell and its 8 neighbours
+        w = torch.where(near, sc.clamp(min=0), torch.zeros_like(sc))
+        w = w + (idx == best).float() * 1e-6                               # never all zero
+        w = w / w.sum(dim=2, keepdim=True)
+        return torch.stack([(w * xs).sum(dim=2), (w * ys).sum(dim=2)], dim=2)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Convenience: ``decode(forward(x))``."""

@@ -108,6 +108,25 @@ def test_pip_targets_decode_to_the_points(size):
     assert float(landmark_loss(m, out, pts, "l1")) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_pip_decode_averages_the_best_cell_and_its_neighbours():
+    """Each cell guesses a point (cell + offset); the decode averages the
+    guesses of the best cell and its 8 neighbours, weighted by their
+    (non-negative) scores, so that a near tie between two cells moves the
+    point smoothly instead of making it jump; farther cells do not count."""
+    m = _model("pip", 64, 1)
+    g, cell = 4, 16.0
+    scores = torch.full((1, 1, g * g), -0.2)
+    offsets = torch.full((1, 2, 1, g * g), 0.5)
+    scores[0, 0, 5] = 1.0        # row 1, col 1: guess (1.5, 1.5) cells
+    scores[0, 0, 6] = 0.6        # row 1, col 2, a neighbour: guess (2.25, 1.5) cells
+    offsets[0, 0, 0, 6] = 0.25
+    scores[0, 0, 15] = 0.9       # row 3, col 3: not a neighbour, ignored
+    offsets[0, :, 0, 15] = 0.9
+    out = (scores.view(1, 1, g, g), offsets.view(1, 2, g, g))
+    x = (1.0 * 1.5 + 0.6 * 2.25) / 1.6 * cell - 0.5
+    torch.testing.assert_close(m.decode(out), torch.tensor([[[x, 1.5 * cell - 0.5]]]), atol=1e-4, rtol=0)
+
+
 def test_regression_targets_decode_to_the_points():
     m = _model("regression", 32, 68)
     pts = torch.rand(2, 68, 2) * 32 - 0.5
