@@ -1,0 +1,101 @@
+"""training/recipe.sh: the order of its stages, skipping finished ones and
+resuming an interrupted one. ``python`` is replaced by a stand-in that logs
+its arguments and, for train.py, writes what a finished run leaves behind
+(log.csv up to the requested epoch and last.pt), so the shell logic is
+checked without training anything."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference_helpers import REPO  # noqa: E402
+
+RECIPE = REPO / "training" / "recipe.sh"
+
+FAKE_PYTHON = r'''#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+script=$1; shift
+[[ $script == training/*/train.py ]] || exit 0
+task=$(basename "$(dirname "$(dirname "$script")")")
+epochs= runs= resume=
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --epochs) epochs=$2; shift;;
+        --runs-dir) runs=$2; shift;;
+        --resume) resume=$2; shift;;
+    esac
+    shift
+done
+dir=${resume:-$runs/$task/1}
+mkdir -p "$dir"
+printf 'epoch,train_loss\n%s,0.1\n' "$epochs" > "$dir/log.csv"
+touch "$dir/last.pt" "$dir/best.pt"
+'''
+
+
+@pytest.fixture()
+def env(tmp_path):
+    if shutil.which("bash") is None:
+        pytest.skip("bash not available")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    for name in ("labels.xml", "frames.csv"):
+        (tmp_path / name).write_text("")
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(tmp_path / "calls.txt"),
+            "RUNS": str(tmp_path / "runs"), "XML": str(tmp_path / "labels.xml"), "YT": str(tmp_path / "frames.csv")}
+
+
+def run_recipe(env, *args) -> tuple[subprocess.CompletedProcess, list[str]]:
+    calls = Path(env["CALLS"])
+    calls.unlink(missing_ok=True)
+    proc = subprocess.run(["bash", str(RECIPE), *args], env=env, capture_output=True, text=True, timeout=60)
+    return proc, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_recipe_runs_the_stages_in_order_then_skips_them(env):
+    runs = env["RUNS"]
+    proc, calls = run_recipe(env, "cuda")
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if c.startswith("training/")]
+    assert [c.split()[0] for c in trains] == ["training/face/cuda/train.py"] * 2 + ["training/eyes/cuda/train.py",
+                                              "training/face/cuda/train.py", "training/eyes/cuda/train.py"]
+    assert "--epochs 24" in trains[0] and f"--runs-dir {runs}/mixed" in trains[0]
+    assert trains[1].endswith(f"--resume {runs}/mixed/face/1 --epochs 48")  # the warm restart
+    assert f"--init {runs}/mixed/face/1/best.pt" in trains[2] and "--epochs 8" in trains[2]
+    assert f"--init {runs}/mixed/face/1/best.pt" in trains[3] and "--lr 3e-4" in trains[3]
+    assert f"--init {runs}/mixed/eyes/1/best.pt" in trains[4] and "--epochs 10" in trains[4]
+    assert env["YT"] not in trains[3]  # stage 3: the 300-W faces alone
+    released = [c for c in calls if c.startswith("inference/")]
+    assert len(released) == 4 and f"{runs}/release/face.int8" not in " ".join(released)
+    assert any(c.startswith(f"inference/export_onnx.py --weights {runs}/release/eyes.pt --int8") for c in released)
+
+    proc, calls = run_recipe(env, "cuda")  # again: every stage is finished
+    assert proc.returncode == 0, proc.stderr
+    assert not [c for c in calls if c.startswith("training/")]
+    assert proc.stdout.count(": done") == 5
+
+
+def test_recipe_resumes_an_interrupted_stage(env):
+    run_recipe(env)
+    log = Path(env["RUNS"]) / "300w" / "face" / "1" / "log.csv"
+    log.write_text("epoch,train_loss\n10,0.1\n")  # stopped after epoch 10 of 24
+    proc, calls = run_recipe(env)
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if c.startswith("training/")]
+    assert trains == [f"training/face/cpu/train.py --resume {env['RUNS']}/300w/face/1 --epochs 24"]
+
+
+def test_recipe_rejects_bad_platform_and_missing_data(env):
+    proc, calls = run_recipe(env, "gpu")
+    assert proc.returncode == 2 and "cpu, cuda or rocm" in proc.stderr and not calls
+    proc, calls = run_recipe({**env, "XML": "/nonexistent/labels.xml"})
+    assert proc.returncode == 2 and "/nonexistent/labels.xml not found" in proc.stderr and not calls
