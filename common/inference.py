@@ -349,7 +349,7 @@ def json_document(args, runner: Runner | None, errors: list[dict]) -> dict:
     """The whole JSON output (see README.md, section JSON, for the shape)."""
     return {"format": JSON_FORMAT, "version": JSON_VERSION,
             "weights": args.weights, "eye_weights": args.eye_weights if args.eyes else None,
-            "refine": bool(args.refine),
+            "refine": bool(args.refine), "flip_test": bool(args.flip_test),
             "images": runner.images if runner else [], "videos": runner.videos if runner else [],
             "errors": errors}
 

@@ -80,7 +80,7 @@ def check_json_document(doc: dict, eyes: bool = False) -> None:
                 assert isinstance(f["blinks"], int)
 
     assert doc["format"] == "face-landmarks" and doc["version"] == 1
-    assert isinstance(doc["refine"], bool)
+    assert isinstance(doc["refine"], bool) and isinstance(doc["flip_test"], bool)
     for key in ("images", "videos", "errors"):
         assert isinstance(doc[key], list)
     for im in doc["images"]:
