@@ -342,6 +342,27 @@ def cpu_info() -> dict:
             "flags_read": bool(flags)}
 
 
+def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
+    """Share of all CPUs' time spent busy over ``seconds`` while this process
+    sleeps, from /proc/stat: the other work on the machine right now (the
+    1-minute load average lags for a minute after other work ends). None
+    where /proc/stat is not readable."""
+    def read():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)  # total, idle + iowait
+    a = read()
+    if a is None:
+        return None
+    time.sleep(seconds)
+    b = read()
+    total = b[0] - a[0] if b else 0
+    return round(1 - (b[1] - a[1]) / total, 3) if total > 0 else None
+
+
 def machine_info(args) -> dict:
     import cv2
     import torch
@@ -352,6 +373,7 @@ def machine_info(args) -> dict:
     except ImportError:
         ort_version = None
     info.update({"loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+                 "cpu_busy_before": cpu_busy_fraction(),
                  "platform": platform.platform(), "python": platform.python_version(),
                  "torch": torch.__version__, "onnxruntime": ort_version, "opencv": cv2.__version__,
                  "threads": torch.get_num_threads()})
@@ -492,10 +514,16 @@ def main(args: argparse.Namespace) -> int:
         print(f"eye model left out: {eye_weights} not found (give --eye-weights, or --no-eyes)")
         eye_weights = None
     machine = machine_info(args)
-    busy = machine["loadavg_1min"] is not None and machine["loadavg_1min"] > 0.5 * (machine["logical_cpus"] or 1)
-    if busy:
-        print(f"note: load average {machine['loadavg_1min']} on {machine['logical_cpus']} CPUs: other work "
-              "is running, so these timings are not representative")
+    if machine["cpu_busy_before"] is not None:
+        busy = machine["cpu_busy_before"] > 0.25
+        if busy:
+            print(f"note: other work used {100 * machine['cpu_busy_before']:.0f}% of the CPUs in the second "
+                  "before timing, so these timings are not representative")
+    else:
+        busy = machine["loadavg_1min"] is not None and machine["loadavg_1min"] > 0.5 * (machine["logical_cpus"] or 1)
+        if busy:
+            print(f"note: load average {machine['loadavg_1min']} on {machine['logical_cpus']} CPUs: other work "
+                  "may be running, so these timings may not be representative")
     if args.bf16 and machine["flags_read"] and not machine["bf16_instructions"]:
         print("note: this CPU has no avx512_bf16/amx_bf16 instructions: bfloat16 is emulated, "
               "probably slower than float32")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -174,8 +175,10 @@ def test_benchmark_writes_its_figures(small_checkpoint, tmp_path):
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert doc["format"] == "face-landmark-benchmark" and doc["version"] == 1
-    for key in ("cpu", "logical_cpus", "torch", "threads", "loadavg_1min"):
+    for key in ("cpu", "logical_cpus", "torch", "threads", "loadavg_1min", "cpu_busy_before"):
         assert key in doc["machine"]
+    busy = doc["machine"]["cpu_busy_before"]
+    assert busy is None or 0.0 <= busy <= 1.0
     s = doc["settings"]
     assert s["backend"] == "torch" and s["threads"] >= 1 and s["repeats"] == 1
     assert s["channels_last"] is s["bf16"] is s["compile"] is False
@@ -199,3 +202,20 @@ def test_benchmark_writes_its_figures(small_checkpoint, tmp_path):
     r = _run(BENCHMARK, "--weights", small_checkpoint, "--json", out)
     assert r.returncode == 2 and "already exists" in r.stderr
     assert out.read_text() == before
+
+
+def test_cpu_busy_fraction_sees_other_work():
+    """The benchmark's 'other work is running' check reads /proc/stat while
+    it sleeps: one busy child process must show as at least one core's worth."""
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat on this platform")
+    sys.path.insert(0, str(REPO / "inference"))
+    from benchmark import cpu_busy_fraction
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        busy = cpu_busy_fraction(0.5)
+    finally:
+        spin.kill()
+        spin.wait()
+    assert busy is not None and busy >= 0.9 / (os.cpu_count() or 1)
