@@ -94,7 +94,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--detector-model", default=None, metavar="ONNX", help="model file for --detector yunet")
     g.add_argument("--min-face", type=float, default=None, metavar="PX",
                    help="smallest face to look for, in image pixels (default: 40, common/detector.py's "
-                        "MIN_FACE; 80, what dlib finds without upsampling, detects about 3.6x faster)")
+                        "MIN_FACE; 80, what dlib finds without upsampling, detects about 4x faster)")
     g = p.add_argument_group("output")
     g.add_argument("--output", "-o", default=None, metavar="DIR",
                    help="write annotated copies here instead of beside the inputs")

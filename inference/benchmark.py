@@ -514,16 +514,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"eye model left out: {eye_weights} not found (give --eye-weights, or --no-eyes)")
         eye_weights = None
     machine = machine_info(args)
-    if machine["cpu_busy_before"] is not None:
-        busy = machine["cpu_busy_before"] > 0.25
-        if busy:
-            print(f"note: other work used {100 * machine['cpu_busy_before']:.0f}% of the CPUs in the second "
-                  "before timing, so these timings are not representative")
-    else:
-        busy = machine["loadavg_1min"] is not None and machine["loadavg_1min"] > 0.5 * (machine["logical_cpus"] or 1)
-        if busy:
-            print(f"note: load average {machine['loadavg_1min']} on {machine['logical_cpus']} CPUs: other work "
-                  "may be running, so these timings may not be representative")
+    share, load, cpus = machine["cpu_busy_before"], machine["loadavg_1min"], machine["logical_cpus"] or 1
+    if share is not None:  # /proc/stat: what other work did just now
+        busy, why = share > 0.25, f"other work used {100 * share:.0f}% of the CPUs in the second before timing"
+    else:  # the 1-minute load average lags, but is all some platforms have
+        busy, why = load is not None and load > 0.5 * cpus, f"load average {load} on {cpus} CPUs"
+    if busy:
+        print(f"note: {why}, so these timings are not representative")
     if args.bf16 and machine["flags_read"] and not machine["bf16_instructions"]:
         print("note: this CPU has no avx512_bf16/amx_bf16 instructions: bfloat16 is emulated, "
               "probably slower than float32")
