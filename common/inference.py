@@ -17,6 +17,8 @@ import re
 import sys
 import time
 
+from .cli import add_detector_arguments
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Extensions cv2.imwrite can write; other inputs get a .jpg output.
@@ -89,12 +91,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="also predict on the mirrored crop and average (lower error; with refine only the "
                         "final pass is mirrored: 1.5x the network time)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")
-    g.add_argument("--detector", default="haar", choices=("haar", "yunet"),
-                   help="face detector: OpenCV's Haar cascade, or YuNet (needs --detector-model)")
-    g.add_argument("--detector-model", default=None, metavar="ONNX", help="model file for --detector yunet")
-    g.add_argument("--min-face", type=float, default=None, metavar="PX",
-                   help="smallest face to look for, in image pixels (default: 40, common/detector.py's "
-                        "MIN_FACE; 80, what dlib finds without upsampling, detects about 4x faster)")
+    add_detector_arguments(g)
     g = p.add_argument_group("output")
     g.add_argument("--output", "-o", default=None, metavar="DIR",
                    help="write annotated copies here instead of beside the inputs")

@@ -20,7 +20,7 @@ import torch
 
 from . import transforms as T
 from .checkpoint import CheckpointError, load_model
-from .detector import Detection, FaceDetector, make_detector
+from .detector import DEFAULT_DETECTOR, Detection, FaceDetector, make_detector
 from .device import select_device
 from .imageio import read_image, rgb_to_gray, to_uint8
 from .landmarks import eye_aspect_ratio, flip_permutation, landmark_box
@@ -206,8 +206,10 @@ class FaceLandmarker:
     eye checkpoint (task "eyes", points 36-47), "default" for the shipped one;
     when given, every face also gets ``eye_points`` and ``ears``. ``device``: "auto", "cpu", "cuda" or a
     ``torch.device`` (a missing GPU raises :class:`common.device.DeviceError`).
-    ``detector``: "haar" (default), "yunet" (with ``detector_model``, an ONNX
-    file) or a :class:`common.detector.FaceDetector`; ``min_face``: the
+    ``detector``: "mtcnn" (default; ``weights/mtcnn.pt``, or other weights
+    in ``detector_model``), "haar" (OpenCV's frontal cascade), "yunet" (with
+    ``detector_model``, an ONNX file) or a
+    :class:`common.detector.FaceDetector`; ``min_face``: the
     smallest face it looks for, pixels (None: the detector's default,
     ``common.detector.MIN_FACE``; smaller is slower). ``refine``: run the face
     model a second time on the crop given by its first prediction's landmark
@@ -219,7 +221,7 @@ class FaceLandmarker:
     """
 
     def __init__(self, weights: str | None = None, eye_weights: str | None = None,
-                 device: str | torch.device = "auto", detector: str | FaceDetector = "haar",
+                 device: str | torch.device = "auto", detector: str | FaceDetector = DEFAULT_DETECTOR,
                  detector_model: str | None = None, refine: bool = True, flip_test: bool = False,
                  min_face: float | None = None):
         self.device = device if isinstance(device, torch.device) else select_device(device)

@@ -50,6 +50,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from common.cli import add_detector_arguments  # noqa: E402
 
 FORMAT, VERSION = "face-landmark-benchmark", 1
 BATCH = 32
@@ -69,10 +70,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--images", default=None, metavar="DIR", help="more photos to time full predicts on")
     g.add_argument("--eyes-per-image", action="store_true",
                    help="run the eye model in the per-image figures too (predict.py --eyes)")
-    g.add_argument("--detector", default="haar", choices=("haar", "yunet"))
-    g.add_argument("--min-face", type=float, default=None, metavar="PX",
-                   help="smallest face the detector looks for (default: predict.py's, 40)")
-    g.add_argument("--detector-model", default=None, metavar="ONNX", help="model file for --detector yunet")
+    add_detector_arguments(g)
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="predict.py's second face-model pass (default on, as in predict.py)")

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from common.cli import add_detector_arguments  # noqa: E402
 from common.data import split_records  # noqa: E402
 from common.datasets import read_datasets  # noqa: E402
 from common.detector import iou, make_detector  # noqa: E402
@@ -26,8 +27,7 @@ from common.progress import Progress  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="annotated datasets (any supported format)")
-    p.add_argument("--detector", default="haar", choices=("haar", "yunet"))
-    p.add_argument("--detector-model", default=None, help="model file for yunet")
+    add_detector_arguments(p)
     p.add_argument("--exclude-heldout", type=float, default=0.2,
                    help="leave out this validation fraction (split seed --split-seed) of each dataset")
     p.add_argument("--split-seed", type=int, default=0)

@@ -27,6 +27,7 @@ from collections import OrderedDict
 import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from common.cli import add_detector_arguments  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -46,10 +47,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "first pass is not mirrored)")
     p.add_argument("--face-weights", default=None,
                    help="for an eye model with --refine: the face model whose prediction gives the box")
-    p.add_argument("--detector", default="haar", choices=("haar", "yunet"))
-    p.add_argument("--detector-model", default=None, help="ONNX file for --detector yunet")
-    p.add_argument("--min-face", type=float, default=None, metavar="PX",
-                   help="smallest face the detector looks for (default: predict.py's, 40)")
+    add_detector_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--ced", default=None, help="CED plot path (default: runs/eval/<weights>_<data>_<boxes>.png)")

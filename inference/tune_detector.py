@@ -1,8 +1,9 @@
-"""Compare face-detector settings (smallest face, Haar scale factor and
-neighbours) for detection rate and speed on real annotated photos.
+"""Compare face detectors and their settings (smallest face; for Haar, the
+cascade, scale factor and neighbours) for detection rate and speed on real
+annotated photos.
 
     python inference/tune_detector.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
-        --min-face 40 80 --scale-factor 1.1 1.2 --min-neighbors 3 5
+        --detector mtcnn haar --min-face 40 80 --scale-factor 1.1 1.2 --min-neighbors 3 5
 
 For every combination it prints: the share of annotated faces found (a
 detection whose calibrated box overlaps the face's landmark box by IoU 0.3 or
@@ -26,9 +27,12 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from common.cli import DEFAULT_DETECTOR
     from common.detector import HAAR_CASCADE, HAAR_MIN_NEIGHBORS, HAAR_SCALE_FACTOR, MIN_FACE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="annotated datasets (any supported format)")
+    p.add_argument("--detector", nargs="+", default=[DEFAULT_DETECTOR], choices=("mtcnn", "haar"),
+                   help="detectors to compare (the Haar settings below apply to haar only)")
     p.add_argument("--min-face", type=float, nargs="+", default=[MIN_FACE], metavar="PX")
     p.add_argument("--scale-factor", type=float, nargs="+", default=[HAAR_SCALE_FACTOR], metavar="F")
     p.add_argument("--min-neighbors", type=int, nargs="+", default=[HAAR_MIN_NEIGHBORS], metavar="N")
@@ -46,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     from matplotlib import cbook
     from common.data import split_records
     from common.datasets import read_datasets
-    from common.detector import HaarDetector, iou
+    from common.detector import HaarDetector, MtcnnDetector, iou
     from common.imageio import read_image
     from common.landmarks import landmark_box
     from common.progress import Progress
@@ -68,11 +72,17 @@ def main(args: argparse.Namespace) -> int:
     n_faces = sum(len(b) for _, b in images)
     print(f"data: {', '.join(args.data)} (held-out fraction {args.exclude_heldout} left out): "
           f"{len(images)} photos, {n_faces} faces")
-    print(f"{'cascade':>36} {'min_face':>8} {'scale':>6} {'neigh':>5} {'found %':>8} {'unmatched/photo':>15} "
+    print(f"{'detector':>36} {'min_face':>8} {'scale':>6} {'neigh':>5} {'found %':>8} {'unmatched/photo':>15} "
           f"{'ms/photo':>9} {'ms portrait':>11}")
-    for cascade, min_face, factor, neigh in itertools.product(args.cascade, args.min_face, args.scale_factor,
-                                                              args.min_neighbors):
-        det = HaarDetector(cascade, scale_factor=factor, min_neighbors=neigh, min_face=min_face)
+    settings = []  # (label, min_face, scale factor or None, neighbours or None, detector)
+    for name in args.detector:
+        if name == "mtcnn":
+            settings += [("mtcnn", m, None, None, MtcnnDetector(min_face=m)) for m in args.min_face]
+        else:
+            settings += [(os.path.basename(c), m, f, n, HaarDetector(c, scale_factor=f, min_neighbors=n, min_face=m))
+                         for c, m, f, n in itertools.product(args.cascade, args.min_face, args.scale_factor,
+                                                             args.min_neighbors)]
+    for label, min_face, factor, neigh, det in settings:
         found = unmatched = 0
         times = []
         for rgb, boxes in images:
@@ -92,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
             t = time.perf_counter()
             det.detect(portrait)
             portrait_ms.append(time.perf_counter() - t)
-        print(f"{os.path.basename(cascade):>36} {min_face:>8.0f} {factor:>6.2f} {neigh:>5d} {100 * found / max(n_faces, 1):>8.1f} "
+        factor, neigh = ("-", "-") if factor is None else (f"{factor:.2f}", str(neigh))
+        print(f"{label:>36} {min_face:>8.0f} {factor:>6} {neigh:>5} {100 * found / max(n_faces, 1):>8.1f} "
               f"{unmatched / max(len(images), 1):>15.2f} {1000 * statistics.median(times):>9.1f} "
               f"{1000 * statistics.median(portrait_ms):>11.1f}")
     return 0
