@@ -37,3 +37,27 @@ def describe_device(device: torch.device) -> str:
         kind = "ROCm" if torch.version.hip else "CUDA"
         return f"{kind} {torch.cuda.get_device_name(device)}"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(flags: set[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (avx512_bf16 or AMX); without
+    it PyTorch emulates bfloat16, which is slower than float32."""
+    return bool((cpu_flags() if flags is None else flags) & {"avx512_bf16", "amx_bf16"})
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """Mixed precision's compute type: float16 on a GPU, bfloat16 on a CPU."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16

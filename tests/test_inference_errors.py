@@ -130,7 +130,7 @@ def test_outputs_are_not_overwritten_without_force(tmp_path, photo, ckpts):
 
 def test_unusual_images_work(tmp_path, ckpts):
     """16-bit, grayscale and RGBA PNGs and an EXIF-rotated JPEG are read upright;
-    the upright portrait is what lets the (frontal) detector find the face."""
+    the upright portrait is what lets the detector find the face."""
     src = Image.open(portrait_path()).convert("RGB")
     gray = np.asarray(src.convert("L"), dtype=np.uint16) * 257
     Image.fromarray(gray).save(tmp_path / "sixteen.png")  # mode I;16

@@ -99,3 +99,12 @@ def test_recipe_rejects_bad_platform_and_missing_data(env):
     assert proc.returncode == 2 and "cpu, cuda or rocm" in proc.stderr and not calls
     proc, calls = run_recipe({**env, "XML": "/nonexistent/labels.xml"})
     assert proc.returncode == 2 and "/nonexistent/labels.xml not found" in proc.stderr and not calls
+
+
+def test_train_args_reach_every_fresh_stage_but_not_a_resume(env):
+    proc, calls = run_recipe({**env, "TRAIN_ARGS": "--amp --threads 2"})
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if c.startswith("training/")]
+    fresh = [c for c in trains if "--resume" not in c]
+    assert len(fresh) == 4 and all("--amp --threads 2" in c for c in fresh)
+    assert all("--amp" not in c for c in trains if "--resume" in c)  # a resumed run keeps its own config

@@ -58,6 +58,29 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tiny_face_set, tmp_path)
     assert last["epoch"] == 5 and len(last["history"]) == 5 and "optimizer" in last
 
 
+def test_amp_on_a_cpu_trains_in_bfloat16_and_keeps_float32_weights(tiny_face_set, tmp_path, monkeypatch,
+                                                                   capsys):
+    seen = []
+    real_forward = training.build_model(68, "pip", 32).__class__.forward
+
+    def spy(self, x):
+        out = real_forward(self, x)
+        seen.append(out[0].dtype)
+        return out
+
+    monkeypatch.setattr(training.build_model(68, "pip", 32).__class__, "forward", spy)
+    runs = str(tmp_path / "runs")
+    result = training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                                 "--input-size", "32", "--epochs", "2", "--lr", "2e-3", "--runs-dir", runs,
+                                 "--amp"))
+    assert "precision: bfloat16 mixed" in capsys.readouterr().err
+    assert torch.bfloat16 in seen and torch.float32 in seen    # training steps, then float32 validation
+    assert np.isfinite(result["history"][-1]["train_loss"])
+    best = torch.load(os.path.join(result["run_dir"], "best.pt"), map_location="cpu", weights_only=True)
+    assert best["config"]["amp"] is True
+    assert all(v.dtype == torch.float32 for v in best["model"].values() if v.is_floating_point())
+
+
 def _stop_at_epoch(monkeypatch, stop_epoch):
     """Make ``train_one_epoch`` raise KeyboardInterrupt (Ctrl-C) when epoch ``stop_epoch`` starts."""
     real = training.train_one_epoch

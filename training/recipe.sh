@@ -5,7 +5,9 @@
 # again after an interruption: finished stages are skipped and an unfinished one resumes
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
 # eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
-# Data paths: XML=... and YT=... override the defaults below.
+# Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
+# train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
+# precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLATFORM=${1:-cpu}
@@ -15,6 +17,7 @@ XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
 YT=${YT:-../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv}
 for f in "$XML" "$YT"; do [[ -f $f ]] || { echo "error: $f not found (set XML= / YT=)" >&2; exit 2; }; done
 SPLIT=(--val-from "$(basename "$XML")" --val-fraction 0.2)
+read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 
 stage() {  # name task epochs [train.py arguments for a fresh run...]
     local name=$1 task=$2 epochs=$3; shift 3
@@ -28,7 +31,8 @@ stage() {  # name task epochs [train.py arguments for a fresh run...]
         python "training/$task/$PLATFORM/train.py" --resume "$dir" --epochs "$epochs"
     else
         rm -rf "$dir"  # started but no epoch finished: nothing to keep
-        python "training/$task/$PLATFORM/train.py" "$@" "${SPLIT[@]}" --epochs "$epochs" --runs-dir "$R/$name"
+        python "training/$task/$PLATFORM/train.py" "$@" "${SPLIT[@]}" "${EXTRA[@]}" --epochs "$epochs" \
+            --runs-dir "$R/$name"
     fi
 }
 
