@@ -324,15 +324,12 @@ def fresh_processes(args, kind: str, weights: str | None, eye_weights: str | Non
 
 
 def cpu_info() -> dict:
-    model, flags = platform.processor() or platform.machine(), set()
+    from common.device import cpu_flags
+    model, flags = platform.processor() or platform.machine(), cpu_flags()
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model in ("", platform.processor(), platform.machine()):
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
+            model = next((line.partition(":")[2].strip() for line in f
+                          if line.partition(":")[0].strip() == "model name"), model)
     except OSError:
         pass
     return {"cpu": model, "logical_cpus": os.cpu_count(),

@@ -237,3 +237,12 @@ def test_training_script_answers_help(script, help_outputs):
     assert re.search(r"--task \{eyes,face\} .*?\(default: (\w+)\)", text).group(1) == task
     assert re.search(r"--device DEVICE .*?\(default: (\w+)\)", text).group(1) == \
         ("cpu" if platform == "cpu" else "cuda")
+
+
+def test_amp_warns_where_the_cpu_would_emulate_bfloat16(tiny_face_set, tmp_path, monkeypatch, capsys):
+    from common.device import native_bf16
+    assert native_bf16({"avx2", "avx512_bf16"}) and native_bf16({"amx_bf16"}) and not native_bf16({"avx2"})
+    monkeypatch.setattr(training, "native_bf16", lambda: False)
+    training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"], "--input-size", "32",
+                        "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--amp"))
+    assert "emulates bfloat16" in capsys.readouterr().err
