@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The shipped recipe end to end (weights/README.md, "Training recipe", explains each stage):
 #   bash training/recipe.sh [cpu|cuda|rocm]     # default cpu: about 2 h 45 min on a 2-core CPU
+#   TRAIN_ARGS=--amp bash training/recipe.sh    # bfloat16: 1 h 44 min on a 2-core CPU with avx512_bf16
 # Stages write to runs/recipe/<stage>/<task>/1 (RUNS=DIR to change runs/recipe). Run it
 # again after an interruption: finished stages are skipped and an unfinished one resumes
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
