@@ -40,15 +40,15 @@ DEFAULT_DETECTOR = "mtcnn"
 DEFAULT_MIN_FACE = 40
 
 
-def add_detector_arguments(group, min_face: bool = True) -> None:
-    """``--detector``, ``--detector-model`` and (``min_face``) ``--min-face``,
-    the same in every script that detects faces."""
+def add_detector_arguments(group) -> None:
+    """``--detector``, ``--detector-model`` and ``--min-face``, the same in
+    every script that detects faces."""
     group.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTORS,
                        help="face detector: mtcnn (default; weights/mtcnn.pt), OpenCV's frontal Haar "
                             "cascade, or YuNet (needs --detector-model); see weights/README.md")
     group.add_argument("--detector-model", default=None, metavar="FILE",
                        help="model file: YuNet's ONNX file (required), or other MTCNN weights")
-    if min_face:
-        group.add_argument("--min-face", type=float, default=None, metavar="PX",
-                           help=f"smallest face to look for, in image pixels (default: {DEFAULT_MIN_FACE}, "
-                                "80, what dlib finds without upsampling, is faster on large photos)")
+    group.add_argument("--min-face", type=float, default=None, metavar="PX",
+                       help=f"smallest face to look for, in image pixels (default: {DEFAULT_MIN_FACE}, "
+                            "common/detector.py's MIN_FACE; 80, what dlib finds without upsampling, is "
+                            "faster on large photos)")

@@ -35,7 +35,7 @@ def main() -> None:
     recs = read_datasets(args.data)
     if args.exclude_heldout > 0:
         recs, _ = split_records(recs, args.exclude_heldout, args.split_seed)
-    det = make_detector(args.detector, args.detector_model)
+    det = make_detector(args.detector, args.detector_model, args.min_face)
     det.calibration = {"dx": 0.0, "dy": 0.0, "scale": 1.0}
     rows, missed = [], 0
     bar = Progress(len(recs), desc="detecting", unit="faces")
