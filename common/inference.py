@@ -85,7 +85,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "--weights (weights/eyes.int8.onnx or weights/eyes.pt)")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass on the crop given by the first prediction (default: on; it lowers "
-                        "the error with detector boxes from 4.19%% to 3.83%% NME, see weights/README.md; "
+                        "the error with detector boxes from 3.92%% to 3.85%% NME, see weights/README.md; "
                         "--no-refine halves the network time)")
     g.add_argument("--flip-test", action="store_true",
                    help="also predict on the mirrored crop and average (lower error; with refine only the "

@@ -190,7 +190,7 @@ class Mtcnn:
         all_boxes, all_scores = [], []
         for s in self.pyramid_scales(h, w, min_size):
             hs, ws = math.ceil(h * s), math.ceil(w * s)
-            level = cv2.resize(rgb, (ws, hs), interpolation=cv2.INTER_AREA)
+            level = rgb if (hs, ws) == (h, w) else cv2.resize(rgb, (ws, hs), interpolation=cv2.INTER_AREA)
             prob, reg = self._run(self.nets[0], level[None])
             ys, xs = np.nonzero(prob[0] > self.thresholds[0])
             if not len(ys):

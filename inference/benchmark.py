@@ -488,7 +488,7 @@ def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from common.imageio import rgb_to_gray
-    from common.device import select_device
+    from common.device import native_bf16, select_device
     from common.predictor import LandmarkModel, default_weights, load_landmark_model
 
     if args.threads:
@@ -516,7 +516,7 @@ def main(args: argparse.Namespace) -> int:
         busy, why = load is not None and load > 0.5 * cpus, f"load average {load} on {cpus} CPUs"
     if busy:
         print(f"note: {why}, so these timings are not representative")
-    if args.bf16 and machine["flags_read"] and not machine["bf16_instructions"]:
+    if args.bf16 and machine["flags_read"] and not native_bf16(set(machine["bf16_instructions"])):
         print("note: this CPU has no avx512_bf16/amx_bf16 instructions: bfloat16 is emulated, "
               "probably slower than float32")
 
