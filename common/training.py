@@ -6,6 +6,7 @@ main(parser.parse_args())``.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import random
@@ -61,6 +62,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="coordinate loss; auto = mse for regression (the seed), l1 for pip offsets")
     p.add_argument("--schedule", choices=("cosine", "step", "none"), default="cosine")
     p.add_argument("--warmup-epochs", type=int, default=1)
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights, updated every step "
+                        "with this decay (e.g. 0.99; 0: off, the plain weights)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without a better validation NME (0: never)")
     p.add_argument("--no-mirror", dest="mirror", action="store_false", help="disable horizontal mirroring")
@@ -135,6 +139,28 @@ def init_from_checkpoint(model, path: str, indices) -> int:
     return copied
 
 
+class WeightAverage:
+    """Exponential moving average of a model's weights and batch-norm
+    statistics (``--ema``): after every step ``avg += (1 - decay) * (w - avg)``.
+    Its copy of the model is what is validated and saved as ``best.pt``."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"--ema must be between 0 and 1 (exclusive), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for avg, w in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if avg.is_floating_point():
+                avg.lerp_(w, 1.0 - self.decay)
+            else:
+                avg.copy_(w)
+
+
 @torch.inference_mode()
 def evaluate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: bool = False) -> dict:
     """Validation loss and NME (in percent) over a loader of eval-pipeline samples.
@@ -155,7 +181,7 @@ def evaluate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: 
 
 
 def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, epoch: int,
-                    epochs: int, amp: bool) -> tuple[float, float]:
+                    epochs: int, amp: bool, ema: WeightAverage | None = None) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean loss, images per second)."""
     model.train()
     bar = Progress(len(loader), desc=f"epoch {epoch + 1}/{epochs}")
@@ -172,6 +198,8 @@ def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, ep
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if ema is not None:
+            ema.update(model)
         seen += len(x)
         total += loss.detach() * len(x)
         if step % 10 == 0 or step == len(loader):
@@ -243,6 +271,7 @@ def main(args: argparse.Namespace) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(args))
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")  # bfloat16 needs none
     history, start_epoch, best_nme = [], 0, float("inf")
+    ema = None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -257,10 +286,15 @@ def main(args: argparse.Namespace) -> dict:
             n = init_from_checkpoint(model, args.init, indices)
             print(f"initialised {n} tensors from {args.init}", file=sys.stderr)
         run_dir = new_run_dir(args.runs_dir, args.task)
+    if getattr(args, "ema", 0.0):  # runs from before --ema have no such setting
+        ema = WeightAverage(model, args.ema)
+        if state is not None and state.get("ema"):
+            ema.model.load_state_dict(state["ema"])
+    scored = ema.model if ema is not None else model  # what is validated and saved as best.pt
     precision = f"{str(autocast_dtype(device)).replace('torch.', '')} mixed" if amp else "float32"
     print(f"run folder: {run_dir}\ndevice: {describe_device(device)}  task: {args.task}  head: {args.head}  "
           f"input: {args.input_size}px  loss: {loss_name}  "
-          f"precision: {precision}\ntrain faces: {len(train_recs)}  "
+          f"precision: {precision}{f'  weights: moving average (decay {args.ema:g})' if ema else ''}\ntrain faces: {len(train_recs)}  "
           f"validation faces: {len(val_recs)}  (cache built in {cache_s:.0f}s)", file=sys.stderr)
 
     config = {k: v for k, v in vars(args).items() if k != "resume"}
@@ -282,9 +316,9 @@ def main(args: argparse.Namespace) -> dict:
                                 num_workers=args.workers, pin_memory=pin, drop_last=len(train_ds) > args.batch_size)
             lr = optimizer.param_groups[0]["lr"]
             train_loss, ips = train_one_epoch(model, loader, optimizer, scaler, device, loss_name,
-                                              epoch, args.epochs, amp)
+                                              epoch, args.epochs, amp, ema)
             scheduler.step()
-            val = evaluate(model, val_loader, device, loss_name, pair, amp)
+            val = evaluate(scored, val_loader, device, loss_name, pair, amp)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips}
             history.append(row)
@@ -298,14 +332,15 @@ def main(args: argparse.Namespace) -> dict:
             if improved:
                 best_nme, stale = val["nme"], 0
                 C.atomic_save({**describe, "config": config, "scores": scores, "epoch": epoch + 1,
-                               "model": C.clean_state_dict(model.state_dict())},
+                               "model": C.clean_state_dict(scored.state_dict())},
                               os.path.join(run_dir, "best.pt"))
             else:
                 stale += 1
             C.atomic_save({**describe, "config": config, "scores": scores, "epoch": epoch + 1,
                            "model": C.clean_state_dict(model.state_dict()),
                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                           "scaler": scaler.state_dict() if amp else {}, "history": history},
+                           "scaler": scaler.state_dict() if amp else {}, "history": history,
+                           "ema": C.clean_state_dict(ema.model.state_dict()) if ema is not None else {}},
                           os.path.join(run_dir, "last.pt"))
             write_log(log_path, history)
             plot_curves(plot_path, history, f"{args.task} / {args.head} / {args.input_size}px")

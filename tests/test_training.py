@@ -85,18 +85,19 @@ def _stop_at_epoch(monkeypatch, stop_epoch):
     """Make ``train_one_epoch`` raise KeyboardInterrupt (Ctrl-C) when epoch ``stop_epoch`` starts."""
     real = training.train_one_epoch
 
-    def fake(model, loader, optimizer, scaler, device, loss_name, epoch, epochs, amp):
+    def fake(model, loader, optimizer, scaler, device, loss_name, epoch, *rest):
         if epoch == stop_epoch:
             raise KeyboardInterrupt
-        return real(model, loader, optimizer, scaler, device, loss_name, epoch, epochs, amp)
+        return real(model, loader, optimizer, scaler, device, loss_name, epoch, *rest)
 
     monkeypatch.setattr(training, "train_one_epoch", fake)
 
 
-def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [[], ["--ema", "0.7"]], ids=["plain", "ema"])
+def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path, monkeypatch, extra):
     runs = str(tmp_path / "runs")
     common_args = ["--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
-                   "--input-size", "32", "--epochs", "2", "--lr", "2e-3", "--runs-dir", runs]
+                   "--input-size", "32", "--epochs", "2", "--lr", "2e-3", "--runs-dir", runs, *extra]
     full = training.main(_args(*common_args))                        # uninterrupted: runs/face/1
     _stop_at_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
@@ -114,14 +115,46 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path,
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_nme"] == pytest.approx(b["val_nme"], rel=1e-5)
     assert len(_read_log(os.path.join(stopped, "log.csv"))) == 2
-    wa = C.load_checkpoint(os.path.join(full["run_dir"], "last.pt"))["model"]
-    wb = C.load_checkpoint(os.path.join(stopped, "last.pt"))["model"]
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5, msg=k)
+    for name, part in (("last.pt", "model"), ("last.pt", "ema"), ("best.pt", "model")):
+        wa = C.load_checkpoint(os.path.join(full["run_dir"], name))[part]
+        wb = C.load_checkpoint(os.path.join(stopped, name))[part]
+        assert wa.keys() == wb.keys() and (bool(wa) or (part == "ema" and not extra))
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5, msg=f"{name} {part} {k}")
     # Resuming a finished run has nothing left to do and keeps its history.
     again = training.main(_args("--resume", os.path.join(stopped, "last.pt")))
     assert [h["epoch"] for h in again["history"]] == [1, 2]
+
+
+def test_weight_average_follows_the_weights_with_its_decay():
+    torch.manual_seed(0)
+    model = build_model(68, "pip", 32)
+    avg = training.WeightAverage(model, 0.75)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for v in model.state_dict().values():
+            v.add_(1) if v.is_floating_point() else v.fill_(7)
+    avg.update(model)
+    for k, v in avg.model.state_dict().items():
+        want = start[k] + 0.25 if v.is_floating_point() else torch.full_like(v, 7)
+        torch.testing.assert_close(v, want, msg=k)                 # weights and BN statistics both
+    assert not any(p.requires_grad for p in avg.model.parameters())
+    with pytest.raises(ValueError, match="--ema"):
+        training.WeightAverage(model, 1.0)
+
+
+def test_ema_run_saves_the_average_as_best(tiny_face_set, tmp_path):
+    runs = str(tmp_path / "runs")
+    result = training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                                 "--input-size", "32", "--epochs", "1", "--lr", "2e-3", "--runs-dir", runs,
+                                 "--ema", "0.9"))
+    last = C.load_checkpoint(os.path.join(result["run_dir"], "last.pt"))
+    best = C.load_checkpoint(os.path.join(result["run_dir"], "best.pt"))
+    assert best["config"]["ema"] == 0.9 and best["epoch"] == 1
+    for k, v in best["model"].items():                            # best.pt holds the average ...
+        torch.testing.assert_close(v, last["ema"][k], msg=k)
+    w = "score.weight"                                            # ... which lags the raw weights
+    assert not torch.allclose(last["ema"][w], last["model"][w])
 
 
 def test_eye_model_from_face_weights_with_held_out_split(tiny_face_set, tmp_path, capsys):
