@@ -30,9 +30,12 @@ def coord_loss(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Ten
     raise ValueError(f"unknown loss {name!r} (want one of {', '.join(COORD_LOSSES)})")
 
 
-def landmark_loss(model, out, points: torch.Tensor, loss_name: str) -> torch.Tensor:
+def landmark_loss(model, out, points: torch.Tensor, loss_name: str, offset_radius: int = 0) -> torch.Tensor:
     """Loss of a :class:`~common.model.LandmarkNet` output against ``points``
-    ``(B, K, 2)`` in input pixels."""
+    ``(B, K, 2)`` in input pixels. For the pip head, ``offset_radius`` 0
+    trains the x/y offsets of each point's own cell only (PIPNet); 1 also
+    those of its 8 neighbours (offsets from -1 to 2 cells), which the
+    decoding averages with the best cell's guess."""
     s = model.input_size
     t = (points.float() + 0.5) / s                       # [0, 1] units
     if model.head == "regression":
@@ -46,10 +49,17 @@ def landmark_loss(model, out, points: torch.Tensor, loss_name: str) -> torch.Ten
     score_t.scatter_(2, flat.unsqueeze(2), 1.0)
     score_loss = F.mse_loss(scores.float().view(b, k, g * g), score_t)
     off = offsets.float().view(b, 2, k, g * g)
-    ox = off[:, 0].gather(2, flat.unsqueeze(2)).squeeze(2)
-    oy = off[:, 1].gather(2, flat.unsqueeze(2)).squeeze(2)
-    pred_off = torch.stack([ox, oy], dim=2)
-    off_t = grid_t - cell
+    preds, targets, valid = [], [], []
+    for dy in range(-offset_radius, offset_radius + 1):
+        for dx in range(-offset_radius, offset_radius + 1):
+            c = cell + torch.tensor([dx, dy], dtype=cell.dtype, device=cell.device)
+            valid.append(((c >= 0) & (c <= g - 1)).all(dim=2))
+            c = c.clamp(0, g - 1)
+            f = (c[..., 1] * g + c[..., 0]).long().unsqueeze(2)
+            preds.append(torch.stack([off[:, 0].gather(2, f).squeeze(2), off[:, 1].gather(2, f).squeeze(2)], dim=2))
+            targets.append(grid_t - c)
+    keep = torch.stack(valid, dim=2)                     # (B, K, cells): cells inside the grid
+    pred_off, off_t = torch.stack(preds, dim=2)[keep], torch.stack(targets, dim=2)[keep]
     # Offsets are in cell units; coord_loss expects [0, 1]-like units: a cell is 1/g.
     off_loss = coord_loss(loss_name, pred_off / g, off_t / g) * g
     return PIP_SCORE_WEIGHT * score_loss + off_loss

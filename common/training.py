@@ -60,6 +60,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--loss", choices=("auto",) + COORD_LOSSES, default="auto",
                    help="coordinate loss; auto = mse for regression (the seed), l1 for pip offsets")
+    p.add_argument("--offset-radius", type=int, choices=(0, 1), default=0,
+                   help="pip: train the x/y offsets of the cells within this distance of each point's cell "
+                        "(0: that cell only, as in PIPNet; 1: also its 8 neighbours, whose guesses the decoding "
+                        "averages)")
     p.add_argument("--schedule", choices=("cosine", "step", "none"), default="cosine")
     p.add_argument("--warmup-epochs", type=int, default=1)
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
@@ -162,7 +166,8 @@ class WeightAverage:
 
 
 @torch.inference_mode()
-def evaluate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: bool = False) -> dict:
+def evaluate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: bool = False,
+             offset_radius: int = 0) -> dict:
     """Validation loss and NME (in percent) over a loader of eval-pipeline samples.
     NME is the same in crop pixels as in image pixels (the crop is a similarity)."""
     model.eval()
@@ -171,7 +176,7 @@ def evaluate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: 
         x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
             out = model(x)
-        losses.append(float(landmark_loss(model, out, pts, loss_name)) * len(x))
+        losses.append(float(landmark_loss(model, out, pts, loss_name, offset_radius)) * len(x))
         preds.append(model.decode(out).cpu().numpy())
         gts.append(pts.cpu().numpy())
     nmes = nme_per_face(np.concatenate(preds), np.concatenate(gts), pair)
@@ -181,7 +186,8 @@ def evaluate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: 
 
 
 def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, epoch: int,
-                    epochs: int, amp: bool, ema: WeightAverage | None = None) -> tuple[float, float]:
+                    epochs: int, amp: bool, ema: WeightAverage | None = None,
+                    offset_radius: int = 0) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean loss, images per second)."""
     model.train()
     bar = Progress(len(loader), desc=f"epoch {epoch + 1}/{epochs}")
@@ -193,7 +199,7 @@ def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, ep
         x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
             out = model(x)
-        loss = landmark_loss(model, out, pts, loss_name)
+        loss = landmark_loss(model, out, pts, loss_name, offset_radius)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -244,6 +250,7 @@ def main(args: argparse.Namespace) -> dict:
     indices = TASK_INDICES[args.task]
     pair = normalisation_pair(indices)
     loss_name = args.loss if args.loss != "auto" else ("mse" if args.head == "regression" else "l1")
+    radius = getattr(args, "offset_radius", 0)  # runs from before --offset-radius have no such setting
 
     records = read_datasets(args.data, skip_bad=args.skip_bad)
     if args.val_data:
@@ -316,9 +323,9 @@ def main(args: argparse.Namespace) -> dict:
                                 num_workers=args.workers, pin_memory=pin, drop_last=len(train_ds) > args.batch_size)
             lr = optimizer.param_groups[0]["lr"]
             train_loss, ips = train_one_epoch(model, loader, optimizer, scaler, device, loss_name,
-                                              epoch, args.epochs, amp, ema)
+                                              epoch, args.epochs, amp, ema, radius)
             scheduler.step()
-            val = evaluate(scored, val_loader, device, loss_name, pair, amp)
+            val = evaluate(scored, val_loader, device, loss_name, pair, amp, radius)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips}
             history.append(row)

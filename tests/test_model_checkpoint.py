@@ -108,6 +108,28 @@ def test_pip_targets_decode_to_the_points(size):
     assert float(landmark_loss(m, out, pts, "l1")) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_pip_neighbour_offsets_train_every_guess_the_decoding_averages():
+    """With offset radius 1 the loss also wants each neighbour cell's offset to
+    point at the landmark (so that all the guesses the decoding averages are
+    right); radius 0 ignores the neighbours, as PIPNet does."""
+    m = _model("pip", 64, 2)
+    g = 4
+    pts = torch.tensor([[[20.3, 37.9], [2.0, 61.0]]])     # inside; in a corner cell (neighbours off-grid)
+    t = (pts + 0.5) / 64 * g
+    cell = t.floor()
+    col, row = torch.arange(g * g) % g, torch.arange(g * g) // g
+    own = (row * g + col).view(1, 1, -1) == (cell[..., 1] * g + cell[..., 0]).unsqueeze(2)      # (1, K, G*G)
+    right = torch.stack([t[..., 0:1] - col, t[..., 1:2] - row], dim=1).float()   # (1, 2, K, G*G): every cell exact
+    only_own = torch.where(own.unsqueeze(1), right, torch.zeros_like(right))
+    one_hot = own.float().view(1, 2, g, g)                  # score loss 0: only offsets count below
+    for offsets, radius, zero in ((right, 0, True), (right, 1, True), (only_own, 0, True), (only_own, 1, False)):
+        loss = float(landmark_loss(m, (one_hot, offsets.reshape(1, 4, g, g)), pts, "l1", radius))
+        assert (loss == pytest.approx(0.0, abs=1e-6)) if zero else loss > 0.05, (radius, loss)
+    scores = torch.where(own, 1.0, 0.8).view(1, 2, g, g)   # neighbours score high: their guesses count
+    torch.testing.assert_close(m.decode((scores, right.reshape(1, 4, g, g))), pts, atol=1e-4, rtol=0)
+    assert (m.decode((scores, only_own.reshape(1, 4, g, g))) - pts).abs().max() > 1.0
+
+
 def test_pip_decode_averages_the_best_cell_and_its_neighbours():
     """Each cell guesses a point (cell + offset); the decode averages the
     guesses of the best cell and its 8 neighbours, weighted by their
