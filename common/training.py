@@ -299,9 +299,11 @@ def main(args: argparse.Namespace) -> dict:
             ema.model.load_state_dict(state["ema"])
     scored = ema.model if ema is not None else model  # what is validated and saved as best.pt
     precision = f"{str(autocast_dtype(device)).replace('torch.', '')} mixed" if amp else "float32"
+    if ema is not None:
+        precision += f"  weights: moving average (decay {args.ema:g})"
     print(f"run folder: {run_dir}\ndevice: {describe_device(device)}  task: {args.task}  head: {args.head}  "
           f"input: {args.input_size}px  loss: {loss_name}  "
-          f"precision: {precision}{f'  weights: moving average (decay {args.ema:g})' if ema else ''}\ntrain faces: {len(train_recs)}  "
+          f"precision: {precision}\ntrain faces: {len(train_recs)}  "
           f"validation faces: {len(val_recs)}  (cache built in {cache_s:.0f}s)", file=sys.stderr)
 
     config = {k: v for k, v in vars(args).items() if k != "resume"}
