@@ -71,7 +71,7 @@ def test_recipe_runs_the_stages_in_order_then_skips_them(env):
     assert "--epochs 24" in trains[0] and f"--runs-dir {runs}/mixed" in trains[0]
     assert trains[1].endswith(f"--resume {runs}/mixed/face/1 --epochs 48")  # the warm restart
     assert f"--init {runs}/mixed/face/1/best.pt" in trains[2] and "--epochs 8" in trains[2]
-    assert f"--init {runs}/mixed/face/1/best.pt" in trains[3] and "--lr 3e-4" in trains[3]
+    assert f"--init {runs}/mixed/face/1/best.pt" in trains[3] and "--lr 1e-3 --no-mirror --ema 0.99" in trains[3]
     assert f"--init {runs}/mixed/eyes/1/best.pt" in trains[4] and "--epochs 10" in trains[4]
     assert env["YT"] not in trains[3]  # stage 3: the 300-W faces alone
     released = [c for c in calls if c.startswith("inference/")]

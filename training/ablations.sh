@@ -42,8 +42,11 @@ if [[ ${1:-} == last ]]; then
     run "weaker augmentation" --rotation 10 --box-scale 0.05 --box-shift 0.03
     run "offset radius 1" --offset-radius 1
     run "wing loss, ema" --loss wing --ema 0.99
-    run "smoothl1 loss, ema" --loss smoothl1 --ema 0.99
     run "48 epochs, ema" --epochs 48 --ema 0.99
+    run "lr 1e-3, ema" --lr 1e-3 --ema 0.99
+    run "seed 1, ema" --seed 1 --ema 0.99
+    run "no mirroring, ema" --no-mirror --ema 0.99
+    run "no mirroring, lr 1e-3, ema" --no-mirror --lr 1e-3 --ema 0.99
     exit 0
 fi
 run "regression-mse (seed head)" --head regression --loss mse
