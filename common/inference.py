@@ -85,11 +85,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "--weights (weights/eyes.int8.onnx or weights/eyes.pt)")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass on the crop given by the first prediction (default: on; it lowers "
-                        "the error with detector boxes from 3.92%% to 3.85%% NME, see weights/README.md; "
+                        "the error with detector boxes from 3.76%% to 3.72%% NME, see weights/README.md; "
                         "--no-refine halves the network time)")
     g.add_argument("--flip-test", action="store_true",
-                   help="also predict on the mirrored crop and average (lower error; with refine only the "
-                        "final pass is mirrored: 1.5x the network time)")
+                   help="also predict on the mirrored crop and average (with refine only the final pass is "
+                        "mirrored: 1.5x the network time); lowers the error of models trained with mirroring, "
+                        "such as the eye model, not of the shipped face model (weights/README.md)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")
     add_detector_arguments(g)
     g = p.add_argument_group("output")
