@@ -73,6 +73,7 @@ def test_recipe_runs_the_stages_in_order_then_skips_them(env):
     assert f"--init {runs}/mixed/face/1/best.pt" in trains[2] and "--epochs 8" in trains[2]
     assert f"--init {runs}/mixed/face/1/best.pt" in trains[3] and "--lr 1e-3 --no-mirror --ema 0.99" in trains[3]
     assert f"--init {runs}/mixed/eyes/1/best.pt" in trains[4] and "--epochs 10" in trains[4]
+    assert "--lr 2e-4 --no-mirror --ema 0.99" in trains[4]
     assert env["YT"] not in trains[3]  # stage 3: the 300-W faces alone
     released = [c for c in calls if c.startswith("inference/")]
     assert len(released) == 4 and f"{runs}/release/face.int8" not in " ".join(released)

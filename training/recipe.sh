@@ -43,9 +43,10 @@ stage mixed face 48
 # 2. eyes on both data sets, from the stage-1 face model
 stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/best.pt" --warmup-epochs 0 --lr 5e-4
 # 3. each model on the 300-W faces alone (same held-out photos)
-#    face: no mirroring, learning rate 1e-3, moving average of the weights (model card, "Last-stage levers")
+#    without mirroring, saving a moving average of the weights; the face model at learning rate 1e-3
+#    (model card, "Last-stage levers")
 stage 300w face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --warmup-epochs 0 --lr 1e-3 --no-mirror --ema 0.99
-stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/best.pt" --warmup-epochs 0 --lr 2e-4
+stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/best.pt" --warmup-epochs 0 --lr 2e-4 --no-mirror --ema 0.99
 
 mkdir -p "$R/release"
 for task in face eyes; do
