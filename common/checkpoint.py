@@ -90,8 +90,8 @@ def load_checkpoint(path: str, task: str | None = None) -> dict:
         raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is newer than "
                               f"this code understands ({VERSION})")
     if task is not None and ckpt.get("task") != task:
-        raise CheckpointError(f"{path}: this is a '{ckpt.get('task')}' checkpoint, "
-                              f"but a '{task}' model is needed here")
+        raise CheckpointError(f"{path}: this checkpoint is for the '{ckpt.get('task')}' task, "
+                              f"but the '{task}' task is needed here")
     return ckpt
 
 

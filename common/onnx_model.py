@@ -160,8 +160,8 @@ class OnnxLandmarkModel(LandmarkModel):
         if "quantization" in meta:
             desc["quantization"] = json.loads(meta["quantization"])
         if task is not None and desc.get("task") != task:
-            raise CheckpointError(f"{path}: this is a '{desc.get('task')}' model, "
-                                  f"but a '{task}' model is needed here")
+            raise CheckpointError(f"{path}: this model is for the '{desc.get('task')}' task, "
+                                  f"but the '{task}' task is needed here")
         self.path, self.task, self.device = path, desc["task"], device
         self.model = None
         self.description = desc

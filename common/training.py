@@ -234,7 +234,9 @@ def main(args: argparse.Namespace) -> dict:
         keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "resume")}
         if args.epochs:  # a resumed run may be extended or shortened; the schedule follows
             keep["epochs"] = args.epochs
-        args = argparse.Namespace(**{**state["config"], **keep})
+        # Options added after the run was started take their defaults.
+        defaults = vars(get_args_parser().parse_args([]))
+        args = argparse.Namespace(**{**defaults, **state["config"], **keep})
         run_dir = os.path.dirname(os.path.abspath(last))
     if not args.data:
         raise SystemExit("error: --data is required (one or more datasets)")
@@ -250,7 +252,7 @@ def main(args: argparse.Namespace) -> dict:
     indices = TASK_INDICES[args.task]
     pair = normalisation_pair(indices)
     loss_name = args.loss if args.loss != "auto" else ("mse" if args.head == "regression" else "l1")
-    radius = getattr(args, "offset_radius", 0)  # runs from before --offset-radius have no such setting
+    radius = args.offset_radius
 
     records = read_datasets(args.data, skip_bad=args.skip_bad)
     if args.val_data:
@@ -293,7 +295,7 @@ def main(args: argparse.Namespace) -> dict:
             n = init_from_checkpoint(model, args.init, indices)
             print(f"initialised {n} tensors from {args.init}", file=sys.stderr)
         run_dir = new_run_dir(args.runs_dir, args.task)
-    if getattr(args, "ema", 0.0):  # runs from before --ema have no such setting
+    if args.ema:
         ema = WeightAverage(model, args.ema)
         if state is not None and state.get("ema"):
             ema.model.load_state_dict(state["ema"])

@@ -104,7 +104,7 @@ def test_face_landmarker_takes_onnx_weights(small_checkpoint, onnx_file):
     assert b[0].points.shape == (68, 2) and b[0].points.dtype == np.float32
     # Points are in image pixels: the crop is about 4x the 64 px input here.
     assert np.abs(a[0].points - b[0].points).max() < 0.01
-    with pytest.raises(CheckpointError, match="'face' model, but a 'eyes' model is needed"):
+    with pytest.raises(CheckpointError, match="for the 'face' task, but the 'eyes' task is needed"):
         OnnxLandmarkModel(onnx_file, "eyes", torch.device("cpu"))
 
 

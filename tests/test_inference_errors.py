@@ -87,10 +87,10 @@ def test_bad_checkpoint_exits_2(tmp_path, photo, ckpts, case):
     elif case == "corrupt":
         args, expect = ["--weights", bad], "not a readable checkpoint"
     elif case == "wrong_task":
-        args, expect = ["--weights", ckpts["eyes"]], "'eyes' checkpoint, but a 'face' model is needed"
+        args, expect = ["--weights", ckpts["eyes"]], "for the 'eyes' task, but the 'face' task is needed"
     else:
         args, expect = ["--weights", ckpts["face"], "--eyes", "--eye-weights", ckpts["face"]], \
-            "'face' checkpoint, but a 'eyes' model is needed"
+            "for the 'face' task, but the 'eyes' task is needed"
     proc = run_predict("pic.jpg", *args, *extra, cwd=tmp_path)
     assert_clean(proc)
     assert proc.returncode == 2

@@ -236,7 +236,7 @@ def test_checkpoint_errors(tmp_path):
     torch.save(m.state_dict(), foreign)                       # a bare state_dict
     with pytest.raises(C.CheckpointError, match="not a face landmark checkpoint"):
         C.load_model(foreign)
-    with pytest.raises(C.CheckpointError, match="'face' checkpoint, but a 'eyes' model"):
+    with pytest.raises(C.CheckpointError, match="for the 'face' task, but the 'eyes' task is needed"):
         C.load_model(good, task="eyes")
     newer = str(tmp_path / "newer.pt")
     C.atomic_save({**_state(m), "version": C.VERSION + 1}, newer)

@@ -126,6 +126,21 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path,
     assert [h["epoch"] for h in again["history"]] == [1, 2]
 
 
+def test_resume_of_a_run_from_before_newer_options(tiny_face_set, tmp_path):
+    """A run saved before an option existed resumes with that option's default."""
+    runs = str(tmp_path / "runs")
+    first = training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                                "--input-size", "32", "--epochs", "1", "--runs-dir", runs))
+    last = os.path.join(first["run_dir"], "last.pt")
+    state = C.load_checkpoint(last)
+    for key in ("ema", "offset_radius"):
+        del state["config"][key]
+    C.atomic_save(state, last)
+    resumed = training.main(_args("--resume", first["run_dir"], "--epochs", "2"))
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert C.load_checkpoint(last)["config"]["ema"] == 0.0
+
+
 def test_weight_average_follows_the_weights_with_its_decay():
     torch.manual_seed(0)
     model = build_model(68, "pip", 32)

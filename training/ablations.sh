@@ -37,7 +37,7 @@ PY
 }
 mkdir -p "$OUT"
 if [[ ${1:-} == last ]]; then
-    run "baseline (recipe stage 3)"
+    run "baseline (previous stage 3)"
     run "ema 0.99" --ema 0.99
     run "weaker augmentation" --rotation 10 --box-scale 0.05 --box-shift 0.03
     run "offset radius 1" --offset-radius 1
