@@ -51,12 +51,13 @@ def split_like_run(records: list[FaceRecord], config: dict) -> tuple[list[FaceRe
 
 
 class CachedFace:
-    """One face: a grayscale image (whole photo or a cached region) and its
-    68 points in that image's pixels."""
-    __slots__ = ("image", "points")
+    """One face: a grayscale image (whole photo or a cached region), its
+    68 points in that image's pixels, and ``scale``: that image's pixels per
+    pixel of the photo."""
+    __slots__ = ("image", "points", "scale")
 
-    def __init__(self, image: np.ndarray, points: np.ndarray):
-        self.image, self.points = image, points
+    def __init__(self, image: np.ndarray, points: np.ndarray, scale: float = 1.0):
+        self.image, self.points, self.scale = image, points, scale
 
 
 def load_face(record: FaceRecord, task: str, input_size: int, cache: bool) -> CachedFace:
@@ -69,22 +70,28 @@ def load_face(record: FaceRecord, task: str, input_size: int, cache: bool) -> Ca
     big = T.Region(region.cx, region.cy, region.side * CACHE_CONTEXT)
     out_side = int(round(input_size * CACHE_RESOLUTION * CACHE_CONTEXT))
     img, pts = T.crop(image, record.points, big)
+    scale = 1.0
     if img.shape[0] > out_side:
+        scale = out_side / img.shape[0]
         img, pts = T.resize(img, pts, out_side)
-    return CachedFace(img, pts)
+    return CachedFace(img, pts, scale)
 
 
 class LandmarkDataset(Dataset):
     """Yields ``(image tensor (1, S, S), points (K, 2) in input pixels)``.
 
     Augmentation randomness depends only on ``(seed, epoch, index)``, so a
-    resumed run sees exactly the samples an uninterrupted one would."""
+    resumed run sees exactly the samples an uninterrupted one would.
+    ``mirror_offsets``: data set name -> its annotation's horizontal offset in
+    photo pixels (:func:`~common.transforms.mirror`); data sets not named have 0."""
 
     def __init__(self, records: list[FaceRecord], task: str, input_size: int,
                  indices: tuple[int, ...], train: bool, aug: T.AugmentConfig,
                  mean: float, std: float, seed: int = 0, cache: bool = True,
-                 name: str = "data"):
+                 name: str = "data", mirror_offsets: dict[str, float] | None = None):
         self.records, self.task, self.train, self.seed = records, task, train, seed
+        offsets = mirror_offsets or {}
+        self.mirror_offsets = [float(offsets.get(r.group.split("::", 1)[0], 0.0)) for r in records]
         self.input_size, self.cache, self.epoch = input_size, cache, 0
         self.train_tf = T.train_pipeline(task, input_size, indices, aug, mean, std)
         self.eval_tf = T.eval_pipeline(task, input_size, indices, mean, std)
@@ -114,7 +121,7 @@ class LandmarkDataset(Dataset):
             load_face(self.records[i], self.task, self.input_size, cache=False)
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            x, pts = self.train_tf(face.image, face.points, rng)
+            x, pts = self.train_tf(face.image, face.points, rng, self.mirror_offsets[i] * face.scale)
         else:
             x, pts, _ = self.eval_tf(face.image, face.points, landmark_box(face.points))
         return x, torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32))

@@ -72,6 +72,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without a better validation NME (0: never)")
     p.add_argument("--no-mirror", dest="mirror", action="store_false", help="disable horizontal mirroring")
+    p.add_argument("--mirror-offset", type=float, nargs="+", default=None, metavar="PX",
+                   help="per --data set (one value for all, or one each): how many photo pixels its annotation "
+                        "places points right of the mirror-symmetric position; mirrored copies keep that offset "
+                        "(measure it with inference/mirror_offset.py; default 0, a plain mirror)")
     p.add_argument("--rotation", type=float, default=20.0, help="max random rotation in degrees")
     p.add_argument("--box-scale", type=float, default=0.10, help="random crop scale jitter (+-fraction)")
     p.add_argument("--box-shift", type=float, default=0.05, help="random crop shift jitter (+-fraction of side)")
@@ -93,6 +97,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue an interrupted run: its folder or its last.pt")
     return p
+
+
+def _mirror_offsets(data: list[str], values: list[float] | None) -> dict[str, float]:
+    """``--mirror-offset`` as data set name -> offset (one value applies to all sets)."""
+    if not values:
+        return {}
+    if len(values) not in (1, len(data)):
+        raise SystemExit(f"error: --mirror-offset takes one value or one per --data set ({len(data)}), "
+                         f"got {len(values)}")
+    return {dataset_name(d): float(v) for d, v in zip(data, values * len(data) if len(values) == 1 else values)}
 
 
 def _seed_everything(seed: int) -> None:
@@ -268,9 +282,10 @@ def main(args: argparse.Namespace) -> dict:
                                  f"{len(val_recs)} (use --val-data or a larger --val-fraction)")
     aug = AugmentConfig(mirror=args.mirror, rotation=args.rotation, box_scale=args.box_scale,
                         box_shift=args.box_shift)
+    offsets = _mirror_offsets(args.data, args.mirror_offset)
     t_cache = time.time()
     train_ds = LandmarkDataset(train_recs, args.task, args.input_size, indices, True, aug, MEAN, STD,
-                               seed=args.seed, cache=args.cache, name="train")
+                               seed=args.seed, cache=args.cache, name="train", mirror_offsets=offsets)
     val_ds = LandmarkDataset(val_recs, args.task, args.input_size, indices, False, aug, MEAN, STD,
                              cache=args.cache, name="validation")
     cache_s = time.time() - t_cache

@@ -114,13 +114,19 @@ def rotate(image: np.ndarray, landmarks: np.ndarray, angle: float,
 
 
 def mirror(image: np.ndarray, landmarks: np.ndarray,
-           permutation: tuple[int, ...] = FLIP_PERMUTATION_68) -> tuple[np.ndarray, np.ndarray]:
+           permutation: tuple[int, ...] = FLIP_PERMUTATION_68,
+           offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Mirror left-right; points are reflected and re-indexed with ``permutation``
-    so that, say, the subject's right eye corner stays point 36."""
+    so that, say, the subject's right eye corner stays point 36.
+
+    ``offset``: how far (in this image's pixels) the annotation places points
+    to the right of where a mirror-consistent annotation would; the mirrored
+    points keep that offset instead of flipping it to the left (a pixel
+    convention of the data set; ``inference/mirror_offset.py`` measures it)."""
     w = image.shape[1]
     out = np.ascontiguousarray(image[:, ::-1])
     pts = landmarks.astype(np.float32).copy()
-    pts[:, 0] = (w - 1) - pts[:, 0]
+    pts[:, 0] = (w - 1 + 2.0 * offset) - pts[:, 0]
     return out, pts[list(permutation)]
 
 
@@ -173,13 +179,15 @@ class AugmentConfig:
 def train_pipeline(task: str, input_size: int, indices: tuple[int, ...],
                    aug: AugmentConfig, mean: float, std: float):
     """Training transform: mirror, rotation, jittered task crop, resize,
-    tone jitter, brightness, noise, tensor. Takes 68-point landmarks and
+    tone jitter, brightness, noise, tensor. Takes 68-point landmarks (and the
+    annotation's ``mirror_offset`` in the image's pixels, see :func:`mirror`) and
     returns ``(tensor (1,S,S), float32 (K,2) points in input pixels)``."""
     idx = list(indices)
 
-    def apply(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator):
+    def apply(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+              mirror_offset: float = 0.0):
         if aug.mirror and rng.random() < 0.5:
-            image, landmarks = mirror(image, landmarks)
+            image, landmarks = mirror(image, landmarks, offset=mirror_offset)
         if aug.rotation > 0:
             image, landmarks = rotate(image, landmarks, rng.uniform(-aug.rotation, aug.rotation))
         region = jitter_region(task_region(task, landmark_box(landmarks)), rng,

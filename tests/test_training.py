@@ -13,9 +13,9 @@ import torch
 from common import checkpoint as C
 from common import training
 from common.data import LandmarkDataset
-from common.landmarks import EYE_INDICES, FACE_INDICES
+from common.landmarks import EYE_INDICES, FACE_INDICES, landmark_box
 from common.model import build_model
-from common.transforms import AugmentConfig
+from common.transforms import AugmentConfig, task_region
 from conftest import REPO_ROOT
 
 
@@ -294,3 +294,38 @@ def test_amp_warns_where_the_cpu_would_emulate_bfloat16(tiny_face_set, tmp_path,
     training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"], "--input-size", "32",
                         "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--amp"))
     assert "emulates bfloat16" in capsys.readouterr().err
+
+
+def test_dataset_hands_each_face_its_offset_in_cached_pixels(tiny_face_set):
+    # The offset is given in photo pixels; the cache may downscale a face, and
+    # the mirror step must get it in the pixels of the image it flips.
+    from common.datasets import dataset_name, read_datasets
+    path = tiny_face_set["val"]
+    recs = read_datasets([path])
+    kw = dict(task="face", input_size=16, indices=FACE_INDICES, aug=AugmentConfig(), mean=0.5, std=0.25,
+              train=True)
+    scales = []
+    for cache in (True, False):
+        ds = LandmarkDataset(recs, cache=cache, mirror_offsets={dataset_name(path): 2.0, "other.csv": 5.0}, **kw)
+        got = []
+
+        def record(image, points, rng, offset):
+            got.append((points, offset))
+            return torch.zeros(1), points
+        ds.train_tf = record
+        for i in range(len(recs)):
+            ds[i]
+        for r, (points, offset) in zip(recs, got):
+            scale = points[:, 0].std() / r.points[:, 0].std()   # image pixels per photo pixel
+            assert offset == pytest.approx(2.0 * scale, rel=1e-3)
+            scales.append(scale)
+        assert LandmarkDataset(recs, cache=cache, **kw).mirror_offsets == [0.0] * len(recs)
+    assert min(scales) < 0.9   # the cached faces were downscaled: the scaling was exercised
+
+
+def test_mirror_offset_takes_one_value_or_one_per_data_set():
+    assert training._mirror_offsets(["a/x.xml", "b/y.csv"], None) == {}
+    assert training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0]) == {"x.xml": 1.0, "y.csv": 1.0}
+    assert training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0, 0.5]) == {"x.xml": 1.0, "y.csv": 0.5}
+    with pytest.raises(SystemExit, match="one value or one per --data set"):
+        training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0, 0.5, 2.0])

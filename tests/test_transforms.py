@@ -194,3 +194,19 @@ def test_eye_crop_stats_script_measures_the_eye_points(tmp_path):
     assert "6 faces" in r.stdout and "holds 100.00% of the eye points" in r.stdout
     y = [float(v) for v in r.stdout.split("y [", 1)[1].split("]", 1)[0].split(",")]
     assert -0.5 < y[0] < y[1] < 0  # the eyes sit in the upper half of the landmark box
+
+
+def test_mirror_offset_keeps_the_annotation_offset():
+    # An annotation that sits c px right of the dots: a plain mirror moves the
+    # points 2c left of the mirrored dots; with offset=c they keep the same c.
+    h, w, c = 150, 190, 1.5
+    pts = (TEMPLATE * 100 + [95, 80]).astype(np.float32)
+    img = blob_image(pts[DOTS], h, w, sigma=2.5).astype(np.uint8)
+    labels = pts + np.float32([c, 0])
+    for offset, expected in ((c, c), (0.0, -c)):
+        out, m = T.mirror(img, labels, offset=offset)
+        for i in DOTS:
+            dot = blob_centre(out, m[i] - np.float32([expected, 0]), radius=3)
+            np.testing.assert_allclose(m[i] - dot, [expected, 0], atol=0.15)
+    # Mirroring twice with the same offset gives the annotation back.
+    np.testing.assert_allclose(T.mirror(*T.mirror(img, labels, offset=c), offset=c)[1], labels, atol=1e-4)

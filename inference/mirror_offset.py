@@ -1,0 +1,94 @@
+"""Measure how far a data set's annotation sits from mirror symmetry, in pixels.
+
+    python inference/mirror_offset.py --weights weights/face.pt \
+        --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split train
+
+Training mirrors faces and reflects their points with x -> (width - 1) - x.
+That is exact only if the annotation places points where a mirrored
+annotation would: if a data set's points sit ``c`` pixels right of that (a
+pixel convention, say), every mirrored copy teaches points ``2c`` too far
+left, and a model trained with mirroring splits the difference. This script
+prints, over the faces of ``--data`` (landmark boxes, no second pass):
+
+- the mean signed error (prediction minus annotation) in x and y, in photo
+  pixels and in % of the 36-45 distance: for a model trained on this data
+  WITH plain mirroring, ``c`` is about minus the mean x error;
+- the mean x disagreement between the prediction and the un-mirrored
+  prediction on the mirrored crop, halved: for a model trained on this data
+  WITHOUT mirroring, ``c`` is about this.
+
+Pass the estimate to training as ``--mirror-offset`` (model card, *Mirroring
+and the annotation's offset*). Measure on training faces (``--split train``)
+so the held-out ones stay untouched. The last line is machine-readable.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default="weights/face.pt", help="face or eye checkpoint")
+    p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, or keypoints CSV")
+    p.add_argument("--split", choices=("all", "heldout", "train"), default="train",
+                   help="train (default): the faces the checkpoint's run trained on; all: every face "
+                        "(for data the run never saw)")
+    p.add_argument("--max-faces", type=int, default=0, help="use at most this many faces, evenly spread (0: all)")
+    p.add_argument("--device", default="auto")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from common.data import split_like_run
+    from common.datasets import read_datasets
+    from common.device import select_device
+    from common.imageio import read_image
+    from common.landmarks import landmark_box, normalisation_pair
+    from common.predictor import load_landmark_model
+    from common.progress import Progress
+
+    model = load_landmark_model(args.weights, None, select_device(args.device))
+    records = read_datasets([args.data])
+    if args.split != "all":
+        train, held = split_like_run(records, model.description.get("config", {}))
+        records = held if args.split == "heldout" else train
+    if args.max_faces and len(records) > args.max_faces:
+        records = [records[i] for i in np.linspace(0, len(records) - 1, args.max_faces).astype(int)]
+    if not records:
+        print(f"error: no faces in {args.data} [{args.split}]", file=sys.stderr)
+        return 2
+    pair = normalisation_pair(model.indices)
+    err, dis, iod = [], [], []
+    bar = Progress(len(records), desc="predicting", unit="faces")
+    for k, r in enumerate(records):
+        gray = read_image(r.image_path, gray=True)
+        box = [landmark_box(r.points)]
+        plain = model.predict_boxes(gray, box, flip=False)[0]
+        mean = model.predict_boxes(gray, box, flip=True)[0]  # (plain + un-mirrored mirrored) / 2
+        gt = r.points[list(model.indices)]
+        err.append(plain - gt)
+        dis.append(plain - (2 * mean - plain))
+        iod.append(float(np.linalg.norm(gt[pair[0]] - gt[pair[1]])))
+        bar.update(k + 1, k + 1)
+    bar.close()
+    err, dis, iod = np.stack(err), np.stack(dis), np.array(iod)
+    rel = err / iod[:, None, None] * 100
+    dx, dy, half = float(err[..., 0].mean()), float(err[..., 1].mean()), float(dis[..., 0].mean() / 2)
+    print(f"weights: {args.weights} ({model.description['task']} model); data: {args.data} [{args.split}], "
+          f"{len(records)} faces, 36-45 distance {iod.mean():.0f} px on average")
+    print(f"mean signed error: x {dx:+.2f} px ({rel[..., 0].mean():+.2f}%), y {dy:+.2f} px "
+          f"({rel[..., 1].mean():+.2f}%)  -> offset if trained WITH plain mirroring: {-dx:+.2f} px")
+    print(f"mirror disagreement / 2: x {half:+.2f} px  -> offset if trained WITHOUT mirroring: {half:+.2f} px")
+    print(f"dx={dx:.3f} dy={dy:.3f} half_disagreement={half:.3f} n={len(records)}")
+    return 0
+
+
+if __name__ == "__main__":
+    from common.cli import run_script
+    run_script(main, get_args_parser())
