@@ -56,6 +56,9 @@ fi
 run "regression-mse (seed head)" --head regression --loss mse
 run "pip-l1 (shipped head)" --head pip
 run "pip-l1 160px input" --head pip --input-size 160
+# Mirroring (model card, "Mirroring and the annotation's offset"): keeping each set's offset, or none
+run "pip-l1 mirror offset 0.99 0.73" --head pip --mirror-offset 0.99 0.73
+run "pip-l1 no mirroring" --head pip --no-mirror
 run "pip-wing loss" --head pip --loss wing
 # Decoding photos every epoch vs the in-memory cache of face regions (speed only).
 run "cache (default), 1 epoch" --epochs 1 --max-faces 640
