@@ -121,7 +121,7 @@ def release_copy(ckpt: dict, half: bool = True) -> dict:
     """A compact copy for shipping: description, scores and weights only,
     floating tensors stored as float16 (loaded back as float32)."""
     keep = ("format", "version", "task", "landmark_indices", "head", "input_size",
-            "normalisation", "crop", "config", "scores", "epoch")
+            "normalisation", "crop", "config", "scores", "epoch", "mirror_offset")
     out = {k: ckpt[k] for k in keep if k in ckpt}
     out["model"] = {k: (v.half() if half and v.is_floating_point() else v).clone()
                     for k, v in clean_state_dict(ckpt["model"]).items()}

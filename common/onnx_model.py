@@ -30,7 +30,7 @@ ONNX_FORMAT = "face-landmark-onnx"
 ONNX_VERSION = 1
 # Checkpoint keys copied into the ONNX metadata (JSON-encoded values).
 DESCRIBED = ("task", "landmark_indices", "head", "input_size", "normalisation", "crop", "scores", "epoch",
-             "config")
+             "config", "mirror_offset")
 INPUT_NAME, OUTPUT_NAME = "image", "points"
 
 

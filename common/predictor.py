@@ -114,9 +114,18 @@ class LandmarkModel:
         out = self.run_batch(batch)
         if self.flip_test if flip is None else flip:
             mirrored = self.run_batch(torch.flip(batch, dims=[3]))[:, flip_permutation(self.indices)]
-            mirrored[..., 0] = (self.input_size - 1) - mirrored[..., 0]
+            # The model places points flip_offset input pixels right of mirror symmetry (as its
+            # training annotation does): un-mirrored, they must keep that offset, not flip it.
+            mirrored[..., 0] = (self.input_size - 1 + 2.0 * self.flip_offset) - mirrored[..., 0]
             out = (out + mirrored) / 2
         return np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
+
+    @property
+    def flip_offset(self) -> float:
+        """How far right of mirror symmetry the model puts its points, in input
+        pixels (the checkpoint's ``mirror_offset``, measured on training faces
+        by ``inference/mirror_offset.py``; 0 if absent). ``--flip-test`` keeps it."""
+        return float((self.description.get("mirror_offset") or {}).get("input_px", 0.0))
 
     def run_batch(self, batch: torch.Tensor) -> np.ndarray:
         """The network on a normalised float32 ``(B, 1, S, S)`` batch: float32

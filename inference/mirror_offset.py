@@ -22,6 +22,15 @@ prints, over the faces of ``--data`` (landmark boxes, no second pass):
 Pass the estimate to training as ``--mirror-offset`` (model card, *Mirroring
 and the annotation's offset*). Measure on training faces (``--split train``)
 so the held-out ones stay untouched. The last line is machine-readable.
+
+The half disagreement is also printed in the model's input pixels: that is
+the model's own offset, which ``--flip-test`` must keep when it averages
+with the mirrored crop. ``--write OUT`` saves a copy of the checkpoint that
+records it (``mirror_offset`` in its description, carried into ONNX exports),
+so ``--flip-test`` uses it:
+
+    python inference/mirror_offset.py --weights runs/face/2/best.pt --data $XML --split train \
+        --write runs/face/2/best_flip.pt
 """
 from __future__ import annotations
 
@@ -42,6 +51,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="train (default): the faces the checkpoint's run trained on; all: every face "
                         "(for data the run never saw)")
     p.add_argument("--max-faces", type=int, default=0, help="use at most this many faces, evenly spread (0: all)")
+    p.add_argument("--write", metavar="OUT", default=None,
+                   help="save a copy of the .pt checkpoint that records the measured offset for --flip-test")
+    p.add_argument("--force", action="store_true", help="with --write: replace an existing OUT")
     p.add_argument("--device", default="auto")
     return p
 
@@ -54,7 +66,19 @@ def main(args: argparse.Namespace) -> int:
     from common.landmarks import landmark_box, normalisation_pair
     from common.predictor import load_landmark_model
     from common.progress import Progress
+    from common.transforms import task_region
 
+    if args.write:
+        if not args.weights.endswith(".pt"):
+            print("error: --write needs a .pt checkpoint (export the ONNX file again from the written one)",
+                  file=sys.stderr)
+            return 2
+        if os.path.abspath(args.write) == os.path.abspath(args.weights):
+            print("error: --write would overwrite the input checkpoint", file=sys.stderr)
+            return 2
+        if os.path.exists(args.write) and not args.force:
+            print(f"error: {args.write} exists (use --force to replace it)", file=sys.stderr)
+            return 2
     model = load_landmark_model(args.weights, None, select_device(args.device))
     records = read_datasets([args.data])
     if args.split != "all":
@@ -66,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: no faces in {args.data} [{args.split}]", file=sys.stderr)
         return 2
     pair = normalisation_pair(model.indices)
-    err, dis, iod = [], [], []
+    err, dis, iod, scale = [], [], [], []
     bar = Progress(len(records), desc="predicting", unit="faces")
     for k, r in enumerate(records):
         gray = read_image(r.image_path, gray=True)
@@ -77,23 +101,37 @@ def main(args: argparse.Namespace) -> int:
         err.append(plain - gt)
         dis.append(plain - (2 * mean - plain))
         iod.append(float(np.linalg.norm(gt[pair[0]] - gt[pair[1]])))
+        scale.append(model.input_size / max(round(task_region(model.task, box[0]).side), 1))  # input px per photo px
         bar.update(k + 1, k + 1)
     bar.close()
-    err, dis, iod = np.stack(err), np.stack(dis), np.array(iod)
+    err, dis, iod, scale = np.stack(err), np.stack(dis), np.array(iod), np.array(scale)
     rel = err / iod[:, None, None] * 100
-    dx, dy, half = float(err[..., 0].mean()), float(err[..., 1].mean()), float(dis[..., 0].mean() / 2)
+    # predict_boxes(flip=True) already keeps a recorded offset: add it back to measure the model itself.
+    half_face = dis[..., 0].mean(1) / 2 + model.flip_offset / scale     # photo pixels, per face
+    dx, dy, half = float(err[..., 0].mean()), float(err[..., 1].mean()), float(half_face.mean())
+    half_in = float((half_face * scale).mean())
     print(f"weights: {args.weights} ({model.description['task']} model); data: {args.data} [{args.split}], "
           f"{len(records)} faces, 36-45 distance {iod.mean():.0f} px on average")
     print(f"mean signed error: x {dx:+.2f} px ({rel[..., 0].mean():+.2f}%), y {dy:+.2f} px "
           f"({rel[..., 1].mean():+.2f}%)  -> offset if trained WITH plain mirroring: {-dx:+.2f} px")
-    print(f"mirror disagreement / 2: x {half:+.2f} px  -> offset if trained WITHOUT mirroring: {half:+.2f} px")
+    print(f"mirror disagreement / 2: x {half:+.2f} px  -> offset if trained WITHOUT mirroring: {half:+.2f} px; "
+          f"the model's own offset (for --flip-test): {half_in:+.3f} input px")
     # A pixel convention shifts every face by the same pixels; a habit of the
     # annotators would scale with the face. Thirds by 36-45 distance tell which.
     thirds = np.array_split(np.argsort(iod), 3) if len(iod) >= 3 else [np.arange(len(iod))]
     print("by face size (36-45 distance): " + ", ".join(
         f"{iod[k].min():.0f}-{iod[k].max():.0f} px: x error {err[k][..., 0].mean():+.2f} px, "
-        f"disagreement / 2 {dis[k][..., 0].mean() / 2:+.2f} px" for k in thirds))
-    print(f"dx={dx:.3f} dy={dy:.3f} half_disagreement={half:.3f} n={len(records)}")
+        f"disagreement / 2 {half_face[k].mean():+.2f} px" for k in thirds))
+    if args.write:
+        import torch
+        from common.checkpoint import atomic_save
+        ckpt = torch.load(args.weights, map_location="cpu", weights_only=True)   # as stored (float16 stays)
+        ckpt["mirror_offset"] = {"input_px": round(half_in, 4), "photo_px": round(half, 4),
+                                 "data": os.path.basename(os.path.normpath(args.data)), "split": args.split,
+                                 "faces": len(records)}
+        atomic_save(ckpt, args.write)
+        print(f"wrote {args.write}: --flip-test keeps {half_in:+.3f} input px")
+    print(f"dx={dx:.3f} dy={dy:.3f} half_disagreement={half:.3f} input_px={half_in:.4f} n={len(records)}")
     return 0
 
 

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from inference_helpers import REPO
+from inference_helpers import REPO, make_random_checkpoint
 from synthetic import synthetic_xml_dataset
 
 
@@ -24,6 +24,7 @@ class _KnownModel:
     (averaged in, as ``predict_boxes(flip=True)`` does) ``2h`` further left."""
     indices = tuple(range(68))
     description = {"task": "face", "config": {}}
+    task, input_size, flip_offset = "face", 64, 0.0
 
     def __init__(self, truth: dict, a: float, b: float, h: float):
         self.truth, self.a, self.b, self.h = truth, a, b, h
@@ -48,8 +49,53 @@ def test_estimates_match_a_model_of_known_behaviour(tmp_path, monkeypatch, capsy
     mod = _script()
     assert mod.main(mod.get_args_parser().parse_args(["--data", data, "--split", "all", "--device", "cpu"])) == 0
     out = capsys.readouterr().out
-    m = re.search(r"^dx=(\S+) dy=(\S+) half_disagreement=(\S+) n=4$", out, re.M)
+    m = re.search(r"^dx=(\S+) dy=(\S+) half_disagreement=(\S+) input_px=\S+ n=4$", out, re.M)
     assert m, out
     np.testing.assert_allclose([float(v) for v in m.groups()], [a, b, h], atol=2e-3)
     assert f"offset if trained WITH plain mirroring: {-a:+.2f} px" in out
     assert f"offset if trained WITHOUT mirroring: {h:+.2f} px" in out
+
+
+def test_flip_test_keeps_the_recorded_offset(tmp_path):
+    # With a recorded offset o (input pixels), the averaged prediction moves o
+    # input pixels right, i.e. o x (crop side / input size) image pixels.
+    import torch
+    from common.imageio import read_image
+    from common.landmarks import landmark_box
+    from common.predictor import load_landmark_model
+    from common.datasets import read_datasets
+    from common.transforms import task_region
+    rec = read_datasets([synthetic_xml_dataset(str(tmp_path / "data"), 1, seed=3)])[0]
+    gray, box = read_image(rec.image_path, gray=True), landmark_box(rec.points)
+    m = load_landmark_model(str(make_random_checkpoint(tmp_path / "face.pt", "face")), None, torch.device("cpu"))
+    assert m.flip_offset == 0.0
+    plain, flipped = m.predict_boxes(gray, [box], flip=False), m.predict_boxes(gray, [box], flip=True)
+    m.description["mirror_offset"] = {"input_px": 1.5}
+    kept = m.predict_boxes(gray, [box], flip=True)
+    np.testing.assert_array_equal(m.predict_boxes(gray, [box], flip=False), plain)
+    side = round(task_region("face", box).side)   # the crop is round(side) pixels
+    np.testing.assert_allclose(kept[..., 0] - flipped[..., 0], 1.5 * side / m.input_size, atol=1e-3)
+    np.testing.assert_allclose(kept[..., 1], flipped[..., 1], atol=1e-4)
+
+
+def test_write_records_the_offset_and_measuring_again_agrees(tmp_path, capsys):
+    import torch
+    from common.checkpoint import load_checkpoint
+    data = synthetic_xml_dataset(str(tmp_path / "data"), 3, seed=4)
+    src = make_random_checkpoint(tmp_path / "face.pt", "face")
+    mod = _script()
+    out = tmp_path / "face_flip.pt"
+    args = ["--weights", str(src), "--data", data, "--split", "all", "--device", "cpu"]
+    assert mod.main(mod.get_args_parser().parse_args(args + ["--write", str(out)])) == 0
+    first = float(re.search(r"input_px=(\S+)", capsys.readouterr().out).group(1))
+    rec = load_checkpoint(str(out))["mirror_offset"]
+    assert rec["input_px"] == pytest.approx(first, abs=1e-4) and rec["faces"] == 3
+    assert abs(first) > 1e-3   # an untrained model is not mirror-symmetric: the check below can fail
+    # Measured with the recorded offset in place, the model's own offset is unchanged.
+    assert mod.main(mod.get_args_parser().parse_args(["--weights", str(out)] + args[2:])) == 0
+    again = float(re.search(r"input_px=(\S+)", capsys.readouterr().out).group(1))
+    assert again == pytest.approx(first, abs=1e-3)
+    # Never over the input, never over an existing file without --force.
+    assert mod.main(mod.get_args_parser().parse_args(args + ["--write", str(src)])) == 2
+    assert mod.main(mod.get_args_parser().parse_args(args + ["--write", str(out)])) == 2
+    assert torch.load(str(src), weights_only=True).get("mirror_offset") is None
