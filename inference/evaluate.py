@@ -43,8 +43,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine", action="store_true",
                    help="second pass: re-crop from the first prediction's landmark box")
     p.add_argument("--flip-test", action="store_true",
-                   help="average the final prediction with the one on the mirrored crop (with --refine the "
-                        "first pass is not mirrored)")
+                   help="average the final prediction with the one on the mirrored crop, keeping the annotation "
+                        "offset the checkpoint records (with --refine the first pass is not mirrored)")
     p.add_argument("--face-weights", default=None,
                    help="for an eye model with --refine: the face model whose prediction gives the box")
     add_detector_arguments(p)

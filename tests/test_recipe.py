@@ -76,7 +76,11 @@ def test_recipe_runs_the_stages_in_order_then_skips_them(env):
     assert "--lr 2e-4 --no-mirror --ema 0.99" in trains[4]
     assert env["YT"] not in trains[3]  # stage 3: the 300-W faces alone
     released = [c for c in calls if c.startswith("inference/")]
-    assert len(released) == 4 and f"{runs}/release/face.int8" not in " ".join(released)
+    assert len(released) == 6 and f"{runs}/release/face.int8" not in " ".join(released)
+    # each released model records its annotation offset (on training faces) before its int8 export
+    i = next(k for k, c in enumerate(released) if c.startswith("inference/mirror_offset.py"))
+    assert f"--write {runs}/release/face.pt" in released[i] and "--split train" in released[i]
+    assert released[i + 1].startswith(f"inference/export_onnx.py --weights {runs}/release/face.pt")
     assert any(c.startswith(f"inference/export_onnx.py --weights {runs}/release/eyes.pt --int8") for c in released)
 
     proc, calls = run_recipe(env, "cuda")  # again: every stage is finished

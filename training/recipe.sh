@@ -50,7 +50,11 @@ stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/best.pt" --warmup-epoch
 
 mkdir -p "$R/release"
 for task in face eyes; do
-    python inference/release_weights.py "$R/300w/$task/1/best.pt" "$R/release/$task.pt" --force
+    python inference/release_weights.py "$R/300w/$task/1/best.pt" "$R/release/$task.plain.pt" --force
+    # record the model's own annotation offset (measured on training faces) for --flip-test
+    python inference/mirror_offset.py --weights "$R/release/$task.plain.pt" --data "$XML" --split train \
+        --write "$R/release/$task.pt" --force
+    rm -f "$R/release/$task.plain.pt"
     python inference/export_onnx.py --weights "$R/release/$task.pt" --int8 --force --calib-data "$XML" "$YT"
 done
 echo "released: $R/release (scores: python inference/evaluate.py --weights $R/release/face.pt --data $XML --split heldout)"
