@@ -17,6 +17,17 @@ def user_errors() -> tuple[type, ...]:
     return CheckpointError, DatasetFormatError, DetectorError, DeviceError, ImageReadError
 
 
+def output_problem(output: str, source: str, force: bool) -> str | None:
+    """Why a script may not write ``output`` (it is its input ``source``, or
+    it exists and ``force`` is off), or None. Outputs never overwrite inputs."""
+    import os
+    if os.path.abspath(output) == os.path.abspath(source):
+        return f"{output}: the output would overwrite the input"
+    if os.path.exists(output) and not force:
+        return f"{output} exists (use --force to replace it)"
+    return None
+
+
 def run_script(main, parser, extra_errors: tuple[type, ...] = ()) -> None:
     """Parse arguments, call ``main(args)`` and exit with its return code;
     ``extra_errors``: the script's own user-facing exception types."""

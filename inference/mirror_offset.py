@@ -59,6 +59,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    from common.cli import output_problem
     from common.data import split_like_run
     from common.datasets import read_datasets
     from common.device import select_device
@@ -73,11 +74,9 @@ def main(args: argparse.Namespace) -> int:
             print("error: --write needs a .pt checkpoint (export the ONNX file again from the written one)",
                   file=sys.stderr)
             return 2
-        if os.path.abspath(args.write) == os.path.abspath(args.weights):
-            print("error: --write would overwrite the input checkpoint", file=sys.stderr)
-            return 2
-        if os.path.exists(args.write) and not args.force:
-            print(f"error: {args.write} exists (use --force to replace it)", file=sys.stderr)
+        problem = output_problem(args.write, args.weights, args.force)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
             return 2
     model = load_landmark_model(args.weights, None, select_device(args.device))
     records = read_datasets([args.data])

@@ -9,6 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from common.checkpoint import CheckpointError, atomic_save, load_checkpoint, release_copy  # noqa: E402
+from common.cli import output_problem  # noqa: E402
 
 
 def main() -> int:
@@ -18,11 +19,9 @@ def main() -> int:
     p.add_argument("--float32", action="store_true", help="keep float32 tensors")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     args = p.parse_args()
-    if os.path.abspath(args.checkpoint) == os.path.abspath(args.output):
-        print("error: output would overwrite the input", file=sys.stderr)
-        return 2
-    if os.path.exists(args.output) and not args.force:
-        print(f"error: {args.output} exists (use --force to replace it)", file=sys.stderr)
+    problem = output_problem(args.output, args.checkpoint, args.force)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         ckpt = load_checkpoint(args.checkpoint)
