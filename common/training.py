@@ -268,6 +268,7 @@ def main(args: argparse.Namespace) -> dict:
     loss_name = args.loss if args.loss != "auto" else ("mse" if args.head == "regression" else "l1")
     radius = args.offset_radius
 
+    offsets = _mirror_offsets(args.data, args.mirror_offset)   # before the (slow) reading of the data
     records = read_datasets(args.data, skip_bad=args.skip_bad)
     if args.val_data:
         train_recs, val_recs = records, read_datasets(args.val_data, skip_bad=args.skip_bad)
@@ -282,7 +283,6 @@ def main(args: argparse.Namespace) -> dict:
                                  f"{len(val_recs)} (use --val-data or a larger --val-fraction)")
     aug = AugmentConfig(mirror=args.mirror, rotation=args.rotation, box_scale=args.box_scale,
                         box_shift=args.box_shift)
-    offsets = _mirror_offsets(args.data, args.mirror_offset)
     t_cache = time.time()
     train_ds = LandmarkDataset(train_recs, args.task, args.input_size, indices, True, aug, MEAN, STD,
                                seed=args.seed, cache=args.cache, name="train", mirror_offsets=offsets)
