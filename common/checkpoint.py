@@ -121,8 +121,46 @@ def release_copy(ckpt: dict, half: bool = True) -> dict:
     """A compact copy for shipping: description, scores and weights only,
     floating tensors stored as float16 (loaded back as float32)."""
     keep = ("format", "version", "task", "landmark_indices", "head", "input_size",
-            "normalisation", "crop", "config", "scores", "epoch", "mirror_offset")
+            "normalisation", "crop", "config", "scores", "epoch", "mirror_offset", "averaged_from")
     out = {k: ckpt[k] for k in keep if k in ckpt}
     out["model"] = {k: (v.half() if half and v.is_floating_point() else v).clone()
                     for k, v in clean_state_dict(ckpt["model"]).items()}
+    return out
+
+
+def average_checkpoints(ckpts: list[dict], names: list[str]) -> dict:
+    """The weight average of several runs fine-tuned from the same start (a
+    "model soup", Wortsman et al. 2022): floating tensors are averaged in
+    float32, integer ones (BatchNorm's batch counters) kept from the first.
+    The runs must describe the same model and name the same ``--init``;
+    averaging networks trained from different starts gives nonsense. The
+    result keeps the first checkpoint's description and lists its sources in
+    ``averaged_from``; it has no validation scores of its own."""
+    if len(ckpts) < 2:
+        raise CheckpointError("averaging needs at least two checkpoints")
+    first = ckpts[0]
+    for ck, name in zip(ckpts[1:], names[1:]):
+        for key in ("task", "landmark_indices", "head", "input_size", "normalisation"):
+            if ck.get(key) != first.get(key):
+                raise CheckpointError(f"{name}: its {key} differs from {names[0]}'s; only runs of the same "
+                                      f"model can be averaged")
+    inits = [(ck.get("config") or {}).get("init") for ck in ckpts]
+    if inits[0] is None or any(i != inits[0] for i in inits):
+        raise CheckpointError("only runs started from the same checkpoint (the same --init) can be averaged; "
+                              f"these started from {', '.join(str(i) for i in inits)}")
+    states = [clean_state_dict(ck["model"]) for ck in ckpts]
+    for state, name in zip(states[1:], names[1:]):
+        if state.keys() != states[0].keys() or any(v.shape != states[0][k].shape for k, v in state.items()):
+            raise CheckpointError(f"{name}: its tensors differ from {names[0]}'s")
+    model = {}
+    for k, v in states[0].items():
+        if v.is_floating_point():
+            model[k] = sum(s[k].float() for s in states) / len(states)
+        else:
+            model[k] = v.clone()
+    out = {k: v for k, v in first.items() if k not in ("model", "optimizer", "scheduler", "history", "scores",
+                                                        "epoch", "ema", "mirror_offset")}
+    out["averaged_from"] = [{"file": name, "epoch": ck.get("epoch"), "scores": ck.get("scores"),
+                             "config": ck.get("config")} for ck, name in zip(ckpts, names)]
+    out["model"] = model
     return out

@@ -30,7 +30,7 @@ ONNX_FORMAT = "face-landmark-onnx"
 ONNX_VERSION = 1
 # Checkpoint keys copied into the ONNX metadata (JSON-encoded values).
 DESCRIBED = ("task", "landmark_indices", "head", "input_size", "normalisation", "crop", "scores", "epoch",
-             "config", "mirror_offset")
+             "config", "mirror_offset", "averaged_from")
 INPUT_NAME, OUTPUT_NAME = "image", "points"
 
 

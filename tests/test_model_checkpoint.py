@@ -308,3 +308,57 @@ def test_summarize_known_cases():
     assert auc(np.full(5, 0.04)) == pytest.approx(0.5, abs=2e-3)
     assert np.isnan(summarize(np.array([]))["nme"])
     assert summary_line(summarize(np.zeros(3)), model="x").startswith("NME=0.00 median=0.00 FR8=0.0")
+
+
+# --- weight averaging (release_weights.py with several checkpoints) ---------------------------
+
+def _run(seed, init="runs/mixed/face/1/best.pt", head="pip"):
+    ck = _state(_model(head, 32, seed=seed))
+    ck["config"] = {**ck["config"], "init": init}
+    return ck
+
+
+def test_average_of_runs_from_one_start_is_the_mean_of_their_weights(tmp_path):
+    a, b = _run(1), _run(2)
+    avg = C.average_checkpoints([a, b], ["a.pt", "b.pt"])
+    for k, v in avg["model"].items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (a["model"][k] + b["model"][k]) / 2)
+        else:
+            assert torch.equal(v, a["model"][k])  # BatchNorm's batch counters
+    assert [s["file"] for s in avg["averaged_from"]] == ["a.pt", "b.pt"]
+    assert avg["averaged_from"][0]["scores"] == {"val_nme": 4.2}
+    assert "scores" not in avg and "epoch" not in avg  # the average was never validated as such
+    path = str(tmp_path / "soup.pt")
+    C.atomic_save(C.release_copy(avg), path)
+    model, ck = C.load_model(path, task="face")
+    assert ck["averaged_from"][1]["file"] == "b.pt" and model.head == "pip"
+
+
+def test_average_refuses_runs_that_cannot_be_averaged():
+    with pytest.raises(C.CheckpointError, match="at least two"):
+        C.average_checkpoints([_run(1)], ["a.pt"])
+    with pytest.raises(C.CheckpointError, match="same --init"):
+        C.average_checkpoints([_run(1), _run(2, init="other.pt")], ["a.pt", "b.pt"])
+    with pytest.raises(C.CheckpointError, match="same --init"):
+        C.average_checkpoints([_run(1, init=None), _run(2, init=None)], ["a.pt", "b.pt"])
+    with pytest.raises(C.CheckpointError, match="b.pt: its head differs"):
+        C.average_checkpoints([_run(1), _run(2, head="regression")], ["a.pt", "b.pt"])
+
+
+def test_release_weights_cli_averages_and_guards_its_inputs(tmp_path):
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(__file__), "..", "inference", "release_weights.py")
+    a, b = str(tmp_path / "a.pt"), str(tmp_path / "b.pt")
+    C.atomic_save(_run(1), a)
+    C.atomic_save(_run(2), b)
+    out = str(tmp_path / "soup.pt")
+    proc = subprocess.run([sys.executable, script, a, b, out], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "average of" in proc.stdout and C.load_checkpoint(out)["averaged_from"][0]["file"] == a
+    proc = subprocess.run([sys.executable, script, a, b, b, "--force"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "would overwrite the input" in proc.stderr
+    C.atomic_save(_run(3, init="elsewhere.pt"), b)
+    proc = subprocess.run([sys.executable, script, a, b, str(tmp_path / "x.pt")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "same --init" in proc.stderr
