@@ -66,17 +66,25 @@ def test_recipe_runs_the_stages_in_order_then_skips_them(env):
     proc, calls = run_recipe(env, "cuda")
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
-    assert [c.split()[0] for c in trains] == ["training/face/cuda/train.py"] * 2 + ["training/eyes/cuda/train.py",
-                                              "training/face/cuda/train.py", "training/eyes/cuda/train.py"]
+    assert [c.split()[0] for c in trains] == ["training/face/cuda/train.py", "training/eyes/cuda/train.py",
+                                              "training/face/cuda/train.py", "training/face/cuda/train.py",
+                                              "training/eyes/cuda/train.py"]
     assert "--epochs 24" in trains[0] and f"--runs-dir {runs}/mixed" in trains[0]
-    assert trains[1].endswith(f"--resume {runs}/mixed/face/1 --epochs 48")  # the warm restart
-    assert f"--init {runs}/mixed/face/1/best.pt" in trains[2] and "--epochs 8" in trains[2]
+    assert "--mirror-offset 0.99 0.73" in trains[0]  # the annotation's offset, one value per data set
+    assert f"--init {runs}/mixed/face/1/best.pt" in trains[1] and "--epochs 8" in trains[1]
+    assert "--mirror-offset 0.99 0.73" in trains[1]
+    # the two last-stage face runs, from the same stage-1 model
+    assert f"--init {runs}/mixed/face/1/best.pt" in trains[2] and "--lr 1e-3 --mirror-offset 0.99 --ema 0.99" in trains[2]
     assert f"--init {runs}/mixed/face/1/best.pt" in trains[3] and "--lr 1e-3 --no-mirror --ema 0.99" in trains[3]
+    assert f"--runs-dir {runs}/300w-nomirror" in trains[3]
     assert f"--init {runs}/mixed/eyes/1/best.pt" in trains[4] and "--epochs 10" in trains[4]
     assert "--lr 2e-4 --no-mirror --ema 0.99" in trains[4]
-    assert env["YT"] not in trains[3]  # stage 3: the 300-W faces alone
+    assert env["YT"] not in trains[2] + trains[3] + trains[4]  # stage 3: the 300-W faces alone
     released = [c for c in calls if c.startswith("inference/")]
     assert len(released) == 6 and f"{runs}/release/face.int8" not in " ".join(released)
+    # the released face model is the weight average of the two last-stage runs
+    assert released[0].startswith(f"inference/release_weights.py {runs}/300w/face/1/best.pt "
+                                  f"{runs}/300w-nomirror/face/1/best.pt {runs}/release/face.plain.pt")
     # each released model records its annotation offset (on training faces) before its int8 export
     i = next(k for k, c in enumerate(released) if c.startswith("inference/mirror_offset.py"))
     assert f"--write {runs}/release/face.pt" in released[i] and "--split train" in released[i]
@@ -111,5 +119,12 @@ def test_train_args_reach_every_fresh_stage_but_not_a_resume(env):
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
     fresh = [c for c in trains if "--resume" not in c]
-    assert len(fresh) == 4 and all("--amp --threads 2" in c for c in fresh)
+    assert len(fresh) == 5 and all("--amp --threads 2" in c for c in fresh)
     assert all("--amp" not in c for c in trains if "--resume" in c)  # a resumed run keeps its own config
+
+
+def test_mirror_offsets_can_be_set_for_other_data(env):
+    proc, calls = run_recipe({**env, "OFF_XML": "0", "OFF_YT": "0.5"})
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if c.startswith("training/")]
+    assert "--mirror-offset 0 0.5" in trains[0] and "--mirror-offset 0 --ema" in trains[2]
