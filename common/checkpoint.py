@@ -128,6 +128,15 @@ def release_copy(ckpt: dict, half: bool = True) -> dict:
     return out
 
 
+def provenance(ckpt: dict) -> str:
+    """Where the weights come from, for printing: "epoch 24", or
+    "average of 2 runs (epochs 24, 24)" for an averaged checkpoint."""
+    sources = ckpt.get("averaged_from")
+    if sources:
+        return f"average of {len(sources)} runs (epochs {', '.join(str(s.get('epoch')) for s in sources)})"
+    return f"epoch {ckpt.get('epoch')}"
+
+
 def average_checkpoints(ckpts: list[dict], names: list[str]) -> dict:
     """The weight average of several runs fine-tuned from the same start (a
     "model soup", Wortsman et al. 2022): floating tensors are averaged in

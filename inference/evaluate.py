@@ -55,6 +55,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    from common.checkpoint import provenance
     from common.data import split_like_run
     from common.datasets import dataset_name, read_datasets
     from common.detector import iou, make_detector
@@ -123,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
     preds, gts, found = np.stack(preds), np.stack(gts), np.array(found)
     nmes = nme_per_face(preds, gts, pair)
     s = summarize(nmes[found])
-    what = (f"{ckpt['task']} model ({ckpt['head']} head, {ckpt['input_size']}px, epoch {ckpt.get('epoch')}"
+    what = (f"{ckpt['task']} model ({ckpt['head']} head, {ckpt['input_size']}px, {provenance(ckpt)}"
             f"{', int8' if 'quantization' in ckpt else ''})")
     print(f"weights: {args.weights}: {what}")
     print(f"data: {args.data} [{args.split}], boxes: {args.boxes}{' + refine' if args.refine else ''}"

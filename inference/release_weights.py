@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from common.checkpoint import (CheckpointError, atomic_save, average_checkpoints, load_checkpoint,  # noqa: E402
-                               release_copy)
+                               provenance, release_copy)
 from common.cli import output_problem  # noqa: E402
 
 
@@ -39,9 +39,7 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     atomic_save(release_copy(ckpt, half=not args.float32), args.output)
-    source = (f"epoch {ckpt.get('epoch')}" if len(ckpts) == 1 else
-              "average of " + ", ".join(f"{path} (epoch {ck.get('epoch')})" for path, ck in zip(args.checkpoint, ckpts)))
-    print(f"{args.output}: {ckpt['task']} model, {ckpt['head']} head, {ckpt['input_size']}px, {source}, "
+    print(f"{args.output}: {ckpt['task']} model, {ckpt['head']} head, {ckpt['input_size']}px, {provenance(ckpt)}, "
           f"{os.path.getsize(args.output) / 2**20:.1f} MB")
     return 0
 
