@@ -85,12 +85,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "--weights (weights/eyes.int8.onnx or weights/eyes.pt)")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass on the crop given by the first prediction (default: on; it lowers "
-                        "the error with detector boxes from 3.76%% to 3.72%% NME, see weights/README.md; "
+                        "the error with detector boxes from 3.76%% to 3.69%% NME, see weights/README.md; "
                         "--no-refine halves the network time)")
     g.add_argument("--flip-test", action="store_true",
                    help="also predict on the mirrored crop and average (with refine only the final pass is "
                         "mirrored: 1.5x the network time); keeps the annotation offset the checkpoint records. "
-                        "Shipped face model: 3.72%% -> 3.64%% NME with detector boxes and refine "
+                        "Shipped face model: 3.69%% -> 3.65%% NME with detector boxes and refine "
                         "(weights/README.md)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")
     add_detector_arguments(g)
