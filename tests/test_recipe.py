@@ -112,6 +112,9 @@ def test_recipe_rejects_bad_platform_and_missing_data(env):
     assert proc.returncode == 2 and "cpu, cuda or rocm" in proc.stderr and not calls
     proc, calls = run_recipe({**env, "XML": "/nonexistent/labels.xml"})
     assert proc.returncode == 2 and "/nonexistent/labels.xml not found" in proc.stderr and not calls
+    for bad in ("150", "big"):
+        proc, calls = run_recipe({**env, "LAST_SIZE": bad})
+        assert proc.returncode == 2 and "LAST_SIZE must be a multiple of 16" in proc.stderr and not calls
 
 
 def test_train_args_reach_every_fresh_stage_but_not_a_resume(env):

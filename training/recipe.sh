@@ -45,6 +45,8 @@ stage() {  # name task epochs [train.py arguments for a fresh run...]
 OFF_XML=${OFF_XML:-0.99}
 OFF_YT=${OFF_YT:-0.73}
 LAST_SIZE=${LAST_SIZE:-128}
+[[ $LAST_SIZE =~ ^[1-9][0-9]*$ ]] && (( LAST_SIZE % 16 == 0 )) ||
+    { echo "error: LAST_SIZE must be a multiple of 16 in pixels (128 or 160), got '$LAST_SIZE'" >&2; exit 2; }
 case $LAST_SIZE in
     128) FACE_DIRS=(300w 300w-nomirror); FACE_NAME=face;;
     *) FACE_DIRS=("300w-$LAST_SIZE" "300w-nomirror-$LAST_SIZE"); FACE_NAME=face$LAST_SIZE;;
