@@ -8,7 +8,7 @@
 # eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
 # LAST_SIZE=160 trains the face model's last stage at 160 px: weights/face160.pt, more accurate and
 # about 1.5x the landmark network's time (weights/README.md, "The 160 px face model"); stage 3 takes
-# about 12 minutes longer. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
+# about 14 minutes longer on an idle CPU. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md).
 set -euo pipefail
