@@ -133,17 +133,19 @@ def test_mirror_offsets_can_be_set_for_other_data(env):
     assert "--mirror-offset 0 0.5" in trains[0] and "--mirror-offset 0 --ema" in trains[2]
 
 
-def test_last_size_160_trains_and_releases_the_160_px_face_model(env):
+@pytest.mark.parametrize("size", ["160", "192"])
+def test_last_size_trains_and_releases_the_larger_face_model(env, size):
     runs = env["RUNS"]
-    proc, calls = run_recipe({**env, "LAST_SIZE": "160"})
+    proc, calls = run_recipe({**env, "LAST_SIZE": size})
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
     assert "--input-size 128" in trains[0]  # stage 1 stays at 128 px
-    for t, d in ((trains[2], "300w-160"), (trains[3], "300w-nomirror-160")):
-        assert "--input-size 160" in t and f"--runs-dir {runs}/{d}" in t
+    for t, d in ((trains[2], f"300w-{size}"), (trains[3], f"300w-nomirror-{size}")):
+        assert f"--input-size {size}" in t and f"--runs-dir {runs}/{d}" in t
     assert "--input-size" not in trains[1] + trains[4]  # the eye model keeps its stage-1 size
     released = [c for c in calls if c.startswith("inference/")]
-    assert released[0].startswith(f"inference/release_weights.py {runs}/300w-160/face/1/best.pt "
-                                  f"{runs}/300w-nomirror-160/face/1/best.pt {runs}/release/face160.plain.pt")
-    assert any(f"--write {runs}/release/face160.pt" in c for c in released)
-    assert any(c.startswith(f"inference/export_onnx.py --weights {runs}/release/face160.pt --int8") for c in released)
+    assert released[0].startswith(f"inference/release_weights.py {runs}/300w-{size}/face/1/best.pt "
+                                  f"{runs}/300w-nomirror-{size}/face/1/best.pt {runs}/release/face{size}.plain.pt")
+    assert any(f"--write {runs}/release/face{size}.pt" in c for c in released)
+    assert any(c.startswith(f"inference/export_onnx.py --weights {runs}/release/face{size}.pt --int8")
+               for c in released)
