@@ -78,8 +78,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="face checkpoint (task 'face'), or its ONNX export (.onnx, from "
                         "inference/export_onnx.py; needs onnxruntime); default: on a CPU with "
                         "onnxruntime, weights/face.int8.onnx of this repository, else weights/face.pt. "
-                        "weights/face160.int8.onnx: the opt-in 160 px model, more accurate (3.57%% instead "
-                        "of 3.69%% NME with detector boxes and refine) for 1.5x the network time")
+                        "weights/face192.int8.onnx (or face192.pt on a GPU): the opt-in 192 px model, more "
+                        "accurate (3.51%% instead of 3.69%% NME with detector boxes and refine) for about twice "
+                        "the network time")
     g.add_argument("--eyes", action="store_true",
                    help="also run the eye model: 12 eye points (iBUG 36-47) and each eye's aspect ratio")
     g.add_argument("--eye-weights", default=None, metavar="PT",

@@ -7,8 +7,8 @@
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
 # eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
 # LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the accurate opt-in
-# model, about 2.2x the landmark network's time (weights/README.md, "The larger-input face models");
-# stage 3 then takes about 37 minutes longer on an idle CPU (LAST_SIZE=160: about 14). Any multiple of
+# model, about twice the landmark network's time (weights/README.md, "The larger-input face models");
+# stage 3 then takes about 32 minutes longer on an idle CPU (LAST_SIZE=160: about 14). Any multiple of
 # 16 works. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md).
