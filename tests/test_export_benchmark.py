@@ -156,6 +156,12 @@ def test_default_weights_prefer_int8_on_a_cpu(tmp_path, monkeypatch):
     assert predictor.default_weights("face", gpu) == str(tmp_path / "face.pt")
     monkeypatch.setattr(predictor, "onnxruntime_available", lambda: False)
     assert predictor.default_weights("face", cpu) == str(tmp_path / "face.pt")
+    # on a GPU the face task takes the most accurate model when it is there; a CPU never does
+    (tmp_path / predictor.ACCURATE_FACE_WEIGHTS).write_bytes(b"x")
+    assert predictor.default_weights("face", gpu) == str(tmp_path / predictor.ACCURATE_FACE_WEIGHTS)
+    assert predictor.default_weights("face", cpu) == str(tmp_path / "face.pt")
+    (tmp_path / "eyes.pt").write_bytes(b"x")
+    assert predictor.default_weights("eyes", gpu) == str(tmp_path / "eyes.pt")
 
 
 def test_export_refuses_to_overwrite(tmp_path):
