@@ -115,6 +115,21 @@ def test_recipe_rejects_bad_platform_and_missing_data(env):
     for bad in ("150", "big"):
         proc, calls = run_recipe({**env, "LAST_SIZE": bad})
         assert proc.returncode == 2 and "LAST_SIZE must be a multiple of 16" in proc.stderr and not calls
+    for bad in ("0", "3", "two"):
+        proc, calls = run_recipe({**env, "LAST_RUNS": bad})
+        assert proc.returncode == 2 and "LAST_RUNS must be 1 or 2" in proc.stderr and not calls
+
+
+def test_last_runs_1_releases_the_mirrored_last_stage_run_alone(env):
+    runs = env["RUNS"]
+    proc, calls = run_recipe({**env, "LAST_SIZE": "192", "LAST_RUNS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if c.startswith("training/")]
+    assert len(trains) == 4 and "--no-mirror" not in trains[2] and "--input-size 192" in trains[2]
+    assert f"--runs-dir {runs}/300w-192" in trains[2] and "300w-nomirror" not in " ".join(trains)
+    released = [c for c in calls if c.startswith("inference/")]
+    assert released[0] == (f"inference/release_weights.py {runs}/300w-192/face/1/best.pt "
+                           f"{runs}/release/face192.plain.pt --force")
 
 
 def test_train_args_reach_every_fresh_stage_but_not_a_resume(env):
