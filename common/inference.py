@@ -79,7 +79,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "inference/export_onnx.py; needs onnxruntime); default: on a CPU with "
                         "onnxruntime, weights/face.int8.onnx of this repository; on a GPU, weights/face192.pt; "
                         "else weights/face.pt. weights/face192.int8.onnx: the 192 px model on a CPU, more "
-                        "accurate (3.51%% instead of 3.69%% NME with detector boxes and refine) for about twice "
+                        "accurate (3.51%% instead of 3.69%% NME with detector boxes and refine) for up to twice "
                         "the network time")
     g.add_argument("--eyes", action="store_true",
                    help="also run the eye model: 12 eye points (iBUG 36-47) and each eye's aspect ratio")

@@ -173,7 +173,7 @@ def default_weights(task: str, device: torch.device) -> str:
     (``weights/<task>.int8.onnx``: about 4x faster per face, same accuracy, see
     weights/README.md); otherwise the checkpoint ``weights/<task>.pt``. On a
     GPU the face task gets the most accurate face model instead,
-    :data:`ACCURATE_FACE_WEIGHTS` when present: it costs about twice the
+    :data:`ACCURATE_FACE_WEIGHTS` when present: it costs up to twice the
     network time of ``face.pt``, too much for the CPU speed targets but
     little on a GPU."""
     if task == "face" and device.type != "cpu":

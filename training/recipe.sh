@@ -7,7 +7,7 @@
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
 # eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
 # LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the accurate opt-in
-# model, about twice the landmark network's time (weights/README.md, "The larger-input face models");
+# model, up to twice the landmark network's time (weights/README.md, "The larger-input face models");
 # stage 3 then takes about 32 minutes longer on an idle CPU (LAST_SIZE=160: about 14). Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
 # mirrored one): at 192 px 3.48% instead of 3.47%, in about 2 h 5 min instead of 2 h 37 min
