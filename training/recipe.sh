@@ -6,8 +6,8 @@
 # again after an interruption: finished stages are skipped and an unfinished one resumes
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
 # eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
-# LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the accurate opt-in
-# model, up to twice the landmark network's time (weights/README.md, "The larger-input face models");
+# LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the most accurate
+# model (the default on a GPU), up to twice the landmark network's time (weights/README.md, "The larger-input face models");
 # stage 3 then takes about 32 minutes longer on an idle CPU (LAST_SIZE=160: about 14). Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
 # mirrored one): at 192 px 3.48% instead of 3.47%, in about 2 h 5 min instead of 2 h 37 min
@@ -66,7 +66,8 @@ stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/best.pt" --warmup
 # 3. each model on the 300-W faces alone (same held-out photos), saving a moving average of the weights
 #    (model card, "Last-stage levers"): the face model twice from the same stage-1 model, at learning
 #    rate 1e-3, with the offset-keeping mirror and without mirroring; the release averages the two
-#    runs' weights ("Averaging two last-stage runs"). The eye model once, without mirroring.
+#    runs' weights ("Averaging two last-stage runs"; LAST_RUNS=1: the mirrored run alone). The eye
+#    model once, without mirroring.
 stage "${FACE_DIRS[0]}" face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --input-size "$LAST_SIZE" \
     --warmup-epochs 0 --lr 1e-3 --mirror-offset "$OFF_XML" --ema 0.99
 if (( LAST_RUNS == 2 )); then
