@@ -72,6 +72,12 @@ def describe(model: LandmarkNet, task: str, indices, mean: float, std: float) ->
     }
 
 
+def _first_sentence(exc: Exception) -> str:
+    """The first sentence of an exception's message, whole."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return text.split(". ")[0].rstrip(".")
+
+
 def load_checkpoint(path: str, task: str | None = None) -> dict:
     """Load and validate a checkpoint (``weights_only=True``, on the CPU).
 
@@ -79,11 +85,15 @@ def load_checkpoint(path: str, task: str | None = None) -> dict:
     unreadable, not one of ours, or for another ``task``."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (a file saved by torch.save starts "
+                              "as a zip archive; this one does not)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for torn or foreign files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({msg[:160]})") from None
+        raise CheckpointError(f"{path}: damaged or incomplete checkpoint ({_first_sentence(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a face landmark checkpoint of this toolkit")
     if ckpt.get("version", 0) > VERSION:

@@ -24,9 +24,10 @@ def select_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             build = "ROCm" if torch.version.hip else ("CUDA" if torch.version.cuda else "CPU-only")
+            advice = ("use --device cpu or install a GPU build of torch" if build == "CPU-only" else
+                      "check the GPU driver (nvidia-smi or rocm-smi) and CUDA_VISIBLE_DEVICES, or use --device cpu")
             raise DeviceError(f"device {name!r} requested but no GPU is visible to PyTorch "
-                              f"(this is a {build} build of torch {torch.__version__}); "
-                              "use --device cpu or install the GPU build")
+                              f"(this is a {build} build of torch {torch.__version__}); {advice}")
         return torch.device(name)
     raise DeviceError(f"unknown device {name!r} (want one of {', '.join(DEVICES)})")
 

@@ -109,6 +109,20 @@ def face_label(face, blinks: int | None = None, face_id: int | None = None) -> s
     return "  ".join(parts)
 
 
+_NON_INTERACTIVE = ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template")
+
+
+def display_problem() -> str | None:
+    """Why no window can be shown (None: one can): matplotlib picks a
+    non-interactive backend when there is no display."""
+    import matplotlib
+    backend = matplotlib.get_backend()
+    if backend.lower() in _NON_INTERACTIVE or backend.lower().startswith("module://matplotlib_inline"):
+        return (f"no window can be opened (matplotlib's backend is {backend!r}: no display, or "
+                "MPLBACKEND set); write files instead, or run where a display is available")
+    return None
+
+
 def show_image(rgb: np.ndarray, title: str = "", block: bool = True) -> None:
     """Show an RGB image in a matplotlib window (imports matplotlib here)."""
     import matplotlib.pyplot as plt

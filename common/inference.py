@@ -20,8 +20,8 @@ import time
 from .cli import add_detector_arguments
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-# Extensions cv2.imwrite can write; other inputs get a .jpg output.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+# Extensions cv2.imwrite can write; other inputs (.gif: its first frame) get a .jpg output.
 _WRITABLE = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 OUTPUT_SUFFIX = "_landmarks"
 JSON_FORMAT, JSON_VERSION = "face-landmarks", 1
@@ -34,27 +34,42 @@ globs ("photos/*.jpg", quoted so that the shell leaves them alone). Videos
 are recognised by extension (.mp4 .avi .mov .mkv .webm).
 
 outputs: an annotated copy beside each input (pic.jpg -> pic_landmarks.jpg,
-clip.mp4 -> clip_landmarks.mp4), or in --output DIR. Existing files are never
-overwritten without --force, and an input is never overwritten.
+clip.mp4 -> clip_landmarks.mp4), or in --output DIR. Every output (images,
+videos, JSON) passes one check before any work starts: it may never be an
+input or another output of the same run, and replaces an existing file only
+with --force. Images are written whole or not at all; a JSON that cannot be
+written at the end is saved in the temporary folder instead (the message
+names it).
 
 video and camera: points are smoothed over time with a One Euro filter
 (--smooth, the default for video; stills are never smoothed). Faces are
 followed across frames by box overlap, each with its own filter. With --eyes
-a blink is counted when the mean eye aspect ratio (EAR) of a face stays below
---ear-threshold for at least --blink-frames consecutive frames.
+a blink is counted when the mean eye aspect ratio (EAR) of a face drops below
+--blink-ratio times that face's own open-eye EAR (the median of its recent open
+frames) for at least --blink-frames consecutive frames; --ear-threshold sets a
+fixed EAR instead. Unreadable frames inside a video are skipped while the file
+says more frames follow; frames read, skipped and expected are reported.
+Ctrl-C stops cleanly: the video written so far is closed and playable, and
+the JSON records the interruption.
 
 exit codes:
   0  every input was processed (images without faces included: they are
      reported and have an empty face list in the JSON)
   1  some inputs failed (one "error: <path>: <reason>" line each on stderr),
-     at least one was processed
-  2  nothing could be processed, or bad arguments, or a bad checkpoint
+     at least one was processed; or frames of a video were lost; or the
+     JSON could not be written where asked (it is saved elsewhere, see the
+     message)
+  2  nothing could be processed (no JSON is written then), or bad
+     arguments, or an output that cannot be written, or a bad checkpoint
      (missing, corrupt, or for the wrong task), or the device is unavailable
+  130  interrupted (Ctrl-C); what was done is kept and the message says how
+     to run again
 
 examples:
   python inference/predict.py pic.jpg
   python inference/predict.py photos/ "more/*.png" --output out --json out/landmarks.json
   python inference/predict.py pic.jpg --eyes --lines --show --no-save
+  python inference/predict.py photos/ --no-save --json photos.json    # JSON only
   python inference/predict.py clip.mp4 --eyes --json clip.json
   python inference/predict.py --camera 0 --eyes --show --max-frames 300
 """
@@ -76,31 +91,28 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("models")
     g.add_argument("--weights", default=None, metavar="PT",
                    help="face checkpoint (task 'face'), or its ONNX export (.onnx, from "
-                        "inference/export_onnx.py; needs onnxruntime); default: on a CPU with "
-                        "onnxruntime, weights/face.int8.onnx of this repository; on a GPU, weights/face192.pt; "
-                        "else weights/face.pt. weights/face192.int8.onnx: the 192 px model on a CPU, more "
-                        "accurate (3.51%% instead of 3.69%% NME with detector boxes and refine) for up to twice "
-                        "the network time")
+                        "inference/export_onnx.py; needs onnxruntime); default: the shipped model for the "
+                        "device (printed at start; the rule and each model's accuracy and speed are in "
+                        "weights/README.md)")
     g.add_argument("--eyes", action="store_true",
                    help="also run the eye model: 12 eye points (iBUG 36-47) and each eye's aspect ratio")
     g.add_argument("--eye-weights", default=None, metavar="PT",
                    help="eye checkpoint (task 'eyes') or its .onnx export; default: as for "
                         "--weights (weights/eyes.int8.onnx or weights/eyes.pt)")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
-                   help="second pass on the crop given by the first prediction (default: on; it lowers "
-                        "the error with detector boxes from 3.76%% to 3.69%% NME, see weights/README.md; "
-                        "--no-refine halves the network time)")
+                   help="second pass on the crop given by the first prediction (default: on; lower error "
+                        "with detector boxes, see weights/README.md; --no-refine halves the network time)")
     g.add_argument("--flip-test", action="store_true",
                    help="also predict on the mirrored crop and average (with refine only the final pass is "
-                        "mirrored: 1.5x the network time); keeps the annotation offset the checkpoint records. "
-                        "Shipped face model: 3.69%% -> 3.65%% NME with detector boxes and refine "
-                        "(weights/README.md)")
+                        "mirrored: 1.5x the network time); keeps the annotation offset the checkpoint records; "
+                        "lower error, see weights/README.md")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")
     add_detector_arguments(g)
     g = p.add_argument_group("output")
     g.add_argument("--output", "-o", default=None, metavar="DIR",
-                   help="write annotated copies here instead of beside the inputs")
-    g.add_argument("--force", action="store_true", help="overwrite existing outputs (never inputs)")
+                   help="write annotated copies into this folder (created if needed) instead of beside the inputs")
+    g.add_argument("--force", action="store_true",
+                   help="replace existing files (earlier outputs); never an input or another output of this run")
     g.add_argument("--no-save", dest="save", action="store_false", help="do not write annotated images/videos")
     g.add_argument("--show", action="store_true",
                    help="show results in a matplotlib window (with --no-save: only show them)")
@@ -111,9 +123,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("video and camera")
     g.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                    help="One Euro smoothing of points over time (video and camera only)")
-    g.add_argument("--ear-threshold", type=float, default=0.21, metavar="EAR",
-                   help="with --eyes: eyes count as closed while the mean eye aspect ratio of "
-                        "both eyes is below this (default: %(default)s)")
+    g.add_argument("--blink-ratio", type=float, default=0.7, metavar="R",
+                   help="with --eyes: eyes count as closed while the mean eye aspect ratio of both eyes "
+                        "is below R times the face's own open-eye ratio (default: %(default)s)")
+    g.add_argument("--ear-threshold", type=float, default=None, metavar="EAR",
+                   help="with --eyes: a fixed eye aspect ratio below which eyes count as closed, "
+                        "instead of --blink-ratio (e.g. 0.21)")
     g.add_argument("--blink-frames", type=int, default=2, metavar="N",
                    help="with --eyes: a blink needs at least N consecutive closed frames "
                         "(default: %(default)s)")
@@ -130,11 +145,13 @@ def _is_output_name(path: str) -> bool:
     return os.path.splitext(os.path.basename(path))[0].endswith(OUTPUT_SUFFIX)
 
 
-def expand_inputs(specs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Files to process, and ``(spec, reason)`` for specs that give none. Folders and globs yield images and videos sorted by name,
-    leaving out earlier outputs (``*_landmarks.*``); a file named explicitly
-    is taken as it is (reading it says whether it is an image)."""
-    files, errors, seen = [], [], set()
+def expand_inputs(specs: list[str]) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    """Files to process, ``(spec, reason)`` for specs that give none, and
+    files of folders that are left out for their type. Folders and globs
+    yield images and videos sorted by name, leaving out earlier outputs
+    (``*_landmarks.*``); a file named explicitly is taken as it is (reading
+    it says whether it is an image)."""
+    files, errors, other, seen = [], [], [], set()
 
     def add(path):
         key = os.path.abspath(path)
@@ -149,8 +166,9 @@ def expand_inputs(specs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
     for spec in specs:
         if os.path.isdir(spec):
-            found = sorted(os.path.join(spec, f) for f in os.listdir(spec))
-            found = [f for f in found if wanted(f)]
+            entries = sorted(os.path.join(spec, f) for f in os.listdir(spec))
+            found = [f for f in entries if wanted(f)]
+            other += [f for f in entries if os.path.isfile(f) and not wanted(f) and not _is_output_name(f)]
             if not found:
                 errors.append((spec, "folder holds no images or videos"))
             for f in found:
@@ -165,7 +183,7 @@ def expand_inputs(specs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
                 add(f)
         else:
             errors.append((spec, "no such file"))
-    return files, errors
+    return files, errors, other
 
 
 def output_path(src: str, out_dir: str | None, video: bool = False) -> str:
@@ -177,53 +195,121 @@ def output_path(src: str, out_dir: str | None, video: bool = False) -> str:
     return os.path.join(folder, base + OUTPUT_SUFFIX + ext)
 
 
+def _file_id(path: str):
+    """What identifies a file: its real path, and its inode where it exists
+    (hard links)."""
+    real = os.path.normcase(os.path.realpath(path))
+    try:
+        st = os.stat(path)
+        return real, (st.st_dev, st.st_ino)
+    except OSError:
+        return real, None
+
+
 class OutputGuard:
-    """Refuses to overwrite inputs, outputs of this run, and (without
-    ``force``) existing files."""
+    """The one check that every output of a run passes (annotated images
+    and videos, the JSON, and any later kind): an output never replaces an
+    input or another output of the same run, replaces an existing file only
+    with ``force``, and its folder must be writable. Outputs are claimed
+    before the work starts, so a bad location costs no work."""
 
-    def __init__(self, inputs: list[str], force: bool):
-        self.inputs = {os.path.abspath(p) for p in inputs}
-        self.written: dict[str, str] = {}
-        self.force = force
+    def __init__(self, inputs: list[str], force: bool, hint: str = ""):
+        self.inputs: dict = {}
+        self.inodes: dict = {}
+        for p in inputs:
+            real, inode = _file_id(p)
+            self.inputs[real] = p
+            if inode is not None:
+                self.inodes[inode] = p
+        self.claimed: dict[str, str] = {}
+        self.force, self.hint = force, hint
+        self._writable: dict[str, str | None] = {}
 
-    def check(self, src: str, out: str) -> None:
-        key = os.path.abspath(out)
-        if key in self.inputs:
-            raise InputError(f"{src}: output {out} would overwrite an input")
-        if key in self.written:
-            raise InputError(f"{src}: output {out} would overwrite the output of {self.written[key]} "
-                             "from this run (use --output to separate them)")
-        if os.path.exists(out) and not self.force:
-            raise InputError(f"{src}: output {out} already exists (use --force to overwrite)")
+    def claim(self, path: str, what: str) -> None:
+        """Reserve ``path`` for ``what`` (e.g. "annotated image of pic.jpg");
+        raises :class:`InputError` saying why it may not be written."""
+        real, inode = _file_id(path)
+        src = self.inputs.get(real) or (self.inodes.get(inode) if inode is not None else None)
+        if src is not None:
+            raise InputError(f"{path}: the {what} would overwrite the input {src}")
+        if real in self.claimed:
+            raise InputError(f"{path}: the {what} would overwrite the {self.claimed[real]} of this run"
+                             + (f" ({self.hint})" if self.hint else ""))
+        if os.path.isdir(path):
+            raise InputError(f"{path}: the {what} needs a file name, this is a folder")
+        if os.path.exists(path) and not self.force:
+            raise InputError(f"{path}: already exists (use --force to replace it"
+                             + (", or --no-save for the JSON alone)" if what.startswith("annotated") else ")"))
+        problem = self._folder_problem(os.path.dirname(os.path.abspath(path)))
+        if problem:
+            raise InputError(f"{path}: cannot write the {what} ({problem})")
+        self.claimed[real] = what
 
-    def claim(self, src: str, out: str) -> None:
-        self.written[os.path.abspath(out)] = src
+    def _folder_problem(self, folder: str) -> str | None:
+        """Why files cannot be created in ``folder`` (None: they can). Tried
+        for real with a temporary file: permission bits alone do not say it
+        (root, read-only mounts)."""
+        if folder not in self._writable:
+            import tempfile
+            try:
+                os.makedirs(folder, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                    pass
+                self._writable[folder] = None
+            except OSError as exc:
+                self._writable[folder] = exc.strerror or str(exc)
+        return self._writable[folder]
+
+
+def write_file_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file
+    beside it, then a rename); OSError says why it failed."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 class Runner:
-    """Processes inputs one by one with one :class:`FaceLandmarker`."""
+    """Processes inputs one by one with one :class:`FaceLandmarker`; every
+    output is claimed through one :class:`OutputGuard` before the work."""
 
-    def __init__(self, args, landmarker, log):
-        self.args, self.fl, self.log = args, landmarker, log
+    def __init__(self, args, landmarker, log, guard: OutputGuard):
+        self.args, self.fl, self.log, self.guard = args, landmarker, log, guard
         self.images: list[dict] = []
         self.videos: list[dict] = []
-        self.guard = OutputGuard(args.inputs, args.force)
-        if args.output:
-            os.makedirs(args.output, exist_ok=True)
+        self.frames_lost = 0
 
     def say(self, msg: str) -> None:
         print(msg, file=self.log, flush=True)
 
+    def plan(self, kind: str, source) -> str | None:
+        """Claim the annotated output of one input (None with --no-save)."""
+        a = self.args
+        if not a.save:
+            return None
+        if kind == "camera":
+            out = os.path.join(a.output or ".", f"camera{source}{OUTPUT_SUFFIX}.mp4")
+        else:
+            out = output_path(source, a.output, video=kind == "video")
+        name = f"camera {source}" if kind == "camera" else source
+        self.guard.claim(out, f"annotated {'image' if kind == 'image' else 'video'} of {name}")
+        return out
+
     # -- stills ------------------------------------------------------------
-    def image(self, path: str) -> None:
+    def image(self, path: str, out: str | None) -> None:
         import cv2
         from .drawing import draw_faces, face_label, show_image
         from .predictor import face_to_dict, prepare_image
 
         a = self.args
-        out = output_path(path, a.output) if a.save else None
-        if out:
-            self.guard.check(path, out)
         t0 = time.time()
         rgb, gray = prepare_image(path)
         faces = self.fl.landmarks_for_detections(gray, self.fl.detector.detect(rgb))
@@ -237,13 +323,13 @@ class Runner:
             labels = [face_label(f) for f in faces] if a.eyes else None
             draw_faces(canvas, faces, "bgr", lines=a.lines, boxes=a.boxes, labels=labels)
             if out:
-                try:
-                    ok = cv2.imwrite(out, canvas)
-                except cv2.error:
-                    ok = False
+                ok, buf = cv2.imencode(os.path.splitext(out)[1], canvas)
                 if not ok:
-                    raise InputError(f"{path}: could not write {out}")
-                self.guard.claim(path, out)
+                    raise InputError(f"{path}: could not encode {out}")
+                try:
+                    write_file_atomically(out, buf.tobytes())
+                except OSError as exc:
+                    raise InputError(f"{path}: could not write {out} ({exc.strerror or exc})") from None
         n = len(faces)
         what = f"{n} face{'s' if n != 1 else ''}" if n else "no face found"
         self.say(f"{path}: {what}" + (f" -> {out}" if out else "") + f" ({ms:.0f} ms)")
@@ -253,8 +339,11 @@ class Runner:
             show_image(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB, dst=canvas), f"{path}: {what}")
 
     # -- video and camera ---------------------------------------------------
-    def video(self, source, name: str) -> None:
-        """``source``: a file path or a camera index; ``name``: for messages."""
+    def video(self, source, name: str, out: str | None) -> None:
+        """``source``: a file path or a camera index; ``name``: for messages.
+        Frames that cannot be decoded are skipped while the container says
+        more follow. Ctrl-C closes the output video, records what was done
+        (``"interrupted": true``) and is raised again for the caller."""
         import cv2
         import numpy as np
         from .drawing import FrameViewer, draw_faces, face_label
@@ -263,27 +352,29 @@ class Runner:
 
         a = self.args
         camera = not isinstance(source, str)
-        if a.save:
-            out = (os.path.join(a.output or ".", f"camera{source}{OUTPUT_SUFFIX}.mp4") if camera
-                   else output_path(source, a.output, video=True))
-            self.guard.check(name, out)
-        else:
-            out = None
         cap = cv2.VideoCapture(source)
         if not cap.isOpened():
             raise InputError(f"{name}: cannot open {'camera' if camera else 'video'}")
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = fps if 0 < fps < 1000 else 30.0
-        tracker = FaceTracker(smooth=a.smooth, ear_threshold=a.ear_threshold, blink_frames=a.blink_frames)
+        expected = 0 if camera else max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
+        tracker = FaceTracker(smooth=a.smooth, ear_threshold=a.ear_threshold, blink_frames=a.blink_frames,
+                              blink_ratio=a.blink_ratio)
         writer = viewer = None
         frames: list[dict] = []
+        skipped, interrupted = 0, False
         t_start, t_log, size = time.time(), time.time(), None
         try:
             while not a.max_frames or len(frames) < a.max_frames:
                 ok, frame = cap.read()
                 if not ok or frame is None:
+                    # A damaged stretch: each failed read uses up one packet, so
+                    # reading on finds the frames after it.
+                    if len(frames) + skipped < expected:
+                        skipped += 1
+                        continue
                     break
-                i = len(frames)
+                i = len(frames) + skipped
                 t = (time.time() - t_start) if camera else i / fps
                 if size is None:
                     size = frame.shape[1], frame.shape[0]
@@ -291,7 +382,6 @@ class Runner:
                         writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
                         if not writer.isOpened():
                             raise InputError(f"{name}: could not open {out} for writing")
-                        self.guard.claim(name, out)
                     if a.show:
                         viewer = FrameViewer(name)
                 faces = self.fl.detect_landmarks(frame, colour="bgr")
@@ -320,63 +410,87 @@ class Runner:
                         break
                 if time.time() - t_log > 5:
                     t_log = time.time()
-                    print(f"{name}: frame {i + 1} ({(i + 1) / (t_log - t_start):.1f} frames/s)",
-                          file=sys.stderr, flush=True)
+                    print(f"{name}: frame {i + 1}" + (f"/{expected}" if expected else "")
+                          + f" ({(i + 1) / (t_log - t_start):.1f} frames/s)", file=sys.stderr, flush=True)
         except KeyboardInterrupt:
-            if not camera:
-                raise
-            # Ctrl-C is the way to stop a camera without a window: keep what we have.
+            # Ctrl-C is also the way to stop a camera without a window: keep what we have.
+            interrupted = not camera
         finally:
             cap.release()
             if writer is not None:
-                writer.release()
+                writer.release()  # a closed, playable video, also after Ctrl-C
             if viewer is not None:
                 viewer.close()
-        if not frames:
+        if not frames and not interrupted:
             raise InputError(f"{name}: no frame could be read (not a video, or damaged)")
         n_faces = sum(len(f["faces"]) for f in frames)
         elapsed = time.time() - t_start
         blinks = tracker.total_blinks if a.eyes else None
-        msg = (f"{name}: {len(frames)} frames, {n_faces} faces, {len(tracker.counters)} tracked"
+        stopped_early = interrupted or bool(a.max_frames and len(frames) >= a.max_frames)
+        lost = 0 if stopped_early or not expected else max(expected - len(frames), 0)
+        self.frames_lost += lost
+        counts = f"{len(frames)} frames" + (f" of {expected}" if expected and (lost or skipped) else "")
+        msg = (f"{name}: {counts}, {n_faces} faces, {len(tracker.counters)} tracked"
                + (f", blinks {sum(blinks.values())}" if blinks else "")
                + (f" -> {out}" if out else "") + f" ({len(frames) / max(elapsed, 1e-9):.1f} frames/s)")
         self.say(msg)
-        self.videos.append({"path": name, "width": size[0], "height": size[1], "fps": round(fps, 3),
-                            "output": out, "smoothed": bool(a.smooth),
-                            "blinks": {str(k): v for k, v in blinks.items()} if blinks is not None else None,
-                            "frames": frames})
+        record = {"path": name, "width": size[0] if size else None, "height": size[1] if size else None,
+                  "fps": round(fps, 3), "output": out if size else None, "smoothed": bool(a.smooth),
+                  "blinks": {str(k): v for k, v in blinks.items()} if blinks is not None else None,
+                  "frames_read": len(frames), "frames_skipped": skipped, "frames_expected": expected or None,
+                  "frames": frames}
+        if interrupted:
+            record["interrupted"] = True
+        self.videos.append(record)
+        if lost:
+            print(f"error: {name}: {lost} of {expected} frames could not be read ({skipped} unreadable "
+                  f"frames skipped; the file is damaged or cut short)", file=sys.stderr, flush=True)
+        if interrupted:
+            raise KeyboardInterrupt
 
 
-def json_document(args, runner: Runner | None, errors: list[dict]) -> dict:
+def json_document(args, runner: Runner | None, errors: list[dict], interrupted: dict | None = None) -> dict:
     """The whole JSON output (see README.md, section JSON, for the shape)."""
-    return {"format": JSON_FORMAT, "version": JSON_VERSION,
-            "weights": args.weights, "eye_weights": args.eye_weights if args.eyes else None,
-            "refine": bool(args.refine), "flip_test": bool(args.flip_test),
-            "images": runner.images if runner else [], "videos": runner.videos if runner else [],
-            "errors": errors}
+    doc = {"format": JSON_FORMAT, "version": JSON_VERSION,
+           "weights": args.weights, "eye_weights": args.eye_weights if args.eyes else None,
+           "refine": bool(args.refine), "flip_test": bool(args.flip_test),
+           "images": runner.images if runner else [], "videos": runner.videos if runner else [],
+           "errors": errors}
+    if interrupted is not None:
+        doc["interrupted"] = interrupted
+    return doc
 
 
-_NUMBER_LIST = re.compile(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]")
+_NUMBER_LIST = re.compile(r"\[\s*((?:-?[\d.eE+-]+|true|false)(?:,\s*(?:-?[\d.eE+-]+|true|false))*)\s*\]")
 
 
 def dumps_json(doc: dict) -> str:
-    """Indented JSON with every list of plain numbers (a box, an ``[x, y]``
-    pair) kept on one line."""
+    """Indented JSON with every list of plain numbers or booleans (a box, an
+    ``[x, y]`` pair, the ``inside`` flags) kept on one line."""
     return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]",
                             json.dumps(doc, indent=1))
 
 
-def _write_json(path: str, doc: dict) -> None:
+def _write_json(path: str, doc: dict) -> str | None:
+    """Write the JSON document to ``path`` ('-': stdout). If that fails,
+    save it in the temporary folder instead; returns the reason it failed
+    and where it went, or None when it was written where asked."""
     text = dumps_json(doc) + "\n"
     if path == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+        return None
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_file_atomically(path, text.encode())
+        return None
+    except OSError as exc:
+        import tempfile
+        reason = exc.strerror or str(exc)
+        fd, rescue = tempfile.mkstemp(prefix="predict-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return f"could not write {path} ({reason}); the results are saved in {rescue}"
 
 
 def _short(path: str) -> str:
@@ -387,34 +501,71 @@ def _short(path: str) -> str:
     return rel if len(rel) < len(path) else path
 
 
+def _argument_problem(args) -> str | None:
+    """What is wrong with the arguments before anything is read (None: nothing)."""
+    if not args.inputs and args.camera is None:
+        return "no input: give image or video files, folders or globs, or --camera INDEX"
+    if not args.save and not args.show and not args.json:
+        return "nothing to do: --no-save without --show or --json"
+    if args.blink_frames < 1:
+        return "--blink-frames must be at least 1"
+    if not 0 < args.blink_ratio < 1:
+        return f"--blink-ratio must be between 0 and 1, got {args.blink_ratio}"
+    if args.ear_threshold is not None and not 0 < args.ear_threshold < 1:
+        return f"--ear-threshold must be between 0 and 1, got {args.ear_threshold}"
+    if args.output and (os.path.isfile(args.output) or (
+            not os.path.exists(args.output)
+            and os.path.splitext(args.output)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS + (".json",))):
+        return f"{args.output}: --output takes a folder for the annotated copies, not a file name"
+    if args.show:
+        from .drawing import display_problem
+        problem = display_problem()
+        if problem:
+            return f"--show: {problem}"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     """Process every input; returns the exit code (see the parser's epilog)."""
     def fail(msg: str) -> None:
         print(f"error: {msg}", file=sys.stderr, flush=True)
 
-    if not args.inputs and args.camera is None:
-        fail("no input: give image or video files, folders or globs, or --camera INDEX")
+    problem = _argument_problem(args)
+    if problem:
+        fail(problem)
         return EXIT_FAILED
-    if not args.save and not args.show and not args.json:
-        fail("nothing to do: --no-save without --show or --json")
-        return EXIT_FAILED
-    if args.blink_frames < 1:
-        fail("--blink-frames must be at least 1")
-        return EXIT_FAILED
-    if args.json and args.json != "-":
-        if os.path.isdir(args.json):
-            fail(f"{args.json}: --json needs a file name, this is a folder")
-            return EXIT_FAILED
-        if os.path.exists(args.json) and not args.force:
-            fail(f"{args.json}: already exists (use --force to overwrite)")
-            return EXIT_FAILED
     log = sys.stderr if args.json == "-" else sys.stdout
 
-    files, errors = expand_inputs(args.inputs)
+    files, errors, other = expand_inputs(args.inputs)
     err_list = [{"path": path, "error": reason} for path, reason in errors]
     for path, reason in errors:
         fail(f"{path}: {reason}")
-    if not files and args.camera is None:
+    if other:
+        print(f"note: skipped {len(other)} file{'s' if len(other) > 1 else ''} of other types in the folders: "
+              + ", ".join(_short(f) for f in other[:5]) + (", ..." if len(other) > 5 else ""),
+              file=sys.stderr, flush=True)
+
+    # Every output is claimed before any work: a bad location costs nothing.
+    guard = OutputGuard(files, args.force, hint="use --output DIR to separate them" if not args.output else
+                        "inputs of the same name from different folders: use separate --output folders")
+    if args.json and args.json != "-":
+        try:
+            guard.claim(args.json, "JSON output")
+        except InputError as exc:
+            fail(str(exc))
+            return EXIT_FAILED
+    jobs = [("camera", args.camera)] if args.camera is not None else []
+    jobs += [("video" if _is_video(f) else "image", f) for f in files]
+    planned = []
+    runner = Runner(args, None, log, guard)
+    for kind, src in jobs:
+        name = f"camera {src}" if kind == "camera" else src
+        try:
+            planned.append((kind, src, name, runner.plan(kind, src)))
+        except InputError as exc:
+            fail(str(exc))
+            err_list.append({"path": str(name), "error": str(exc)})
+    if not planned:
         return EXIT_FAILED
 
     t0 = time.time()
@@ -441,47 +592,50 @@ def main(args: argparse.Namespace) -> int:
           + f" on {fl.device} in {time.time() - t0:.1f}s", file=sys.stderr, flush=True)
 
     import cv2
-    try:
-        runner = Runner(args, fl, log)
-    except OSError as exc:
-        fail(f"{args.output}: cannot create the output folder ({exc.strerror or exc})")
-        return EXIT_FAILED
+    runner.fl = fl
     processed = 0
-    failed = len(errors)
-    jobs = [("camera", args.camera)] if args.camera is not None else []
-    jobs += [("video" if _is_video(f) else "image", f) for f in files]
-    try:
-        for kind, src in jobs:
-            name = f"camera {src}" if kind == "camera" else src
-            try:
-                if kind == "image":
-                    runner.image(src)
-                else:
-                    runner.video(src, name)
-                processed += 1
-            except (InputError, ImageReadError, ValueError, OSError, cv2.error) as exc:
-                failed += 1
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-                if not msg.startswith(str(name)):
-                    msg = f"{name}: {msg}"
-                fail(msg)
-                err_list.append({"path": str(name), "error": msg[len(str(name)) + 2:]})
-            except MemoryError:
-                failed += 1
-                fail(f"{name}: out of memory")
-                err_list.append({"path": str(name), "error": "out of memory"})
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        if args.json:
-            _write_json(args.json, json_document(args, runner, err_list))
-        return 130
-    if args.json:
-        _write_json(args.json, json_document(args, runner, err_list))
-        if args.json != "-":
+    failed = len(err_list)
+    interrupted = None
+    for k, (kind, src, name, out) in enumerate(planned):
+        try:
+            if kind == "image":
+                runner.image(src, out)
+            else:
+                runner.video(src, name, out)
+            processed += 1
+        except KeyboardInterrupt:
+            interrupted = {"input": str(name), "inputs_done": processed,
+                           "inputs_not_started": [str(p[2]) for p in planned[k + 1:]]}
+            break
+        except (InputError, ImageReadError, ValueError, OSError, cv2.error) as exc:
+            failed += 1
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            if not msg.startswith(str(name)):
+                msg = f"{name}: {msg}"
+            fail(msg)
+            err_list.append({"path": str(name), "error": msg[len(str(name)) + 2:]})
+        except MemoryError:
+            failed += 1
+            fail(f"{name}: out of memory")
+            err_list.append({"path": str(name), "error": "out of memory"})
+    json_problem = None
+    wrote_json = bool(args.json) and (processed > 0 or interrupted is not None or runner.videos)
+    if wrote_json:
+        json_problem = _write_json(args.json, json_document(args, runner, err_list, interrupted))
+        if json_problem:
+            fail(json_problem)
+        elif args.json != "-":
             print(f"JSON written to {args.json}", file=log)
+    if interrupted is not None:
+        kept = [p[3] for p in planned if p[3] and os.path.exists(p[3])] + (
+            [args.json] if wrote_json and args.json != "-" and not json_problem else [])
+        print(f"interrupted during {interrupted['input']} ({processed} of {len(planned)} inputs done); "
+              + (f"kept {', '.join(_short(k) for k in kept)}; " if kept else "")
+              + "to run again, add --force (it replaces this run's outputs)", file=sys.stderr, flush=True)
+        return 130
     if processed == 0:
         return EXIT_FAILED
-    return EXIT_PARTIAL if failed else EXIT_OK
+    return EXIT_PARTIAL if (failed or json_problem or runner.frames_lost) else EXIT_OK
 
 
 def run_cli(parser: argparse.ArgumentParser) -> None:

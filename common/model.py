@@ -10,8 +10,8 @@ Both take a normalised grayscale batch ``(B, 1, S, S)`` and, through
   x/y offsets inside each cell. Decoding averages the guesses (cell + offset)
   of the best-scoring cell and its 8 neighbours, weighted by their scores:
   a near tie between two cells then moves the point smoothly instead of
-  making it jump (held-out 300-W NME 3.93% -> 3.82% against the best cell
-  alone; weights/README.md, *Ablations*).
+  making it jump (lower error than the best cell alone: weights/README.md,
+  *Ablations*).
 """
 from __future__ import annotations
 

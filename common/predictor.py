@@ -48,6 +48,8 @@ class FaceResult:
     - ``ears``: eye aspect ratios ``{"right": float, "left": float}`` of the
       subject's right (points 36-41) and left (42-47) eye (None without an
       eye model)
+    - ``inside``: bool (68,), False for points outside the image (a face cut
+      by the border gets its hidden points guessed outside; None if unknown)
     """
     box: np.ndarray
     face_box: np.ndarray
@@ -55,6 +57,7 @@ class FaceResult:
     points: np.ndarray
     eye_points: np.ndarray | None = None
     ears: dict[str, float] | None = None
+    inside: np.ndarray | None = None
 
 
 def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | None = None,
@@ -62,8 +65,10 @@ def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | Non
     """The JSON form of one face (the one place that defines it):
     ``{"id"?, "box": [x0,y0,x1,y1], "face_box": [...], "score": float|null,
     "points": [[x, y] * 68], "eye_points"?: [[x, y] * 12],
-    "ears"?: {"right": float, "left": float}, "blinks"?: int}``, pixels of
-    the input image; ``id`` (track) and ``blinks`` (so far) in videos only."""
+    "inside"?: [bool * 68], "ears"?: {"right": float, "left": float},
+    "blinks"?: int}``, pixels of the input image; ``inside`` is false for a
+    point outside the image; ``id`` (track) and ``blinks`` (so far) in
+    videos only."""
     def r(a):
         return np.round(np.asarray(a, np.float64), digits).tolist()
     out: dict = {}
@@ -73,6 +78,8 @@ def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | Non
     out["face_box"] = r(face.face_box)
     out["score"] = None if face.score is None else round(float(face.score), 4)
     out["points"] = r(face.points)
+    if face.inside is not None:
+        out["inside"] = [bool(v) for v in face.inside]
     if face.eye_points is not None:
         out["eye_points"] = r(face.eye_points)
     if face.ears is not None:
@@ -295,14 +302,25 @@ class FaceLandmarker:
         if self.eye_model is not None:
             eyes = self.eye_model.predict_boxes(gray, boxes)[:, self._eye_pos]
         results = []
+        h, w = gray.shape[:2]
         for i, d in enumerate(detections):
             r = FaceResult(np.asarray(d.box, np.float32), np.asarray(d.face_box, np.float32),
                            d.score, points[i].astype(np.float32))
+            r.inside = points_inside(r.points, (h, w))
             if eyes is not None:
                 r.eye_points = eyes[i].astype(np.float32)
                 r.ears = eye_ratios(r.eye_points)
             results.append(r)
         return results
+
+
+def points_inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """bool ``(N,)``: which ``(N, 2)`` points lie on an image of ``size``
+    ``(height, width)`` (pixel centres 0..width-1, 0..height-1, half a pixel
+    of slack at the borders)."""
+    h, w = size
+    x, y = points[:, 0], points[:, 1]
+    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
 
 
 def eye_ratios(eye_points: np.ndarray) -> dict[str, float]:

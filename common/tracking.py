@@ -4,6 +4,7 @@ IoU across frames, and an eye-blink counter. Pure numpy (no torch, no cv2).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,12 +59,21 @@ class OneEuroFilter:
 
 class BlinkCounter:
     """Counts blinks from a stream of eye aspect ratios (EAR, one value per
-    frame, usually the mean of both eyes): a blink is a run of at least
-    ``min_frames`` consecutive frames with EAR below ``threshold``, counted
-    when the eye opens again."""
+    frame, usually the mean of both eyes of one face).
 
-    def __init__(self, threshold: float = 0.21, min_frames: int = 2):
-        self.threshold, self.min_frames = threshold, min_frames
+    A frame counts as closed when its EAR drops below ``ratio`` times the
+    face's own open-eye EAR: the median of its last ``window`` frames that
+    were not closed (no frame counts as closed before ``warmup`` such
+    frames are known). Open eyes differ between faces and expressions (a
+    smile narrows them), so a fixed threshold miscounts; with ``threshold``
+    set, that fixed EAR is used instead. A blink is a run of at least
+    ``min_frames`` closed frames, counted when the eye opens again.
+    """
+
+    def __init__(self, threshold: float | None = None, min_frames: int = 2, ratio: float = 0.7,
+                 window: int = 90, warmup: int = 10):
+        self.threshold, self.min_frames, self.ratio, self.warmup = threshold, min_frames, ratio, warmup
+        self.open_ears: deque[float] = deque(maxlen=window)
         self.count = 0
         self.closed_frames = 0
 
@@ -71,11 +81,25 @@ class BlinkCounter:
     def closed(self) -> bool:
         return self.closed_frames >= self.min_frames
 
+    @property
+    def baseline(self) -> float | None:
+        """The face's open-eye EAR so far (None until ``warmup`` frames)."""
+        if len(self.open_ears) < self.warmup:
+            return None
+        return float(np.median(self.open_ears))
+
+    def is_closed(self, ear: float) -> bool:
+        if self.threshold is not None:
+            return ear < self.threshold
+        base = self.baseline
+        return base is not None and ear < self.ratio * base
+
     def update(self, ear: float) -> bool:
         """Feed one frame's EAR; True when this frame ends a blink."""
-        if ear < self.threshold:
+        if self.is_closed(ear):
             self.closed_frames += 1
             return False
+        self.open_ears.append(float(ear))
         ended = self.closed_frames >= self.min_frames
         self.closed_frames = 0
         if ended:
@@ -100,10 +124,10 @@ class FaceTracker:
 
     def __init__(self, smooth: bool = True, iou_threshold: float = 0.3, max_missing: int = 15,
                  min_cutoff: float = 1.0, beta: float = 5.0,
-                 ear_threshold: float = 0.21, blink_frames: int = 2):
+                 ear_threshold: float | None = None, blink_frames: int = 2, blink_ratio: float = 0.7):
         self.smooth, self.iou_threshold, self.max_missing = smooth, iou_threshold, max_missing
         self.min_cutoff, self.beta = min_cutoff, beta
-        self.ear_threshold, self.blink_frames = ear_threshold, blink_frames
+        self.ear_threshold, self.blink_frames, self.blink_ratio = ear_threshold, blink_frames, blink_ratio
         self.tracks: list[Track] = []
         self.counters: dict[int, BlinkCounter] = {}  # every track ever seen
         self.next_id = 1
@@ -126,7 +150,7 @@ class FaceTracker:
                 used.add(j)
         for i, b in enumerate(boxes):
             if out[i] is None:
-                counter = BlinkCounter(self.ear_threshold, self.blink_frames)
+                counter = BlinkCounter(self.ear_threshold, self.blink_frames, self.blink_ratio)
                 out[i] = Track(self.next_id, b, self.frame, blinks=counter)
                 self.counters[self.next_id] = counter
                 self.next_id += 1

@@ -35,11 +35,21 @@ TASK_INDICES = {"face": FACE_INDICES, "eyes": EYE_INDICES}
 MEAN, STD = 0.5, 0.25
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except for on/off switches, whose help
+    says which way they go."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 and isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train a landmark model (68 face points or the 12 eye points 36-47) "
                     "on dlib XML, 300-W .pts folders and keypoints CSV files, mixed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     p.add_argument("--data", nargs="+", metavar="PATH",
                    help="training data: dlib/imglab .xml, folder of .pts files, or keypoints .csv (several allowed)")
     p.add_argument("--val-data", nargs="+", metavar="PATH", default=None,
@@ -71,7 +81,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "with this decay (e.g. 0.99; 0: off, the plain weights)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without a better validation NME (0: never)")
-    p.add_argument("--no-mirror", dest="mirror", action="store_false", help="disable horizontal mirroring")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="disable horizontal mirroring (on by default)")
     p.add_argument("--mirror-offset", type=float, nargs="+", default=None, metavar="PX",
                    help="per --data set (one value for all, or one each): how many photo pixels its annotation "
                         "places points right of the mirror-symmetric position; mirrored copies keep that offset "
@@ -89,9 +100,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                   help="mixed precision: float16 on a GPU; bfloat16 on a CPU, where it pays only on CPUs "
-                        "with avx512_bf16 or AMX (an epoch took 86-92 s instead of 146-151 s on this project's 2-core "
-                        "EPYC; emulated, so slower, elsewhere). Validation stays float32 on a CPU")
+                   help="mixed precision (default: off): float16 on a GPU; bfloat16 on a CPU, where it pays "
+                        "only on CPUs with avx512_bf16 or AMX (weights/README.md has the measured times) and is "
+                        "emulated, so slower, elsewhere. Validation stays float32 on a CPU")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
     p.add_argument("--runs-dir", default="runs", help="runs are written to <runs-dir>/<task>/<n>")
     p.add_argument("--resume", metavar="RUN", default=None,
@@ -240,8 +251,13 @@ def main(args: argparse.Namespace) -> dict:
     """Train; returns the best validation scores. Errors in inputs raise
     exceptions with clear messages (scripts turn them into one line)."""
     state = None
+    if not 0 < args.val_fraction < 1:
+        raise DatasetFormatError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     if args.resume:
         last = _resolve_resume(args.resume)
+        if not os.path.exists(last) and os.path.isdir(os.path.dirname(last) or "."):
+            raise C.CheckpointError(f"{os.path.dirname(last) or '.'}: no epoch of this run finished, so there "
+                                    "is nothing to resume; start the run again without --resume")
         state = C.load_checkpoint(last)
         if "optimizer" not in state:
             raise C.CheckpointError(f"{last}: a released model, not a training state (use --init)")
@@ -274,6 +290,12 @@ def main(args: argparse.Namespace) -> dict:
         train_recs, val_recs = records, read_datasets(args.val_data, skip_bad=args.skip_bad)
     else:
         val_from = [dataset_name(v) for v in args.val_from] if args.val_from else None
+        if val_from:
+            known = {r.group.split("::", 1)[0] for r in records}
+            missing = [v for v in val_from if v not in known]
+            if missing:
+                raise DatasetFormatError(f"--val-from {' '.join(missing)}: not among the --data sets "
+                                         f"({', '.join(sorted(known))})")
         train_recs, val_recs = split_records(records, args.val_fraction, args.split_seed, val_from)
     if args.max_faces and len(train_recs) > args.max_faces:
         rng = np.random.default_rng(args.seed)

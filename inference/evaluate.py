@@ -50,8 +50,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_detector_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--ced", default=None, help="CED plot path (default: runs/eval/<weights>_<data>_<boxes>.png)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip malformed records (reported) instead of stopping at the first")
+    p.add_argument("--ced", default=None,
+                   help="CED plot path (default: runs/eval/<weights>_<data>_<split>_<boxes>[_...].png, "
+                        "with _2, _3, ... added rather than replacing an earlier plot)")
+    p.add_argument("--force", action="store_true", help="replace an existing --ced file")
     return p
+
+
+def free_path(path: str) -> str:
+    """``path``, or ``<stem>_2<ext>``, ``_3``, ... when taken: never an earlier file."""
+    stem, ext = os.path.splitext(path)
+    n = 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{stem}_{n}{ext}"
+    return path
 
 
 def main(args: argparse.Namespace) -> int:
@@ -74,7 +89,10 @@ def main(args: argparse.Namespace) -> int:
     if args.refine:
         face_model = model if ckpt["task"] == "face" else load_landmark_model(
             args.face_weights or "weights/face.pt", "face", device)
-    records = read_datasets([args.data])
+    if args.ced and os.path.exists(args.ced) and not args.force:
+        print(f"error: {args.ced} exists (use --force to replace it, or another --ced)", file=sys.stderr)
+        return 2
+    records = read_datasets([args.data], skip_bad=args.skip_bad)
     name = dataset_name(args.data)
     if args.split != "all":
         cfg = ckpt.get("config", {})
@@ -138,10 +156,12 @@ def main(args: argparse.Namespace) -> int:
         s_all = summarize(np.where(found, nmes, np.inf))
         print(f"with missed faces as failures: FR8={s_all['fr8']:.1f} FR10={s_all['fr10']:.1f} "
               f"AUC8={s_all['auc8']:.1f} n={s_all['n']}")
-    ced = args.ced or os.path.join("runs", "eval", f"{os.path.splitext(os.path.basename(args.weights))[0]}_"
-                                   f"{os.path.splitext(name)[0]}_{args.split}_{args.boxes}"
-                                   f"{'_eyes' if args.points == 'eyes' else ''}{'_refine' if args.refine else ''}"
-                                   f"{'_flip' if args.flip_test else ''}.png")
+    ced = args.ced or free_path(os.path.join(
+        "runs", "eval", f"{os.path.splitext(os.path.basename(args.weights))[0]}_"
+        f"{os.path.splitext(name)[0]}_{args.split}_{args.boxes}"
+        f"{'_' + args.detector if args.boxes == 'detector' else ''}"
+        f"{'_eyes' if args.points == 'eyes' else ''}{'_refine' if args.refine else ''}"
+        f"{'_flip' if args.flip_test else ''}.png"))
     os.makedirs(os.path.dirname(os.path.abspath(ced)), exist_ok=True)
     ced_plot({f"{ckpt['task']} model, {args.boxes} boxes": nmes[found]}, ced,
              title=f"{name} [{args.split}], n={int(found.sum())}")

@@ -137,11 +137,55 @@ def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path):
     x = torch.from_numpy(np.concatenate(batches))
     with torch.inference_mode():
         ref = model.predict(x).numpy()
-    shift = np.linalg.norm(m.run_batch(x) - ref, axis=2)
+    out = m.run_batch(x)
     assert held == 0 and x.shape == (8, 1, INPUT_SIZE, INPUT_SIZE)
-    assert np.median(shift) < 1.0, np.median(shift)  # a grid cell is 4 px at 64 px input
+    # An untrained model's score maps have near-ties that int8 rounding may
+    # break either way, so only the range is checked here; agreement is
+    # tested on trained weights below.
+    assert out.shape == ref.shape and np.isfinite(out).all()
+    assert (np.abs(out - INPUT_SIZE / 2) < INPUT_SIZE).all()  # cell + offset: never far off the crop
     r = _run(EXPORT, "--weights", small_checkpoint, "--int8", "-o", tmp_path / "x.onnx")
     assert r.returncode == 2 and "--calib-data" in r.stderr
+
+
+@needs_onnx
+def test_int8_twin_of_trained_weights_agrees_on_a_real_face(tmp_path):
+    """Quantising the trained face model moves the portrait's points by a
+    small fraction of a pixel of the input: a trained model's score maps
+    have clear winners, so the bound follows from int8 rounding, not luck."""
+    from common import transforms as T
+    from common.checkpoint import load_model
+    from common.imageio import read_image, rgb_to_gray
+    from common.landmarks import landmark_box
+    from common.onnx_model import OnnxLandmarkModel, export_onnx
+    from common.predictor import FaceLandmarker
+    from common.quantize import quantize_onnx
+
+    weights = REPO / "weights" / "face.pt"
+    if not weights.is_file():
+        pytest.skip("trained weights/face.pt not present")
+    model, ckpt = load_model(str(weights))
+    size = int(ckpt["input_size"])
+    gray = rgb_to_gray(read_image(portrait_path()))
+    box = landmark_box(FaceLandmarker(str(weights), device="cpu").detect_landmarks(portrait_path())[0].points)
+    # Crops of the portrait shifted and scaled a little: calibration and test faces.
+    crops = []
+    for dx, dy, s in [(0, 0, 1.0), (0.04, 0, 1.05), (-0.04, 0.03, 0.95), (0, -0.04, 1.1), (0.03, 0.03, 0.9)]:
+        side = box[2] - box[0]
+        c = np.array([(box[0] + box[2]) / 2 + dx * side, (box[1] + box[3]) / 2 + dy * side])
+        b = np.r_[c - s * side / 2, c + s * side / 2].astype(np.float32)
+        crops.append(T.region_tensor(gray, T.task_region("face", b), size, 0.5, 0.25))
+    x = torch.stack(crops)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(str(weights), str(tmp_path / "face.onnx"))
+    quantize_onnx(str(tmp_path / "face.onnx"), str(tmp_path / "face.int8.onnx"), [x.numpy()])
+    q = OnnxLandmarkModel(str(tmp_path / "face.int8.onnx"), "face", torch.device("cpu"))
+    with torch.inference_mode():
+        ref = model.predict(x).numpy()
+    shift = np.linalg.norm(q.run_batch(x) - ref, axis=2)
+    assert np.median(shift) < 0.25 and shift.max() < 2.0, (np.median(shift), shift.max())
 
 
 def test_default_weights_prefer_int8_on_a_cpu(tmp_path, monkeypatch):

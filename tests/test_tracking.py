@@ -24,11 +24,42 @@ def test_one_euro_reduces_jitter_and_follows_moves():
     assert f(np.zeros(3), 0.0).shape == (3,)  # a new shape restarts the filter
 
 
-def test_blink_counter():
+def test_blink_counter_fixed_threshold():
     b = BlinkCounter(threshold=0.2, min_frames=2)
     ears = [0.3, 0.3, 0.1, 0.3, 0.1, 0.1, 0.1, 0.3, 0.3, 0.15, 0.12, 0.3]
     ended = [b.update(e) for e in ears]
     assert b.count == 2 and ended == [False] * 7 + [True] + [False] * 3 + [True]
+
+
+def test_blink_counter_relative_to_the_faces_own_open_eyes():
+    rng = np.random.default_rng(0)
+    # Open eyes at EAR 0.20 with noise (a smiling face): a fixed 0.21 threshold
+    # would count dozens of blinks, the relative test none.
+    ears = 0.20 + rng.normal(0, 0.01, 600)
+    rel, fixed = BlinkCounter(), BlinkCounter(threshold=0.21)
+    for e in ears:
+        rel.update(e)
+        fixed.update(e)
+    assert rel.count == 0 and fixed.count > 10
+    # The same face with five short dips (3 frames at 0.08): each counted once.
+    dipped = ears.copy()
+    for start in (100, 200, 300, 400, 500):
+        dipped[start:start + 3] = 0.08
+    b = BlinkCounter()
+    assert sum(b.update(e) for e in dipped) == 5 == b.count
+    # Wide-open eyes (0.35) and a half-closing to 0.22 that a fixed 0.21 misses.
+    wide = np.full(200, 0.35)
+    wide[100:104] = 0.22
+    b = BlinkCounter()
+    for e in wide:
+        b.update(e)
+    assert b.count == 1
+    # A long closure (2 s at 30 frames/s) does not drag the baseline down: one blink.
+    long = np.r_[np.full(100, 0.3), np.full(60, 0.05), np.full(20, 0.3)]
+    b = BlinkCounter()
+    for e in long:
+        b.update(e)
+    assert b.count == 1
 
 
 def test_tracker_keeps_ids_by_overlap():
