@@ -52,3 +52,31 @@ def test_bad_weights_are_one_line(setup, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     r = _run("--weights", bad, "--data", setup["data"], "--device", "cpu")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr
+
+
+def test_ced_plots_of_different_runs_do_not_replace_each_other(setup, tmp_path):
+    # Two checkpoints of one name in different run folders.
+    other = make_random_checkpoint(tmp_path / "face.pt", "face")
+    assert os.path.basename(other) == os.path.basename(setup["face"])
+    plots = []
+    for w in (setup["face"], other):
+        r = _run("--weights", w, "--data", setup["data"], "--device", "cpu")
+        assert r.returncode == 0, r.stderr
+        plots.append(re.search(r"CED plot: (\S+)", r.stdout).group(1))
+    assert plots[0] != plots[1] and all((REPO / p).is_file() for p in plots)
+    for p in plots:
+        os.remove(REPO / p)
+    r = _run("--weights", setup["face"], "--data", setup["data"], "--device", "cpu", "--ced", setup["data"])
+    assert r.returncode == 2 and "--force" in r.stderr
+
+
+def test_skip_bad_skips_malformed_records(setup, tmp_path):
+    xml = open(setup["data"]).read()
+    bad = tmp_path / "bad.xml"
+    folder = os.path.dirname(setup["data"])
+    xml = xml.replace("file='", f"file='{folder}/", ).replace('file="', f'file="{folder}/')
+    bad.write_text(xml.replace("<part name='00' x='", "<part name='00' x='oops", 1))
+    r = _run("--weights", setup["face"], "--data", bad, "--device", "cpu", "--ced", tmp_path / "c.png")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    r = _run("--weights", setup["face"], "--data", bad, "--device", "cpu", "--ced", tmp_path / "d.png", "--skip-bad")
+    assert r.returncode == 0 and "skipped 1 bad record" in r.stderr, r.stderr

@@ -85,7 +85,7 @@ def test_bad_checkpoint_exits_2(tmp_path, photo, ckpts, case):
     if case == "missing":
         args, expect = ["--weights", tmp_path / "nope.pt"], "checkpoint not found"
     elif case == "corrupt":
-        args, expect = ["--weights", bad], "not a readable checkpoint"
+        args, expect = ["--weights", bad], "damaged or incomplete checkpoint"
     elif case == "wrong_task":
         args, expect = ["--weights", ckpts["eyes"]], "for the 'eyes' task, but the 'face' task is needed"
     else:
@@ -116,7 +116,7 @@ def test_outputs_are_not_overwritten_without_force(tmp_path, photo, ckpts):
     assert_clean(proc)
     assert proc.returncode == 1
     errs = error_lines(proc.stderr)
-    assert len(errs) == 1 and errs[0].startswith("error: pic.jpg: output") and "--force" in errs[0]
+    assert len(errs) == 1 and errs[0].startswith("error: pic_landmarks.jpg: already exists") and "--force" in errs[0]
     assert (tmp_path / "pic_landmarks.jpg").read_bytes() == b"earlier output"
     assert (tmp_path / "second_landmarks.jpg").is_file()
     # The JSON file is an output too.

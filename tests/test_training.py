@@ -329,3 +329,25 @@ def test_mirror_offset_takes_one_value_or_one_per_data_set():
     assert training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0, 0.5]) == {"x.xml": 1.0, "y.csv": 0.5}
     with pytest.raises(SystemExit, match="one value or one per --data set"):
         training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0, 0.5, 2.0])
+
+
+def test_bad_split_and_resume_arguments_say_what_to_do(tiny_face_set, tmp_path):
+    parser = training.get_args_parser()
+
+    def fails(*argv) -> str:
+        with pytest.raises(Exception) as e:
+            training.main(parser.parse_args(["--device", "cpu", "--runs-dir", str(tmp_path), *argv]))
+        return str(e.value)
+
+    assert "between 0 and 1" in fails("--data", tiny_face_set["train"], "--val-fraction", "1.5")
+    msg = fails("--data", tiny_face_set["train"], "--val-from", "other.xml")
+    assert "other.xml" in msg and "train.xml" in msg and "--val-data" not in msg
+    (tmp_path / "face" / "1").mkdir(parents=True)  # a run killed before its first epoch ended
+    msg = fails("--resume", str(tmp_path / "face" / "1"))
+    assert "no epoch" in msg and "without --resume" in msg
+
+
+def test_help_shows_no_default_for_switches():
+    text = training.get_args_parser().format_help()
+    assert "(default: True)" not in text and "(default: False)" not in text
+    assert "(default: 32)" in text  # other options keep theirs
