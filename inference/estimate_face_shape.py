@@ -18,7 +18,11 @@ down to the mouth, z away from the camera), the mirror image chosen that
 puts the nose tip in front (towards the camera), averaged with its own
 left-right mirror image (``common.landmarks.FLIP_PERMUTATION_68``) so that it
 is exactly symmetric, moved so that the nose tip (point 30) is the origin,
-and scaled so that the outer eye corners (36, 45) are 1 apart.
+and scaled so that the outer eye corners (36, 45) are 1 apart. Last, pitch 0
+is set to the median pitch of the training faces (each face's rotation
+fitted by scaled orthographic Procrustes): the shape is turned about its x
+axis by that median, so that "pitch 0" means a face seen the way these
+photos typically see faces, not an arbitrary plane of the face.
 
 Only faces a model was trained on are used: ``--split-from`` names a
 checkpoint, and the part of ``--data`` that its training run held out for
@@ -108,6 +112,29 @@ def canonical_frame(shape: np.ndarray) -> tuple[np.ndarray, float]:
     return s / scale, asym / scale
 
 
+def view_angles(shape: np.ndarray, shapes: np.ndarray) -> np.ndarray:
+    """``(F, 3)`` yaw, pitch, roll (degrees, ``common.pose`` convention) of
+    each ``(F, P, 2)`` view of the ``(P, 3)`` shape under scaled orthography."""
+    from common.pose import angles_from_rotation
+    s = (shape - shape.mean(0)).T                                   # (3, P)
+    pinv = np.linalg.pinv(s)
+    out = []
+    for view in shapes:
+        a = (view - view.mean(0)).T @ pinv                          # (2, 3) ~ scale * rows of R
+        u, _, vt = np.linalg.svd(a, full_matrices=False)
+        r12 = u @ vt
+        out.append(angles_from_rotation(np.vstack([r12, np.cross(r12[0], r12[1])])))
+    return np.array(out)
+
+
+def level_pitch(shape: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, float]:
+    """The shape turned about its x axis so that the views' median pitch is
+    0, and that median (degrees, before the turn)."""
+    from common.pose import rotation_from_angles
+    median = float(np.median(view_angles(shape, shapes)[:, 1]))
+    return shape @ rotation_from_angles(0.0, median, 0.0).T, median
+
+
 def main(args: argparse.Namespace) -> int:
     from common.cli import output_problem
     from common.datasets import read_datasets
@@ -130,6 +157,8 @@ def main(args: argparse.Namespace) -> int:
     shapes = np.stack([r.points for r in records]).astype(np.float64)
     raw, residual = factorise(shapes)
     shape, asym = canonical_frame(raw)
+    shape, pitch0 = level_pitch(shape, shapes)
+    after = np.median(view_angles(shape, shapes), axis=0)
 
     names = ", ".join(os.path.basename(os.path.normpath(d)) for d in args.data)
     today = datetime.date.today().isoformat()
@@ -138,7 +167,7 @@ def main(args: argparse.Namespace) -> int:
         f"written by inference/estimate_face_shape.py on {today}",
         f"data: {names}: {len(records)} of {n_all} faces, {split_note}",
         "method: orthographic factorisation (Tomasi-Kanade, metric upgrade), nose tip in front, "
-        "averaged with its mirror image",
+        "averaged with its mirror image, pitch 0 = the faces' median pitch",
         "frame: x to the subject's left (image right), y down, z away from the camera; "
         "origin: nose tip (point 30); unit: outer eye corners (36-45) distance",
         "index,x,y,z",
@@ -151,6 +180,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"faces: {len(records)} of {n_all} ({split_note}) from {names}")
     print(f"rank-3 residual: {100 * residual:.2f}% of the centred point energy; "
           f"asymmetry removed: {asym:.4f} (RMS, eye-corner units)")
+    print(f"turned by the faces' median pitch, {pitch0:.2f} degrees; medians now: yaw {after[0]:.2f}, "
+          f"pitch {after[1]:.2f}, roll {after[2]:.2f}")
     print(f"nose tip depth in front of the eye corners: {shape[[36, 45], 2].mean() - shape[30, 2]:.3f}; "
           f"chin (8) below the nose tip: {shape[8, 1]:.3f}")
     print(f"wrote {args.output}")
