@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inference_helpers import FACE_WEIGHTS, needs_face_weights, portrait_path
+from inference_helpers import FACE_WEIGHTS, REPO, needs_face_weights, portrait_path
 
 from common.alignment import (ARCFACE_112, align_face, alignment_matrix, arcface_points, fit_similarity,
                               invert_matrix, template_points, transform_points)
@@ -226,3 +226,25 @@ def test_draw_pose_axes_on_the_portrait(portrait):
     assert canvas[..., 0].max() == 255 and canvas[..., 1].max() == 255 and canvas[..., 2].max() == 255
     ys, xs = np.nonzero(canvas.any(axis=2))
     assert np.hypot(xs - nose[0], ys - nose[1]).min() < 3          # the axes start at the nose tip
+
+
+def test_factorisation_recovers_the_shape_from_orthographic_views():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("estimate_face_shape",
+                                                  str(REPO / "inference" / "estimate_face_shape.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    truth = load_face_shape()
+    rng = np.random.default_rng(3)
+    views = []
+    for _ in range(60):
+        r = rotation_from_angles(*rng.uniform([-50, -20, -20], [50, 20, 20]))
+        views.append(rng.uniform(50, 120) * (truth @ r.T)[:, :2] + rng.uniform(0, 300, 2))
+    views = np.array(views)
+    raw, residual = mod.factorise(views)
+    shape, asym = mod.canonical_frame(raw)
+    assert residual < 1e-6 and asym < 1e-4
+    shape, _ = mod.level_pitch(shape, views)
+    truth_level, _ = mod.level_pitch(truth, views)
+    assert np.abs(shape - truth_level).max() < 1e-3
+    assert shape[30, 2] == 0 and shape[[36, 45], 2].mean() > 0.2   # nose tip in front of the eyes
