@@ -168,3 +168,37 @@ class FrameViewer:
 
     def close(self) -> None:
         self.plt.close(self.fig)
+
+
+# Head-axis colours (RGB): x red, y green, z blue.
+AXIS_COLOURS: tuple[tuple[int, int, int], ...] = ((255, 0, 0), (0, 255, 0), (0, 0, 255))
+
+
+def draw_pose_axes(image: np.ndarray, pose, camera: np.ndarray | None = None, length: float = 1.0,
+                   order: str = "rgb", thickness: int | None = None) -> np.ndarray:
+    """Draw the head's three axes from the nose tip on ``image`` (``(H, W, 3)``
+    uint8, ``order`` "rgb" or "bgr") in place and return it.
+
+    ``pose``: a :class:`common.pose.Pose` of a face in this image; ``camera``:
+    the intrinsics it was estimated with (None: ``default_camera`` of the
+    image size). Axes (model frame, ``common/pose.py``), ``length`` in face
+    units (1 = outer-eye-corner distance): red = x, towards the subject's
+    left; green = y, down the face; blue = the way the face looks (-z, out of
+    the face towards the camera when frontal). Drawn with
+    ``cv2.projectPoints``.
+    """
+    from .pose import default_camera
+    k = default_camera(image.shape[:2]) if camera is None else np.asarray(camera, np.float64)
+    ends = np.array([[0, 0, 0], [length, 0, 0], [0, length, 0], [0, 0, -length]], np.float64)
+    pts, _ = cv2.projectPoints(ends.reshape(-1, 1, 3), np.asarray(pose.rotation, np.float64).reshape(3, 1),
+                               np.asarray(pose.translation, np.float64).reshape(3, 1), k, None)
+    pts = pts.reshape(-1, 2)
+    if not np.isfinite(pts).all():
+        return image
+    if thickness is None:
+        thickness = max(1, int(round(np.linalg.norm(pts[1] - pts[0]) * 0.04)))
+    shift = 4
+    for end, colour in zip(pts[1:], AXIS_COLOURS):
+        cv2.line(image, _pt(pts[0], shift), _pt(end, shift), _colour(colour, order), thickness,
+                 cv2.LINE_AA, shift)
+    return image

@@ -24,6 +24,7 @@ from .detector import DEFAULT_DETECTOR, Detection, FaceDetector, make_detector
 from .device import select_device
 from .imageio import read_image, rgb_to_gray, to_uint8
 from .landmarks import eye_aspect_ratio, flip_permutation, landmark_box
+from .pose import Pose, estimate_pose
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS_DIR = os.path.join(REPO_ROOT, "weights")
@@ -50,6 +51,10 @@ class FaceResult:
       eye model)
     - ``inside``: bool (68,), False for points outside the image (a face cut
       by the border gets its hidden points guessed outside; None if unknown)
+    - ``pose``: head pose from ``points`` (:class:`common.pose.Pose`; None
+      unless asked for)
+    - ``chip``: an aligned face chip, ``{"path": str, "matrix": 2x3 image ->
+      chip pixels}`` (``common.alignment``; None unless one was saved)
     """
     box: np.ndarray
     face_box: np.ndarray
@@ -58,6 +63,8 @@ class FaceResult:
     eye_points: np.ndarray | None = None
     ears: dict[str, float] | None = None
     inside: np.ndarray | None = None
+    pose: Pose | None = None
+    chip: dict | None = None
 
 
 def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | None = None,
@@ -66,7 +73,9 @@ def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | Non
     ``{"id"?, "box": [x0,y0,x1,y1], "face_box": [...], "score": float|null,
     "points": [[x, y] * 68], "eye_points"?: [[x, y] * 12],
     "inside"?: [bool * 68], "ears"?: {"right": float, "left": float},
-    "blinks"?: int}``, pixels of the input image; ``inside`` is false for a
+    "blinks"?: int, "pose"?: {"yaw", "pitch", "roll": degrees, "rotation":
+    [3], "translation": [3]}, "chip"?: {"path": str, "matrix": [[a, b, c],
+    [d, e, f]]}}``, pixels of the input image; ``inside`` is false for a
     point outside the image; ``id`` (track) and ``blinks`` (so far) in
     videos only."""
     def r(a):
@@ -86,6 +95,15 @@ def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | Non
         out["ears"] = {k: round(float(v), 4) for k, v in face.ears.items()}
     if blinks is not None:
         out["blinks"] = int(blinks)
+    if face.pose is not None:
+        p = face.pose
+        out["pose"] = {"yaw": round(float(p.yaw), digits), "pitch": round(float(p.pitch), digits),
+                       "roll": round(float(p.roll), digits),
+                       "rotation": np.round(np.asarray(p.rotation, np.float64), 4).tolist(),
+                       "translation": np.round(np.asarray(p.translation, np.float64), 4).tolist()}
+    if face.chip is not None:
+        out["chip"] = {"path": str(face.chip["path"]),
+                       "matrix": np.round(np.asarray(face.chip["matrix"], np.float64), 6).tolist()}
     return out
 
 
@@ -244,13 +262,14 @@ class FaceLandmarker:
     box too (default on: it lowers the error with detector boxes, see
     weights/README.md). ``flip_test``: also run every crop mirrored and
     average (lower error; with ``refine`` only the final pass is mirrored:
-    1.5x the network time). Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
+    1.5x the network time). ``pose``: also estimate every face's head pose
+    (``FaceResult.pose``, :func:`common.pose.estimate_pose`). Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
     """
 
     def __init__(self, weights: str | None = None, eye_weights: str | None = None,
                  device: str | torch.device = "auto", detector: str | FaceDetector = DEFAULT_DETECTOR,
                  detector_model: str | None = None, refine: bool = True, flip_test: bool = False,
-                 min_face: float | None = None):
+                 min_face: float | None = None, pose: bool = False):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         weights = weights or default_weights("face", self.device)
         if eye_weights == "default":
@@ -266,6 +285,7 @@ class FaceLandmarker:
         self.detector = detector if isinstance(detector, FaceDetector) else make_detector(
             detector, detector_model, min_face)
         self.refine = refine
+        self.pose = pose
         for m in (self.face_model, self.eye_model):
             if m is not None:
                 m.flip_test = flip_test
@@ -310,6 +330,8 @@ class FaceLandmarker:
             if eyes is not None:
                 r.eye_points = eyes[i].astype(np.float32)
                 r.ears = eye_ratios(r.eye_points)
+            if self.pose:
+                r.pose = estimate_pose(r.points, gray.shape[:2])
             results.append(r)
         return results
 
