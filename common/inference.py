@@ -120,6 +120,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-boxes", dest="boxes", action="store_false", help="do not draw the face boxes")
     g.add_argument("--json", default=None, metavar="FILE",
                    help="write boxes, scores, points (and eye points, EARs) as JSON; '-' for stdout")
+    g = p.add_argument_group("after the points")
+    g.add_argument("--pose", action="store_true",
+                   help="estimate each face's head pose (yaw, pitch, roll; common/pose.py states the signs), "
+                        "draw its axes and add \"pose\" to the JSON")
+    g.add_argument("--chips", default=None, metavar="DIR",
+                   help="write an aligned chip of every face in still images to DIR, as "
+                        "<image stem>_face<i>.png (faces numbered left to right from 0), and add \"chip\" "
+                        "(path and 2x3 image-to-chip matrix) to the JSON")
+    g.add_argument("--chip-size", type=int, default=112, metavar="N", help="chip side in pixels (default: 112)")
+    g.add_argument("--chip-template", choices=("arcface", "dlib"), default="arcface",
+                   help="arcface: 5 points on insightface's template (face recognition input); dlib: like "
+                        "dlib's get_face_chip (default: arcface)")
     g = p.add_argument_group("video and camera")
     g.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                    help="One Euro smoothing of points over time (video and camera only)")
@@ -303,10 +315,42 @@ class Runner:
         self.guard.claim(out, f"annotated {'image' if kind == 'image' else 'video'} of {name}")
         return out
 
+    def plan_chips(self, path: str) -> None:
+        """Before the work: earlier chips of this image are replaced only with
+        --force, and the chips folder must be writable."""
+        a = self.args
+        stem = os.path.splitext(os.path.basename(path))[0]
+        earlier = sorted(glob.glob(os.path.join(glob.escape(a.chips), f"{glob.escape(stem)}_face*.png")))
+        if earlier and not a.force:
+            raise InputError(f"{earlier[0]}: already exists (use --force to replace earlier chips)")
+        problem = self.guard._folder_problem(os.path.abspath(a.chips))
+        if problem:
+            raise InputError(f"{a.chips}: cannot write chips ({problem})")
+
+    def chips(self, path: str, rgb, faces) -> list[tuple[str, bytes]]:
+        """Each face's aligned chip, encoded, under a name claimed through the
+        guard; written by the caller once every output of the image is ready."""
+        import cv2
+        from .alignment import align_face
+
+        a = self.args
+        stem = os.path.splitext(os.path.basename(path))[0]
+        files = []
+        for i, f in enumerate(faces):
+            chip, matrix = align_face(rgb, f.points, a.chip_size, a.chip_template)
+            out = os.path.join(a.chips, f"{stem}_face{i}.png")
+            self.guard.claim(out, f"chip {i} of {path}")
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise InputError(f"{path}: could not encode {out}")
+            f.chip = {"path": out, "matrix": matrix}
+            files.append((out, buf.tobytes()))
+        return files
+
     # -- stills ------------------------------------------------------------
     def image(self, path: str, out: str | None) -> None:
         import cv2
-        from .drawing import draw_faces, face_label, show_image
+        from .drawing import draw_faces, draw_pose_axes, face_label, show_image
         from .predictor import face_to_dict, prepare_image
 
         a = self.args
@@ -316,23 +360,30 @@ class Runner:
         del gray  # full-size copies are costly on very large photos
         ms = (time.time() - t0) * 1000
         h, w = rgb.shape[:2]
+        chips = self.chips(path, rgb, faces) if a.chips else []
         if out or a.show:
             # Draw on the image itself when it is ours to change: no full-size copy.
             canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb if rgb.flags.writeable else None)
             del rgb
             labels = [face_label(f) for f in faces] if a.eyes else None
             draw_faces(canvas, faces, "bgr", lines=a.lines, boxes=a.boxes, labels=labels)
+            if a.pose:
+                for f in faces:
+                    draw_pose_axes(canvas, f.pose, order="bgr")
             if out:
                 ok, buf = cv2.imencode(os.path.splitext(out)[1], canvas)
                 if not ok:
                     raise InputError(f"{path}: could not encode {out}")
-                try:
-                    write_file_atomically(out, buf.tobytes())
-                except OSError as exc:
-                    raise InputError(f"{path}: could not write {out} ({exc.strerror or exc})") from None
+                chips.append((out, buf.tobytes()))
+        for file, data in chips:
+            try:
+                write_file_atomically(file, data)
+            except OSError as exc:
+                raise InputError(f"{path}: could not write {file} ({exc.strerror or exc})") from None
         n = len(faces)
         what = f"{n} face{'s' if n != 1 else ''}" if n else "no face found"
-        self.say(f"{path}: {what}" + (f" -> {out}" if out else "") + f" ({ms:.0f} ms)")
+        self.say(f"{path}: {what}" + (f" -> {out}" if out else "")
+                 + (f" (+ {n} chip{'s' if n != 1 else ''} in {a.chips})" if a.chips and n else "") + f" ({ms:.0f} ms)")
         self.images.append({"path": path, "width": w, "height": h, "output": out,
                             "faces": [face_to_dict(f) for f in faces]})
         if a.show:
@@ -346,7 +397,8 @@ class Runner:
         (``"interrupted": true``) and is raised again for the caller."""
         import cv2
         import numpy as np
-        from .drawing import FrameViewer, draw_faces, face_label
+        from .drawing import FrameViewer, draw_faces, draw_pose_axes, face_label
+        from .pose import estimate_pose
         from .predictor import eye_ratios, face_to_dict
         from .tracking import FaceTracker
 
@@ -390,6 +442,8 @@ class Runner:
                 for f, tr in zip(faces, tracks):
                     side = float(max(f.face_box[2] - f.face_box[0], f.face_box[3] - f.face_box[1]))
                     f.points = tracker.filter(tr, "points", f.points, t, side)
+                    if a.pose:  # from the smoothed points: a steadier pose
+                        f.pose = estimate_pose(f.points, frame.shape[:2])
                     if f.eye_points is not None:
                         # Blinks are counted on the raw ratios: smoothing would flatten them.
                         tr.blinks.update(float(np.mean(list(f.ears.values()))))
@@ -404,6 +458,9 @@ class Runner:
                 if writer is not None or viewer is not None:
                     labels = [face_label(f, b, tr.id) for f, tr, b in zip(faces, tracks, blink_counts)]
                     draw_faces(frame, faces, "bgr", lines=a.lines, boxes=a.boxes, labels=labels)
+                    if a.pose:
+                        for f in faces:
+                            draw_pose_axes(frame, f.pose, order="bgr")
                     if writer is not None:
                         writer.write(frame)
                     if viewer is not None and not viewer.update(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)):
@@ -454,6 +511,7 @@ def json_document(args, runner: Runner | None, errors: list[dict], interrupted: 
     doc = {"format": JSON_FORMAT, "version": JSON_VERSION,
            "weights": args.weights, "eye_weights": args.eye_weights if args.eyes else None,
            "refine": bool(args.refine), "flip_test": bool(args.flip_test),
+           "chip_template": args.chip_template if args.chips else None,
            "images": runner.images if runner else [], "videos": runner.videos if runner else [],
            "errors": errors}
     if interrupted is not None:
@@ -517,6 +575,10 @@ def _argument_problem(args) -> str | None:
             not os.path.exists(args.output)
             and os.path.splitext(args.output)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS + (".json",))):
         return f"{args.output}: --output takes a folder for the annotated copies, not a file name"
+    if args.chip_size < 16:
+        return f"--chip-size must be at least 16 pixels, got {args.chip_size}"
+    if args.chips and os.path.exists(args.chips) and not os.path.isdir(args.chips):
+        return f"{args.chips}: --chips takes a folder"
     if args.show:
         from .drawing import display_problem
         problem = display_problem()
@@ -540,6 +602,9 @@ def main(args: argparse.Namespace) -> int:
     err_list = [{"path": path, "error": reason} for path, reason in errors]
     for path, reason in errors:
         fail(f"{path}: {reason}")
+    if args.chips and any(_is_video(f) for f in files) or (args.chips and args.camera is not None):
+        print("note: --chips writes chips of still images only; videos and cameras get none",
+              file=sys.stderr, flush=True)
     if other:
         print(f"note: skipped {len(other)} file{'s' if len(other) > 1 else ''} of other types in the folders: "
               + ", ".join(_short(f) for f in other[:5]) + (", ..." if len(other) > 5 else ""),
@@ -561,6 +626,8 @@ def main(args: argparse.Namespace) -> int:
     for kind, src in jobs:
         name = f"camera {src}" if kind == "camera" else src
         try:
+            if args.chips and kind == "image":
+                runner.plan_chips(src)
             planned.append((kind, src, name, runner.plan(kind, src)))
         except InputError as exc:
             fail(str(exc))
@@ -583,7 +650,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         fl = FaceLandmarker(args.weights, (args.eye_weights or "default") if args.eyes else None, args.device,
                             args.detector, args.detector_model, refine=args.refine, flip_test=args.flip_test,
-                            min_face=args.min_face)
+                            min_face=args.min_face, pose=args.pose)
     except (CheckpointError, DeviceError, DetectorError) as exc:
         fail(str(exc))
         return EXIT_FAILED

@@ -307,3 +307,29 @@ def test_points_outside_the_image_are_flagged(ckpts):
         assert len(faces) == 1 and not faces[0].inside.all()
     for f in faces:
         assert f.inside.tolist() == points_inside(f.points, (rgb.shape[0], cut_x)).tolist()
+
+
+# -- chips and pose through predict.py ---------------------------------------
+
+@pytest.mark.skipif(not FACE_WEIGHTS.is_file(), reason="shipped weights not present")
+def test_pose_and_chips_on_the_portrait_and_its_mirror(tmp_path, photo):
+    from common.alignment import transform_points
+    cv2.imwrite(str(tmp_path / "mirror.jpg"), cv2.imread(str(photo))[:, ::-1])
+    proc = run_predict("pic.jpg", "mirror.jpg", "--pose", "--chips", "out/chips", "--output", "out", "--json",
+                       "out/run.json", "--weights", FACE_WEIGHTS, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "out" / "run.json").read_text())
+    (a,), (b,) = (im["faces"] for im in doc["images"])
+    assert abs(a["pose"]["yaw"]) < 10 and abs(a["pose"]["roll"]) < 8  # near-frontal
+    assert abs(a["pose"]["yaw"] + b["pose"]["yaw"]) < 1.5 and abs(a["pose"]["roll"] + b["pose"]["roll"]) < 1.5
+    chip = cv2.imread(str(tmp_path / a["chip"]["path"]))
+    assert a["chip"]["path"] == os.path.join("out", "chips", "pic_face0.png") and chip.shape == (112, 112, 3)
+    # The eyes land level, near the template's eye places.
+    on_chip = transform_points(np.array(a["chip"]["matrix"]), np.array(a["points"], np.float32))
+    right, left = on_chip[36:42].mean(0), on_chip[42:48].mean(0)
+    assert abs(np.degrees(np.arctan2(left[1] - right[1], left[0] - right[0]))) < 2
+    assert np.linalg.norm(right - (38.29, 51.70)) < 4 and np.linalg.norm(left - (73.53, 51.50)) < 4
+    # Chips follow the never-overwrite rule like every output.
+    proc = run_predict("pic.jpg", "--chips", "out/chips", "--no-save", "--json", "-", "--weights", FACE_WEIGHTS,
+                       cwd=tmp_path)
+    assert proc.returncode == 2 and "pic_face0.png: already exists" in errors(proc)[0]
