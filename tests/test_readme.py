@@ -2,7 +2,7 @@
 
 The ```bash / ```sh blocks run in order, each in its own ``bash -e -o pipefail``,
 in a fresh copy of the repository: the files a clone would have (``git ls-files``
-plus untracked, not ignored files), small ones copied and large ones (the
+plus new, untracked source files), small ones copied and large ones (the
 weights) symlinked, with ``../shared`` linked beside it as in the real layout.
 Outputs therefore land in the copy, and a block that relies on an output an
 earlier block did not write fails here as it would for a reader.
@@ -73,11 +73,16 @@ def runnable(code: str, have_shared_data: bool, have_onnx: bool) -> tuple[str | 
 
 
 def repo_files() -> list[str]:
-    """What a clone of the working tree would hold."""
-    try:
-        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+    """What a clone of the working tree would hold: the tracked files, plus
+    untracked, not ignored source files (new code not yet committed), but not
+    outputs that running the README in the repository itself left behind."""
+    def git(*args: str) -> set[str]:
+        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", *args],
                              capture_output=True, check=True).stdout.decode()
-        return sorted({f for f in out.split("\0") if f and (REPO / f).is_file()})
+        return {f for f in out.split("\0") if f and (REPO / f).is_file()}
+    try:
+        new = {f for f in git("--others", "--exclude-standard") if f.endswith((".py", ".md", ".txt", ".sh"))}
+        return sorted(git("--cached") | new)
     except (OSError, subprocess.CalledProcessError):
         skip = {".git", "runs", "venv", ".venv", "__pycache__", ".pytest_cache", "out"}
         return sorted(str(p.relative_to(REPO)) for p in REPO.rglob("*")
