@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from common.inference import get_args_parser, run_cli  # noqa: E402
+from common.predict_cli import get_args_parser, run_cli  # noqa: E402
 
 if __name__ == "__main__":
     parser = get_args_parser()

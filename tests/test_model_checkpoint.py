@@ -75,7 +75,7 @@ def test_inference_does_not_import_torchvision():
     """Start-up: loading the predictor must not pull in torchvision (over a second)."""
     import subprocess
     import sys
-    code = ("import sys; import common.predictor, common.inference; "
+    code = ("import sys; import common.predictor, common.predict_cli; "
             "print('torchvision' in sys.modules)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)

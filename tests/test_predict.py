@@ -90,7 +90,7 @@ def test_refine_and_json_form(ckpts):
 
 
 def test_help_and_argument_errors_do_not_import_torch():
-    code = ("import sys; sys.path.insert(0, %r); from common.inference import get_args_parser, main; "
+    code = ("import sys; sys.path.insert(0, %r); from common.predict_cli import get_args_parser, main; "
             "a = get_args_parser().parse_args(['--no-save']); rc = main(a); "
             "print(rc, 'torch' in sys.modules, 'matplotlib' in sys.modules)" % str(REPO))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
