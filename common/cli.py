@@ -10,10 +10,10 @@ def user_errors() -> tuple[type, ...]:
     """Exception types that mean bad input, not a bug (imported lazily so that
     ``--help`` stays fast)."""
     from .checkpoint import CheckpointError
-    from .datasets import DatasetFormatError
+    from .readers import DatasetFormatError
     from .detector import DetectorError
     from .device import DeviceError
-    from .imageio import ImageReadError
+    from .images import ImageReadError
     return CheckpointError, DatasetFormatError, DetectorError, DeviceError, ImageReadError
 
 

@@ -426,7 +426,7 @@ def main(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .detector import DetectorError
     from .device import DeviceError
-    from .imageio import ImageReadError
+    from .images import ImageReadError
     from .predictor import FaceLandmarker
 
     try:

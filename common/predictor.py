@@ -22,7 +22,7 @@ from . import transforms as T
 from .checkpoint import CheckpointError, load_model
 from .detector import DEFAULT_DETECTOR, Detection, FaceDetector, make_detector
 from .device import select_device
-from .imageio import read_image, rgb_to_gray, to_uint8
+from .images import read_image, rgb_to_gray, to_uint8
 from .landmarks import eye_aspect_ratio, flip_permutation, landmark_box
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -194,7 +194,7 @@ def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
     or an array: ``(H, W)`` grayscale, or ``(H, W, 3|4)`` in ``colour`` order
     ("rgb", the default, or "bgr" for OpenCV frames; a 4th channel is alpha
     and ignored). uint16 and float arrays are rescaled to uint8. Raises
-    :class:`common.imageio.ImageReadError` for unreadable files and
+    :class:`common.images.ImageReadError` for unreadable files and
     ValueError for arrays of another shape.
     """
     if colour not in ("rgb", "bgr"):

@@ -16,9 +16,9 @@ import tempfile
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .data import split_like_run
-from .datasets import read_datasets
-from .imageio import read_image, rgb_to_gray
+from .dataset import split_like_run
+from .readers import read_datasets
+from .images import read_image, rgb_to_gray
 from .landmarks import landmark_box
 from . import transforms as T
 

@@ -18,11 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import checkpoint as C
-from .data import LandmarkDataset, split_records
-from .datasets import DatasetFormatError, dataset_name, read_datasets
+from .dataset import LandmarkDataset, split_records
+from .readers import DatasetFormatError, dataset_name, read_datasets
 from .device import DeviceError, autocast_dtype, describe_device, native_bf16, select_device
-from .evaluation import nme_per_face, summarize
-from .imageio import ImageReadError
+from .metrics import nme_per_face, summarize
+from .images import ImageReadError
 from .landmarks import EYE_INDICES, FACE_INDICES, normalisation_pair
 from .losses import COORD_LOSSES, landmark_loss
 from .model import HEADS, build_model
@@ -180,7 +180,7 @@ class WeightAverage:
 
 
 @torch.inference_mode()
-def evaluate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: bool = False,
+def validate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: bool = False,
              offset_radius: int = 0) -> dict:
     """Validation loss and NME (in percent) over a loader of eval-pipeline samples.
     NME is the same in crop pixels as in image pixels (the crop is a similarity)."""
@@ -344,7 +344,7 @@ def main(args: argparse.Namespace) -> dict:
             train_loss, ips = train_one_epoch(model, loader, optimizer, scaler, device, loss_name,
                                               epoch, args.epochs, amp, ema, radius)
             scheduler.step()
-            val = evaluate(scored, val_loader, device, loss_name, pair, amp, radius)
+            val = validate(scored, val_loader, device, loss_name, pair, amp, radius)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips}
             history.append(row)

@@ -124,7 +124,7 @@ def benchmark_images(folder: str | None) -> list[tuple[str, "object"]]:
     then the readable images of ``folder`` by name (unreadable ones reported)."""
     import numpy as np
     from matplotlib import cbook
-    from common.imageio import IMAGE_EXTENSIONS, ImageReadError, read_image
+    from common.images import IMAGE_EXTENSIONS, ImageReadError, read_image
 
     rgb = read_image(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
     out = [("grace_hopper", rgb), ("grace_hopper_2x2", np.tile(rgb, (2, 2, 1))),
@@ -239,7 +239,7 @@ def load_dlib(upsample: int, model: str | None = None):
     import cv2
     import dlib
     from common.detector import DETECT_MAX_SIDE
-    from common.imageio import rgb_to_gray
+    from common.images import rgb_to_gray
 
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(dlib_model_path(model))
@@ -385,7 +385,7 @@ def model_figures(lm, gray, box, repeats: int, warmup: int) -> tuple[float, floa
 def dlib_figures(args, images, box) -> dict:
     """The dlib twins of the figures: its 68-point predictor on the same face
     box, and detection plus landmarks on the same images."""
-    from common.imageio import rgb_to_gray
+    from common.images import rgb_to_gray
     detect_landmarks, predictor, dlib = load_dlib(args.dlib_upsample, args.dlib_model)
     gray = rgb_to_gray(images[0][1])
     rect = dlib.rectangle(*[int(round(v)) for v in box])
@@ -487,7 +487,7 @@ def main(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
     import torch
-    from common.imageio import rgb_to_gray
+    from common.images import rgb_to_gray
     from common.device import native_bf16, select_device
     from common.predictor import LandmarkModel, default_weights, load_landmark_model
 

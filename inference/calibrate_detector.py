@@ -16,10 +16,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from common.cli import add_detector_arguments  # noqa: E402
-from common.data import split_records  # noqa: E402
-from common.datasets import read_datasets  # noqa: E402
+from common.dataset import split_records  # noqa: E402
+from common.readers import read_datasets  # noqa: E402
 from common.detector import iou, make_detector  # noqa: E402
-from common.imageio import read_image  # noqa: E402
+from common.images import read_image  # noqa: E402
 from common.landmarks import landmark_box  # noqa: E402
 from common.progress import Progress  # noqa: E402
 

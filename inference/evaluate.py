@@ -56,12 +56,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     from common.checkpoint import provenance
-    from common.data import split_like_run
-    from common.datasets import dataset_name, read_datasets
+    from common.dataset import split_like_run
+    from common.readers import dataset_name, read_datasets
     from common.detector import iou, make_detector
     from common.device import select_device
-    from common.evaluation import ced_plot, nme_per_face, summarize, summary_line
-    from common.imageio import read_image, rgb_to_gray
+    from common.metrics import ced_plot, nme_per_face, summarize, summary_line
+    from common.images import read_image, rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
     from common.predictor import load_landmark_model, refined_boxes
     from common.progress import Progress

@@ -60,10 +60,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     from common.cli import output_problem
-    from common.data import split_like_run
-    from common.datasets import read_datasets
+    from common.dataset import split_like_run
+    from common.readers import read_datasets
     from common.device import select_device
-    from common.imageio import read_image
+    from common.images import read_image
     from common.landmarks import landmark_box, normalisation_pair
     from common.predictor import load_landmark_model
     from common.progress import Progress

@@ -48,10 +48,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     from matplotlib import cbook
-    from common.data import split_records
-    from common.datasets import read_datasets
+    from common.dataset import split_records
+    from common.readers import read_datasets
     from common.detector import HaarDetector, MtcnnDetector, iou
-    from common.imageio import read_image
+    from common.images import read_image
     from common.landmarks import landmark_box
     from common.progress import Progress
 

@@ -14,7 +14,7 @@ import torch
 from common.cli import DEFAULT_DETECTOR, DETECTORS
 from common.detector import (DETECT_MAX_SIDE, MIN_FACE, MTCNN_WEIGHTS, DetectorError, HaarDetector,
                              MtcnnDetector, make_detector)
-from common.imageio import read_image
+from common.images import read_image
 from common.mtcnn import NETS, Mtcnn, crops, load_weights, nms, to_square
 from inference_helpers import REPO, portrait_path, run_predict
 

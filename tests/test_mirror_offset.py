@@ -38,8 +38,8 @@ class _KnownModel:
 
 @pytest.mark.parametrize("a,b,h", [(-0.8, 0.1, 0.0), (0.0, -0.3, 1.0), (0.4, 0.0, -0.5)])
 def test_estimates_match_a_model_of_known_behaviour(tmp_path, monkeypatch, capsys, a, b, h):
-    from common.datasets import read_datasets
-    from common.imageio import read_image
+    from common.readers import read_datasets
+    from common.images import read_image
     from common.landmarks import landmark_box
     import common.predictor
     data = synthetic_xml_dataset(str(tmp_path / "data"), 4, seed=5)
@@ -60,10 +60,10 @@ def test_flip_test_keeps_the_recorded_offset(tmp_path):
     # With a recorded offset o (input pixels), the averaged prediction moves o
     # input pixels right, i.e. o x (crop side / input size) image pixels.
     import torch
-    from common.imageio import read_image
+    from common.images import read_image
     from common.landmarks import landmark_box
     from common.predictor import load_landmark_model
-    from common.datasets import read_datasets
+    from common.readers import read_datasets
     from common.transforms import task_region
     rec = read_datasets([synthetic_xml_dataset(str(tmp_path / "data"), 1, seed=3)])[0]
     gray, box = read_image(rec.image_path, gray=True), landmark_box(rec.points)

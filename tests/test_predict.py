@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference_helpers import (EYE_WEIGHTS, FACE_WEIGHTS, REPO, check_json_document,  # noqa: E402
                                make_random_checkpoint, needs_eye_weights, needs_face_weights,
                                portrait_path, run_predict)
-from common.imageio import read_image  # noqa: E402
+from common.images import read_image  # noqa: E402
 from common.predictor import FaceLandmarker, FaceResult, face_to_dict  # noqa: E402
 
 

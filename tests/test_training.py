@@ -12,7 +12,7 @@ import torch
 
 from common import checkpoint as C
 from common import training
-from common.data import LandmarkDataset
+from common.dataset import LandmarkDataset
 from common.landmarks import EYE_INDICES, FACE_INDICES, landmark_box
 from common.model import build_model
 from common.transforms import AugmentConfig, task_region
@@ -211,7 +211,7 @@ def test_init_slices_face_head_to_eye_points(tmp_path, head):
 
 
 def test_dataset_cache_keeps_the_geometry(tiny_face_set):
-    from common.datasets import read_dataset
+    from common.readers import read_dataset
     recs = read_dataset(tiny_face_set["val"])
     kw = dict(task="face", input_size=32, indices=FACE_INDICES, aug=AugmentConfig(), mean=0.5, std=0.25)
     cached = LandmarkDataset(recs, train=False, cache=True, **kw)
@@ -299,7 +299,7 @@ def test_amp_warns_where_the_cpu_would_emulate_bfloat16(tiny_face_set, tmp_path,
 def test_dataset_hands_each_face_its_offset_in_cached_pixels(tiny_face_set):
     # The offset is given in photo pixels; the cache may downscale a face, and
     # the mirror step must get it in the pixels of the image it flips.
-    from common.datasets import dataset_name, read_datasets
+    from common.readers import dataset_name, read_datasets
     path = tiny_face_set["val"]
     recs = read_datasets([path])
     kw = dict(task="face", input_size=16, indices=FACE_INDICES, aug=AugmentConfig(), mean=0.5, std=0.25,

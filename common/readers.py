@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .imageio import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS
 from .landmarks import NUM_FACE_POINTS
 
 
