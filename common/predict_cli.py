@@ -17,7 +17,8 @@ import re
 import sys
 import time
 
-from .cli import add_detector_arguments
+from .detector import add_detector_arguments
+from .errors import InputError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -58,10 +59,6 @@ examples:
   python inference/predict.py clip.mp4 --eyes --json clip.json
   python inference/predict.py --camera 0 --eyes --show --max-frames 300
 """
-
-
-class InputError(Exception):
-    """One input cannot be processed (message: ``<path>: <reason>``)."""
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -423,10 +420,7 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     # Heavy imports only now: --help and argument errors stay instant.
-    from .checkpoint import CheckpointError
-    from .detector import DetectorError
-    from .device import DeviceError
-    from .images import ImageReadError
+    from .errors import CheckpointError, DetectorError, DeviceError, ImageReadError
     from .predictor import FaceLandmarker
 
     try:
@@ -482,8 +476,3 @@ def main(args: argparse.Namespace) -> int:
     if processed == 0:
         return EXIT_FAILED
     return EXIT_PARTIAL if failed else EXIT_OK
-
-
-def run_cli(parser: argparse.ArgumentParser) -> None:
-    """Parse, run, exit with :func:`main`'s code."""
-    sys.exit(main(parser.parse_args()))

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from . import transforms as T
-from .checkpoint import CheckpointError, load_model
+from .checkpoint import load_model
 from .detector import DEFAULT_DETECTOR, Detection, FaceDetector, make_detector
 from .device import select_device
+from .errors import CheckpointError
 from .images import read_image, rgb_to_gray, to_uint8
 from .landmarks import eye_aspect_ratio, flip_permutation, landmark_box
 

@@ -15,7 +15,7 @@ import tempfile
 
 import numpy as np
 
-from .checkpoint import CheckpointError
+from .errors import CheckpointError
 from .dataset import split_like_run
 from .readers import read_datasets
 from .images import read_image, rgb_to_gray

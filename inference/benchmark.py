@@ -50,7 +50,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from common.cli import add_detector_arguments  # noqa: E402
+from common.detector import add_detector_arguments  # noqa: E402
+from common.errors import ImageReadError, UserError  # noqa: E402
 
 FORMAT, VERSION = "face-landmark-benchmark", 1
 BATCH = 32
@@ -107,7 +108,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-class BenchmarkError(Exception):
+class BenchmarkError(UserError):
     """A part of the benchmark could not run."""
 
 
@@ -124,7 +125,7 @@ def benchmark_images(folder: str | None) -> list[tuple[str, "object"]]:
     then the readable images of ``folder`` by name (unreadable ones reported)."""
     import numpy as np
     from matplotlib import cbook
-    from common.images import IMAGE_EXTENSIONS, ImageReadError, read_image
+    from common.images import IMAGE_EXTENSIONS, read_image
 
     rgb = read_image(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
     out = [("grace_hopper", rgb), ("grace_hopper_2x2", np.tile(rgb, (2, 2, 1))),
@@ -633,4 +634,4 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     from common.cli import run_script
-    run_script(main, get_args_parser(), (BenchmarkError,))
+    run_script(main, get_args_parser())

@@ -27,7 +27,7 @@ from collections import OrderedDict
 import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from common.cli import add_detector_arguments  # noqa: E402
+from common.detector import add_detector_arguments  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:

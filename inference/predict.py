@@ -12,9 +12,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from common.predict_cli import get_args_parser, run_cli  # noqa: E402
+from common.cli import run_script  # noqa: E402
+from common.predict_cli import get_args_parser, main  # noqa: E402
 
 if __name__ == "__main__":
     parser = get_args_parser()
     parser.set_defaults(device="auto")
-    run_cli(parser)
+    run_script(main, parser)

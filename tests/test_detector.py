@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from common.cli import DEFAULT_DETECTOR, DETECTORS
-from common.detector import (DETECT_MAX_SIDE, MIN_FACE, MTCNN_WEIGHTS, DetectorError, HaarDetector,
+from common.detector import (DEFAULT_DETECTOR, DETECT_MAX_SIDE, DETECTORS, MIN_FACE, MTCNN_WEIGHTS, HaarDetector,
                              MtcnnDetector, make_detector)
+from common.errors import DetectorError
 from common.images import read_image
 from common.mtcnn import NETS, Mtcnn, crops, load_weights, nms, to_square
 from inference_helpers import REPO, portrait_path, run_predict

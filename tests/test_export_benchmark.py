@@ -92,7 +92,7 @@ def test_onnx_export_matches_torch_and_describes_itself(small_checkpoint, onnx_f
 
 @needs_onnx
 def test_face_landmarker_takes_onnx_weights(small_checkpoint, onnx_file):
-    from common.checkpoint import CheckpointError
+    from common.errors import CheckpointError
     from common.onnx_model import OnnxLandmarkModel
     from common.predictor import FaceLandmarker
 

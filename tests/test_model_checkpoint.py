@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from common import checkpoint as C
-from common.device import DeviceError, select_device
+from common.device import select_device
+from common.errors import DeviceError
 from common.metrics import auc, nme_per_face, summarize, summary_line
 from common.landmarks import EYE_INDICES, FACE_INDICES
 from common.losses import coord_loss, landmark_loss

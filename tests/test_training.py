@@ -12,7 +12,9 @@ import torch
 
 from common import checkpoint as C
 from common import training
+from common.cli import run_script
 from common.dataset import LandmarkDataset
+from common.errors import InputError
 from common.landmarks import EYE_INDICES, FACE_INDICES, landmark_box
 from common.model import build_model
 from common.transforms import AugmentConfig, task_region
@@ -239,14 +241,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["train.py", "--data", str(tmp_path / "missing.xml"),
                                       "--device", "cpu", "--runs-dir", str(tmp_path)])
     with pytest.raises(SystemExit) as e:
-        training.run_cli(parser)
+        run_script(training.main, parser)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'missing.xml'}: no such file or folder"]
     if not torch.cuda.is_available():
         monkeypatch.setattr(sys, "argv", ["train.py", "--data", "x.xml", "--device", "cuda"])
         with pytest.raises(SystemExit) as e:
-            training.run_cli(parser)
+            run_script(training.main, parser)
         assert e.value.code == 2
         assert "no GPU is visible" in capsys.readouterr().err
 
@@ -327,5 +329,5 @@ def test_mirror_offset_takes_one_value_or_one_per_data_set():
     assert training._mirror_offsets(["a/x.xml", "b/y.csv"], None) == {}
     assert training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0]) == {"x.xml": 1.0, "y.csv": 1.0}
     assert training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0, 0.5]) == {"x.xml": 1.0, "y.csv": 0.5}
-    with pytest.raises(SystemExit, match="one value or one per --data set"):
+    with pytest.raises(InputError, match="one value or one per --data set"):
         training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0, 0.5, 2.0])
