@@ -73,16 +73,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("models")
     g.add_argument("--weights", default=None, metavar="PT",
                    help="face checkpoint (task 'face'), or its ONNX export (.onnx, from "
-                        "inference/export_onnx.py; needs onnxruntime); default: on a CPU with "
-                        "onnxruntime, weights/face.int8.onnx of this repository; on a GPU, weights/face192.pt; "
-                        "else weights/face.pt. weights/face192.int8.onnx: the 192 px model on a CPU, more "
+                        "inference/export_onnx.py; needs onnxruntime); default: the shipped model for the "
+                        "device (common/landmark_model.py's default_weights; the choice is printed). "
+                        "weights/face192.int8.onnx: the 192 px model on a CPU, more "
                         "accurate (3.51%% instead of 3.69%% NME with detector boxes and refine) for up to twice "
                         "the network time")
     g.add_argument("--eyes", action="store_true",
                    help="also run the eye model: 12 eye points (iBUG 36-47) and each eye's aspect ratio")
     g.add_argument("--eye-weights", default=None, metavar="PT",
-                   help="eye checkpoint (task 'eyes') or its .onnx export; default: as for "
-                        "--weights (weights/eyes.int8.onnx or weights/eyes.pt)")
+                   help="eye checkpoint (task 'eyes') or its .onnx export; default: as for --weights")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass on the crop given by the first prediction (default: on; it lowers "
                         "the error with detector boxes from 3.76%% to 3.69%% NME, see weights/README.md; "
@@ -431,6 +430,8 @@ def main(args: argparse.Namespace) -> int:
         fail(str(exc))
         return EXIT_FAILED
     args.weights, args.eye_weights = fl.weights, fl.eye_weights
+    for line in fl.choice_lines():
+        print(line, file=sys.stderr, flush=True)
     print(f"loaded {_short(args.weights)}" + (f" and {_short(args.eye_weights)}" if args.eyes else "")
           + f" on {fl.device} in {time.time() - t0:.1f}s", file=sys.stderr, flush=True)
 

@@ -1,4 +1,4 @@
-"""Int8 quantisation of an ONNX export (``common.onnx_model``) with ONNX
+"""Int8 quantisation of an ONNX export (:mod:`common.export`) with ONNX
 Runtime: static, QDQ format, per-channel int8 weights, uint8 activations,
 calibrated on face crops from training photos (never on held-out ones).
 

@@ -2,8 +2,8 @@
 each and draw them.
 
 Install (CPU):  pip install -r requirements-cpu.txt
-Run from anywhere (weights default to weights/face.pt and weights/eyes.pt of
-this repository):
+Run from anywhere (the weights default to this repository's, chosen for the
+device; the choice is printed):
     python inference/predict.py pic.jpg                     # writes pic_landmarks.jpg
     python inference/predict.py photos/ --eyes --json out.json --output out
     python inference/predict.py --help                      # options, JSON, exit codes

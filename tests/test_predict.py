@@ -122,8 +122,8 @@ def test_flip_test_mirrors_only_the_final_pass(trained):
     plain = trained.detect_landmarks(rgb)[0].points
     fl = FaceLandmarker(str(FACE_WEIGHTS), device="cpu", refine=True, flip_test=True)
     calls = []
-    run_batch = fl.face_model.run_batch
-    fl.face_model.run_batch = lambda batch: calls.append(batch) or run_batch(batch)
+    run = fl.face_model.backend.run
+    fl.face_model.backend.run = lambda batch: calls.append(batch) or run(batch)
     flipped = fl.detect_landmarks(rgb)[0].points
     assert len(calls) == 3
     assert torch.equal(calls[2], torch.flip(calls[1], dims=[3])) and not torch.equal(calls[0], calls[1])
