@@ -15,15 +15,12 @@ import tempfile
 
 import torch
 
+from .errors import CheckpointError
 from .model import LandmarkNet, build_model
 from . import transforms
 
 FORMAT = "face-landmark-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(Exception):
-    """The checkpoint is missing, corrupt, or not what the caller needs."""
 
 
 def atomic_save(obj: dict, path: str) -> None:

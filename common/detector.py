@@ -3,16 +3,21 @@ detector's box to the landmark-box convention that training used.
 
 Add a backend by subclassing :class:`FaceDetector` and implementing
 ``_detect``; the rest of the toolkit only sees :class:`Detection` lists.
+OpenCV is imported inside the functions that use it, so that scripts can
+build their ``--help`` from :func:`add_detector_arguments` at no cost.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from .cli import DEFAULT_DETECTOR, DEFAULT_MIN_FACE, DETECTORS
+from .errors import DetectorError
+
+# The detectors make_detector knows, and the default.
+DETECTORS = ("mtcnn", "haar", "yunet")
+DEFAULT_DETECTOR = "mtcnn"
 
 # Haar box -> tight landmark box, measured by inference/calibrate_detector.py
 # on the training part of the 300-W subset (held-out photos excluded):
@@ -29,7 +34,7 @@ DETECT_MAX_SIDE = 1280
 # upsampling step). Detection runs on a copy scaled so that a face of this
 # size fills the backend's smallest window: smaller faces cost time to look
 # for, so a larger value is faster (predict.py --min-face).
-MIN_FACE = DEFAULT_MIN_FACE
+MIN_FACE = 40
 # Haar cascade settings, chosen with inference/tune_detector.py on the 970
 # training faces of the 300-W subset (held-out photos excluded), smallest face
 # 40 px: scale factor 1.1 with 3 neighbours found 89.5% of the faces (0.10
@@ -42,10 +47,6 @@ HAAR_MIN_NEIGHBORS = 3
 MTCNN_CALIBRATION = {"dx": 0.012, "dy": 0.131, "scale": 0.805}
 # (969 of 970 faces matched, smallest face 40 px; interquartile spread dx 0.03, dy 0.04, scale 0.08)
 MTCNN_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "mtcnn.pt")
-
-
-class DetectorError(Exception):
-    """The detector could not be created (missing model file, etc.)."""
 
 
 @dataclass
@@ -122,6 +123,7 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Faces in an RGB ``(H, W, 3)`` uint8 image, detected on a scaled-down
         copy (:meth:`detect_scale`); boxes come back in full-size pixels."""
+        import cv2
         h, w = rgb.shape[:2]
         scale = self.detect_scale(h, w)
         small = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
@@ -144,6 +146,7 @@ class HaarDetector(FaceDetector):
                  scale_factor: float = HAAR_SCALE_FACTOR, min_neighbors: int = HAAR_MIN_NEIGHBORS,
                  min_face: float | None = None):
         super().__init__(min_face)
+        import cv2
         path = cascade if os.path.isfile(cascade) else os.path.join(
             getattr(cv2, "data", None) and cv2.data.haarcascades or "", cascade)
         if not os.path.isfile(path):
@@ -155,6 +158,7 @@ class HaarDetector(FaceDetector):
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
 
     def _detect(self, rgb):
+        import cv2
         gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
         boxes, _, weights = self.cascade.detectMultiScale3(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
@@ -174,12 +178,14 @@ class YuNetDetector(FaceDetector):
         super().__init__(min_face)
         if not os.path.isfile(model_path):
             raise DetectorError(f"YuNet model file not found: {model_path}")
+        import cv2
         try:
             self.net = cv2.FaceDetectorYN.create(model_path, "", (320, 320), score_threshold)
         except cv2.error as exc:
             raise DetectorError(f"could not load YuNet model {model_path}: {exc}") from None
 
     def _detect(self, rgb):
+        import cv2
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         self.net.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, faces = self.net.detect(bgr)
@@ -223,3 +229,17 @@ def make_detector(name: str = DEFAULT_DETECTOR, model_path: str | None = None,
             raise DetectorError("the yunet detector needs --detector-model PATH (an ONNX file)")
         return YuNetDetector(model_path, min_face=min_face)
     raise DetectorError(f"unknown detector {name!r} (want one of {', '.join(DETECTORS)})")
+
+
+def add_detector_arguments(group) -> None:
+    """``--detector``, ``--detector-model`` and ``--min-face``, the same in
+    every script that detects faces."""
+    group.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTORS,
+                       help="face detector: mtcnn (default; weights/mtcnn.pt), OpenCV's frontal Haar "
+                            "cascade, or YuNet (needs --detector-model); see weights/README.md")
+    group.add_argument("--detector-model", default=None, metavar="FILE",
+                       help="model file: YuNet's ONNX file (required), or other MTCNN weights")
+    group.add_argument("--min-face", type=float, default=None, metavar="PX",
+                       help=f"smallest face to look for, in image pixels (default: {MIN_FACE}, "
+                            "common/detector.py's MIN_FACE; 80, what dlib finds without upsampling, is "
+                            "faster on large photos)")

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import torch
 
+from .errors import DeviceError
+
 DEVICES = ("auto", "cpu", "cuda")
-
-
-class DeviceError(Exception):
-    """The requested device is not available."""
 
 
 def select_device(name: str = "auto") -> torch.device:

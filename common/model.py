@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .errors import InputError
+
 HEADS = ("regression", "pip")
 
 
@@ -73,9 +75,9 @@ class LandmarkNet(nn.Module):
     def __init__(self, num_points: int, head: str = "pip", input_size: int = 128):
         super().__init__()
         if head not in HEADS:
-            raise ValueError(f"unknown head {head!r} (want one of {', '.join(HEADS)})")
+            raise InputError(f"unknown head {head!r} (want one of {', '.join(HEADS)})")
         if input_size % 16 != 0:
-            raise ValueError(f"input size must be a multiple of 16, got {input_size}")
+            raise InputError(f"input size must be a multiple of 16, got {input_size}")
         self.num_points, self.head, self.input_size = num_points, head, input_size
         self.features = _backbone(pip=head == "pip")
         if head == "regression":

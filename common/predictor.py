@@ -18,19 +18,13 @@ import cv2
 import numpy as np
 import torch
 
-from . import transforms as T
-from .checkpoint import CheckpointError, load_model
 from .detector import DEFAULT_DETECTOR, Detection, FaceDetector, make_detector
 from .device import select_device
-from .imageio import read_image, rgb_to_gray, to_uint8
-from .landmarks import eye_aspect_ratio, flip_permutation, landmark_box
+from .images import read_image, rgb_to_gray, to_uint8
+from .landmark_model import LandmarkModel, choice_line, default_weights, refined_boxes
+from .landmarks import eye_aspect_ratio
 from .pose import Pose, estimate_pose
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WEIGHTS_DIR = os.path.join(REPO_ROOT, "weights")
-# The most accurate shipped face model (192 px input; weights/README.md), the
-# default on a GPU. On a CPU the default is face.pt's int8 twin, for speed.
-ACCURATE_FACE_WEIGHTS = "face192.pt"
 RIGHT_EYE = tuple(range(36, 42))   # subject's right eye: left side of the photo
 LEFT_EYE = tuple(range(42, 48))
 
@@ -107,111 +101,6 @@ def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | Non
     return out
 
 
-class LandmarkModel:
-    """A loaded checkpoint (face or eyes) with the crop that feeds it."""
-
-    # Test-time mirroring: average with the prediction on the mirrored crop.
-    flip_test = False
-
-    def __init__(self, path: str, task: str | None, device: torch.device):
-        self.model, ckpt = load_model(path, task)
-        self.path, self.task, self.device = path, ckpt["task"], device
-        self.model.to(device)
-        # The checkpoint's self-description (what an ONNX export carries in its metadata).
-        self.description = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler")}
-        self.input_size = int(ckpt["input_size"])
-        norm = ckpt.get("normalisation") or {}
-        self.mean, self.std = float(norm.get("mean", 0.5)), float(norm.get("std", 0.25))
-        self.indices: list[int] = [int(i) for i in ckpt["landmark_indices"]]
-        self.scores = ckpt.get("scores", {})
-        self.epoch = ckpt.get("epoch")
-
-    def predict_boxes(self, gray: np.ndarray, boxes: list[np.ndarray], flip: bool | None = None) -> np.ndarray:
-        """Points for every box of one image in one batch.
-
-        ``gray``: ``(H, W)`` uint8 image; ``boxes``: landmark-convention boxes
-        ``(x0, y0, x1, y1)``. Returns float32 ``(B, K, 2)`` in image pixels.
-        Each crop is ``task_region(task, box)`` cut from the full-resolution
-        image, so large photos cost no more than small ones here. ``flip``:
-        average with the mirrored crop (None: :attr:`flip_test`).
-        """
-        if len(boxes) == 0:
-            return np.zeros((0, len(self.indices), 2), np.float32)
-        regions = [T.task_region(self.task, np.asarray(box, np.float32)) for box in boxes]
-        batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std) for r in regions])
-        out = self.run_batch(batch)
-        if self.flip_test if flip is None else flip:
-            mirrored = self.run_batch(torch.flip(batch, dims=[3]))[:, flip_permutation(self.indices)]
-            # The model places points flip_offset input pixels right of mirror symmetry (as its
-            # training annotation does): un-mirrored, they must keep that offset, not flip it.
-            mirrored[..., 0] = (self.input_size - 1 + 2.0 * self.flip_offset) - mirrored[..., 0]
-            out = (out + mirrored) / 2
-        return np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
-
-    @property
-    def flip_offset(self) -> float:
-        """How far right of mirror symmetry the model puts its points, in input
-        pixels (the checkpoint's ``mirror_offset``, measured on training faces
-        by ``inference/mirror_offset.py``; 0 if absent). ``--flip-test`` keeps it."""
-        return float((self.description.get("mirror_offset") or {}).get("input_px", 0.0))
-
-    def run_batch(self, batch: torch.Tensor) -> np.ndarray:
-        """The network on a normalised float32 ``(B, 1, S, S)`` batch: float32
-        ``(B, K, 2)`` points in input pixels (the part another backend replaces)."""
-        with torch.inference_mode():
-            return self.model.predict(batch.to(self.device)).float().cpu().numpy()
-
-    def positions(self, indices) -> list[int]:
-        """Positions of iBUG ``indices`` in this model's output."""
-        try:
-            return [self.indices.index(i) for i in indices]
-        except ValueError:
-            raise CheckpointError(f"{self.path}: the model does not predict points "
-                                  f"{min(indices)}-{max(indices)}") from None
-
-
-def refined_boxes(face_model: LandmarkModel, gray: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
-    """The second pass's boxes: the landmark box of the face model's first
-    prediction in each of ``boxes``. This pass only places the crop, so it
-    is never mirrored (``flip_test`` applies to the final pass)."""
-    return [landmark_box(p) for p in face_model.predict_boxes(gray, boxes, flip=False)]
-
-
-def load_landmark_model(path: str, task: str | None, device: torch.device) -> LandmarkModel:
-    """A :class:`LandmarkModel` for a checkpoint, or, for a ``.onnx`` file
-    (``inference/export_onnx.py``), the ONNX Runtime twin with the same
-    interface. ``task`` None accepts either task (see ``.task``)."""
-    if path.lower().endswith(".onnx"):
-        from .onnx_model import OnnxLandmarkModel
-        return OnnxLandmarkModel(path, task, device)
-    return LandmarkModel(path, task, device)
-
-
-def onnxruntime_available() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-def default_weights(task: str, device: torch.device) -> str:
-    """The shipped weights for ``task`` ("face" or "eyes") on ``device``: on
-    a CPU with onnxruntime installed, the int8 ONNX model
-    (``weights/<task>.int8.onnx``: about 4x faster per face, same accuracy, see
-    weights/README.md); otherwise the checkpoint ``weights/<task>.pt``. On a
-    GPU the face task gets the most accurate face model instead,
-    :data:`ACCURATE_FACE_WEIGHTS` when present: it costs up to twice the
-    network time of ``face.pt``, too much for the CPU speed targets but
-    little on a GPU."""
-    if task == "face" and device.type != "cpu":
-        accurate = os.path.join(WEIGHTS_DIR, ACCURATE_FACE_WEIGHTS)
-        if os.path.isfile(accurate):
-            return accurate
-    pt = os.path.join(WEIGHTS_DIR, f"{task}.pt")
-    int8 = os.path.join(WEIGHTS_DIR, f"{task}.int8.onnx")
-    if device.type == "cpu" and os.path.isfile(int8) and onnxruntime_available():
-        return int8
-    return pt
-
-
 def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
     """``(rgb, gray)`` uint8 views of an input image.
 
@@ -219,7 +108,7 @@ def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
     or an array: ``(H, W)`` grayscale, or ``(H, W, 3|4)`` in ``colour`` order
     ("rgb", the default, or "bgr" for OpenCV frames; a 4th channel is alpha
     and ignored). uint16 and float arrays are rescaled to uint8. Raises
-    :class:`common.imageio.ImageReadError` for unreadable files and
+    :class:`common.errors.ImageReadError` for unreadable files and
     ValueError for arrays of another shape.
     """
     if colour not in ("rgb", "bgr"):
@@ -247,10 +136,10 @@ class FaceLandmarker:
 
     ``weights``: face checkpoint (task "face", 68 points), or its ``.onnx``
     export (run with ONNX Runtime; so can ``eye_weights``); None: the shipped
-    model for the device (:func:`default_weights`). ``eye_weights``: optional
+    model for the device (:func:`common.landmark_model.default_weights`). ``eye_weights``: optional
     eye checkpoint (task "eyes", points 36-47), "default" for the shipped one;
     when given, every face also gets ``eye_points`` and ``ears``. ``device``: "auto", "cpu", "cuda" or a
-    ``torch.device`` (a missing GPU raises :class:`common.device.DeviceError`).
+    ``torch.device`` (a missing GPU raises :class:`common.errors.DeviceError`).
     ``detector``: "mtcnn" (default; ``weights/mtcnn.pt``, or other weights
     in ``detector_model``), "haar" (OpenCV's frontal cascade), "yunet" (with
     ``detector_model``, an ONNX file) or a
@@ -263,7 +152,7 @@ class FaceLandmarker:
     weights/README.md). ``flip_test``: also run every crop mirrored and
     average (lower error; with ``refine`` only the final pass is mirrored:
     1.5x the network time). ``pose``: also estimate every face's head pose
-    (``FaceResult.pose``, :func:`common.pose.estimate_pose`). Bad checkpoints raise :class:`common.checkpoint.CheckpointError`.
+    (``FaceResult.pose``, :func:`common.pose.estimate_pose`). Bad checkpoints raise :class:`common.errors.CheckpointError`.
     """
 
     def __init__(self, weights: str | None = None, eye_weights: str | None = None,
@@ -271,13 +160,16 @@ class FaceLandmarker:
                  detector_model: str | None = None, refine: bool = True, flip_test: bool = False,
                  min_face: float | None = None, pose: bool = False):
         self.device = device if isinstance(device, torch.device) else select_device(device)
-        weights = weights or default_weights("face", self.device)
+        # Why a default model was picked (None: the caller chose it).
+        self.weights_reason = self.eye_weights_reason = None
+        if not weights:
+            weights, self.weights_reason = default_weights("face", self.device)
         if eye_weights == "default":
-            eye_weights = default_weights("eyes", self.device)
+            eye_weights, self.eye_weights_reason = default_weights("eyes", self.device)
         self.weights, self.eye_weights = weights, eye_weights
-        self.face_model = load_landmark_model(weights, "face", self.device)
+        self.face_model = LandmarkModel(weights, "face", self.device)
         self._face_pos = self.face_model.positions(range(68))
-        self.eye_model = load_landmark_model(eye_weights, "eyes", self.device) if eye_weights else None
+        self.eye_model = LandmarkModel(eye_weights, "eyes", self.device) if eye_weights else None
         if self.eye_model is not None:
             self._right = self.eye_model.positions(RIGHT_EYE)
             self._left = self.eye_model.positions(LEFT_EYE)
@@ -289,6 +181,12 @@ class FaceLandmarker:
         for m in (self.face_model, self.eye_model):
             if m is not None:
                 m.flip_test = flip_test
+
+    def choice_lines(self) -> list[str]:
+        """One log line per model picked by default, saying which and why."""
+        return [choice_line(path, why, option) for path, why, option in (
+            (self.weights, self.weights_reason, "--weights"),
+            (self.eye_weights, self.eye_weights_reason, "--eye-weights")) if why]
 
     def detect_faces(self, image, colour: str = "rgb") -> list[Detection]:
         """Face detections only (see :func:`prepare_image` for ``image``)."""

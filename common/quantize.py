@@ -1,4 +1,4 @@
-"""Int8 quantisation of an ONNX export (``common.onnx_model``) with ONNX
+"""Int8 quantisation of an ONNX export (:mod:`common.export`) with ONNX
 Runtime: static, QDQ format, per-channel int8 weights, uint8 activations,
 calibrated on face crops from training photos (never on held-out ones).
 
@@ -15,10 +15,10 @@ import tempfile
 
 import numpy as np
 
-from .checkpoint import CheckpointError
-from .data import split_like_run
-from .datasets import read_datasets
-from .imageio import read_image, rgb_to_gray
+from .errors import CheckpointError
+from .dataset import split_like_run
+from .readers import read_datasets
+from .images import read_image, rgb_to_gray
 from .landmarks import landmark_box
 from . import transforms as T
 

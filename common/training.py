@@ -1,7 +1,7 @@
 """Training loop shared by every ``training/<task>/<platform>/train.py`` script.
 
 Thin scripts call ``parser = get_args_parser(); parser.set_defaults(...);
-main(parser.parse_args())``.
+run_script(main, parser)`` (:func:`common.cli.run_script`).
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import checkpoint as C
-from .data import LandmarkDataset, split_records
-from .datasets import DatasetFormatError, dataset_name, read_datasets
-from .device import DeviceError, autocast_dtype, describe_device, native_bf16, select_device
-from .evaluation import nme_per_face, summarize
-from .imageio import ImageReadError
+from .dataset import LandmarkDataset, split_records
+from .readers import dataset_name, read_datasets
+from .device import autocast_dtype, describe_device, native_bf16, select_device
+from .metrics import nme_per_face, summarize
+from .errors import CheckpointError, DatasetFormatError, InputError
 from .landmarks import EYE_INDICES, FACE_INDICES, normalisation_pair
 from .losses import COORD_LOSSES, landmark_loss
 from .model import HEADS, build_model
@@ -115,7 +115,7 @@ def _mirror_offsets(data: list[str], values: list[float] | None) -> dict[str, fl
     if not values:
         return {}
     if len(values) not in (1, len(data)):
-        raise SystemExit(f"error: --mirror-offset takes one value or one per --data set ({len(data)}), "
+        raise InputError(f"--mirror-offset takes one value or one per --data set ({len(data)}), "
                          f"got {len(values)}")
     return {dataset_name(d): float(v) for d, v in zip(data, values * len(data) if len(values) == 1 else values)}
 
@@ -175,7 +175,7 @@ class WeightAverage:
 
     def __init__(self, model: torch.nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"--ema must be between 0 and 1 (exclusive), got {decay}")
+            raise InputError(f"--ema must be between 0 and 1 (exclusive), got {decay}")
         self.decay = decay
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
@@ -191,7 +191,7 @@ class WeightAverage:
 
 
 @torch.inference_mode()
-def evaluate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: bool = False,
+def validate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: bool = False,
              offset_radius: int = 0) -> dict:
     """Validation loss and NME (in percent) over a loader of eval-pipeline samples.
     NME is the same in crop pixels as in image pixels (the crop is a similarity)."""
@@ -260,7 +260,7 @@ def main(args: argparse.Namespace) -> dict:
                                     "is nothing to resume; start the run again without --resume")
         state = C.load_checkpoint(last)
         if "optimizer" not in state:
-            raise C.CheckpointError(f"{last}: a released model, not a training state (use --init)")
+            raise CheckpointError(f"{last}: a released model, not a training state (use --init)")
         keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "resume")}
         if args.epochs:  # a resumed run may be extended or shortened; the schedule follows
             keep["epochs"] = args.epochs
@@ -269,7 +269,7 @@ def main(args: argparse.Namespace) -> dict:
         args = argparse.Namespace(**{**defaults, **state["config"], **keep})
         run_dir = os.path.dirname(os.path.abspath(last))
     if not args.data:
-        raise SystemExit("error: --data is required (one or more datasets)")
+        raise InputError("--data is required (one or more datasets)")
     args.epochs = args.epochs or 60
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -366,7 +366,7 @@ def main(args: argparse.Namespace) -> dict:
             train_loss, ips = train_one_epoch(model, loader, optimizer, scaler, device, loss_name,
                                               epoch, args.epochs, amp, ema, radius)
             scheduler.step()
-            val = evaluate(scored, val_loader, device, loss_name, pair, amp, radius)
+            val = validate(scored, val_loader, device, loss_name, pair, amp, radius)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips}
             history.append(row)
@@ -404,14 +404,3 @@ def main(args: argparse.Namespace) -> dict:
           f"{best.get('epoch')}; checkpoints, log.csv and curves.png in {run_dir}", file=sys.stderr)
     return {"run_dir": run_dir, "best": best, "history": history}
 
-
-def run_cli(parser: argparse.ArgumentParser) -> None:
-    """Parse, train, and turn expected errors into one line on stderr (exit 2)."""
-    args = parser.parse_args()
-    try:
-        main(args)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except (DatasetFormatError, ImageReadError, C.CheckpointError, DeviceError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -50,7 +50,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from common.cli import add_detector_arguments  # noqa: E402
+from common.detector import add_detector_arguments  # noqa: E402
+from common.errors import ImageReadError, UserError  # noqa: E402
 
 FORMAT, VERSION = "face-landmark-benchmark", 1
 BATCH = 32
@@ -62,8 +63,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("models and data")
     g.add_argument("--weights", default=None, metavar="FILE",
-                   help="face checkpoint or .onnx export (default: predict.py's: weights/face.int8.onnx "
-                        "on a CPU with onnxruntime, else weights/face.pt)")
+                   help="face checkpoint or .onnx export (default: predict.py's for the device, "
+                        "common/landmark_model.py's default_weights)")
     g.add_argument("--eye-weights", default=None, metavar="FILE",
                    help="eye checkpoint or .onnx export (default: as --weights, weights/eyes.*)")
     g.add_argument("--no-eyes", dest="eyes", action="store_false", help="leave the eye model out")
@@ -107,7 +108,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-class BenchmarkError(Exception):
+class BenchmarkError(UserError):
     """A part of the benchmark could not run."""
 
 
@@ -124,7 +125,7 @@ def benchmark_images(folder: str | None) -> list[tuple[str, "object"]]:
     then the readable images of ``folder`` by name (unreadable ones reported)."""
     import numpy as np
     from matplotlib import cbook
-    from common.imageio import IMAGE_EXTENSIONS, ImageReadError, read_image
+    from common.images import IMAGE_EXTENSIONS, read_image
 
     rgb = read_image(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
     out = [("grace_hopper", rgb), ("grace_hopper_2x2", np.tile(rgb, (2, 2, 1))),
@@ -145,7 +146,7 @@ def benchmark_images(folder: str | None) -> list[tuple[str, "object"]]:
 
 class Levered:
     """``LandmarkNet.predict`` with the torch levers applied (what
-    :meth:`LandmarkModel.run_batch` calls as ``model.predict``)."""
+    :meth:`common.landmark_model.TorchBackend.run` calls as ``model.predict``)."""
 
     def __init__(self, model, channels_last: bool, bf16: bool, compile: bool):
         import torch
@@ -171,6 +172,7 @@ def build_landmarker(args, weights: str, eye_weights: str | None) -> tuple["obje
     """A FaceLandmarker with ``args``' levers; returns it and the lever
     settings actually in force (``compile_error`` when compiling failed)."""
     import torch
+    from common.landmark_model import TorchBackend
     from common.predictor import FaceLandmarker
 
     fl = FaceLandmarker(weights, eye_weights, args.device, args.detector, args.detector_model,
@@ -179,20 +181,20 @@ def build_landmarker(args, weights: str, eye_weights: str | None) -> tuple["obje
               "compile_error": None, "compile_s": None}
     if not (args.channels_last or args.bf16 or args.compile):
         return fl, levers
-    models = [m for m in (fl.face_model, fl.eye_model) if m is not None and m.model is not None]
+    models = [m for m in (fl.face_model, fl.eye_model) if m is not None and isinstance(m.backend, TorchBackend)]
     for m in models:
-        m.model = Levered(m.model, args.channels_last, args.bf16, args.compile)
+        m.backend.model = Levered(m.backend.model, args.channels_last, args.bf16, args.compile)
     if args.compile:  # compiling happens on the first call: try it now
         t = time.time()
         try:
             for m in models:
-                m.run_batch(torch.zeros(1, 1, m.input_size, m.input_size))
+                m.backend.run(torch.zeros(1, 1, m.input_size, m.input_size))
             levers["compile_s"] = time.time() - t  # first batch size only; others compile in warm-up
         except Exception as exc:  # inductor raises many types (no compiler, unsupported op, ...)
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             levers["compile"], levers["compile_error"] = False, f"{exc.__class__.__name__}: {msg[:300]}"
             for m in models:
-                m.model = Levered(m.model.model, args.channels_last, args.bf16, False)
+                m.backend.model = Levered(m.backend.model.model, args.channels_last, args.bf16, False)
     return fl, levers
 
 
@@ -239,7 +241,7 @@ def load_dlib(upsample: int, model: str | None = None):
     import cv2
     import dlib
     from common.detector import DETECT_MAX_SIDE
-    from common.imageio import rgb_to_gray
+    from common.images import rgb_to_gray
 
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(dlib_model_path(model))
@@ -385,7 +387,7 @@ def model_figures(lm, gray, box, repeats: int, warmup: int) -> tuple[float, floa
 def dlib_figures(args, images, box) -> dict:
     """The dlib twins of the figures: its 68-point predictor on the same face
     box, and detection plus landmarks on the same images."""
-    from common.imageio import rgb_to_gray
+    from common.images import rgb_to_gray
     detect_landmarks, predictor, dlib = load_dlib(args.dlib_upsample, args.dlib_model)
     gray = rgb_to_gray(images[0][1])
     rect = dlib.rectangle(*[int(round(v)) for v in box])
@@ -487,16 +489,16 @@ def main(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
     import torch
-    from common.imageio import rgb_to_gray
+    from common.images import rgb_to_gray
     from common.device import native_bf16, select_device
-    from common.predictor import LandmarkModel, default_weights, load_landmark_model
+    from common.landmark_model import LandmarkModel, pick_weights
 
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     device = select_device(args.device)
-    weights = args.weights or default_weights("face", device)
-    eye_weights = (args.eye_weights or default_weights("eyes", device)) if args.eyes else None
+    weights = pick_weights(args.weights, "face", device)
+    eye_weights = pick_weights(args.eye_weights, "eyes", device, "--eye-weights") if args.eyes else None
     onnx_given = any(w and w.lower().endswith(".onnx") for w in (weights, eye_weights))
     torch_levers = args.channels_last or args.bf16 or args.compile
     if torch_levers and (args.backend == "onnx" or onnx_given):
@@ -525,7 +527,7 @@ def main(args: argparse.Namespace) -> int:
     plain = {w: float32_reference(w) for w in (weights, eye_weights) if w}  # -> float32 checkpoint, if any
     try:
         if args.backend == "onnx":
-            from common.onnx_model import export_onnx
+            from common.export import export_onnx
             to_export = [w for w in (weights, eye_weights) if w and not w.lower().endswith(".onnx")]
             if to_export:
                 tmpdir = tempfile.TemporaryDirectory(prefix="bench-onnx-")
@@ -571,7 +573,7 @@ def main(args: argparse.Namespace) -> int:
             if lm is None:
                 doc["models"][task] = None
                 continue
-            head = lm.description["head"] if lm.model is None else getattr(lm.model, "model", lm.model).head
+            head = lm.description["head"]
             doc["models"][task] = {"weights": given[path], "points": len(lm.indices),
                                    "head": head, "input_size": lm.input_size, "epoch": lm.epoch}
             doc["input_size"][task], doc["head"][task] = lm.input_size, head
@@ -633,4 +635,4 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     from common.cli import run_script
-    run_script(main, get_args_parser(), (BenchmarkError,))
+    run_script(main, get_args_parser())

@@ -15,23 +15,26 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from common.cli import add_detector_arguments  # noqa: E402
-from common.data import split_records  # noqa: E402
-from common.datasets import read_datasets  # noqa: E402
-from common.detector import iou, make_detector  # noqa: E402
-from common.imageio import read_image  # noqa: E402
+from common.cli import run_script  # noqa: E402
+from common.dataset import split_records  # noqa: E402
+from common.detector import add_detector_arguments, iou, make_detector  # noqa: E402
+from common.readers import read_datasets  # noqa: E402
+from common.images import read_image  # noqa: E402
 from common.landmarks import landmark_box  # noqa: E402
 from common.progress import Progress  # noqa: E402
 
 
-def main() -> None:
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="annotated datasets (any supported format)")
     add_detector_arguments(p)
     p.add_argument("--exclude-heldout", type=float, default=0.2,
                    help="leave out this validation fraction (split seed --split-seed) of each dataset")
     p.add_argument("--split-seed", type=int, default=0)
-    args = p.parse_args()
+    return p
+
+
+def main(args: argparse.Namespace) -> None:
     recs = read_datasets(args.data)
     if args.exclude_heldout > 0:
         recs, _ = split_records(recs, args.exclude_heldout, args.split_seed)
@@ -62,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, get_args_parser())

@@ -137,7 +137,7 @@ def level_pitch(shape: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, floa
 
 def main(args: argparse.Namespace) -> int:
     from common.cli import output_problem
-    from common.datasets import read_datasets
+    from common.readers import read_datasets
 
     problem = output_problem(args.output, args.data[0], args.force)
     if problem:
@@ -148,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
     split_note = "all faces"
     if args.split_from.lower() != "none":
         from common.checkpoint import load_checkpoint
-        from common.data import split_like_run
+        from common.dataset import split_like_run
         records, held = split_like_run(records, load_checkpoint(args.split_from).get("config", {}))
         split_note = f"the part {os.path.basename(args.split_from)}'s run trained on ({len(held)} held-out faces left out)"
     if len(records) < 3:

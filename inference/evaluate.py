@@ -27,13 +27,14 @@ from collections import OrderedDict
 import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from common.cli import add_detector_arguments  # noqa: E402
+from common.detector import add_detector_arguments  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default="weights/face.pt",
-                   help="checkpoint to evaluate (face or eyes), or its .onnx export (needs onnxruntime)")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint to evaluate (face or eyes), or its .onnx export (needs onnxruntime); "
+                        "default: predict.py's face model for the device")
     p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, or keypoints CSV")
     p.add_argument("--boxes", choices=("landmarks", "detector"), default="landmarks")
     p.add_argument("--split", choices=("all", "heldout", "train"), default="all",
@@ -46,7 +47,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="average the final prediction with the one on the mirrored crop, keeping the annotation "
                         "offset the checkpoint records (with --refine the first pass is not mirrored)")
     p.add_argument("--face-weights", default=None,
-                   help="for an eye model with --refine: the face model whose prediction gives the box")
+                   help="for an eye model with --refine: the face model whose prediction gives the box "
+                        "(default: predict.py's face model for the device)")
     add_detector_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
@@ -71,24 +73,25 @@ def free_path(path: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from common.checkpoint import provenance
-    from common.data import split_like_run
-    from common.datasets import dataset_name, read_datasets
+    from common.dataset import split_like_run
+    from common.readers import dataset_name, read_datasets
     from common.detector import iou, make_detector
     from common.device import select_device
-    from common.evaluation import ced_plot, nme_per_face, summarize, summary_line
-    from common.imageio import read_image, rgb_to_gray
+    from common.metrics import ced_plot, nme_per_face, summarize, summary_line
+    from common.images import read_image, rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
-    from common.predictor import load_landmark_model, refined_boxes
+    from common.landmark_model import LandmarkModel, pick_weights, refined_boxes
     from common.progress import Progress
 
     device = select_device(args.device)
-    model = load_landmark_model(args.weights, None, device)
+    args.weights = pick_weights(args.weights, "face", device)
+    model = LandmarkModel(args.weights, None, device)
     ckpt = model.description
     model.flip_test = args.flip_test
     face_model = None
     if args.refine:
-        face_model = model if ckpt["task"] == "face" else load_landmark_model(
-            args.face_weights or "weights/face.pt", "face", device)
+        face_model = model if ckpt["task"] == "face" else LandmarkModel(
+            pick_weights(args.face_weights, "face", device, "--face-weights"), "face", device)
     if args.ced and os.path.exists(args.ced) and not args.force:
         print(f"error: {args.ced} exists (use --force to replace it, or another --ced)", file=sys.stderr)
         return 2

@@ -81,10 +81,10 @@ def yaw_histogram(yaws: np.ndarray, path: str, title: str) -> None:
 def main(args: argparse.Namespace) -> int:
     import cv2
     from common.cli import output_problem
-    from common.data import split_like_run
-    from common.datasets import dataset_name, read_datasets
+    from common.dataset import split_like_run
+    from common.readers import dataset_name, read_datasets
     from common.device import select_device
-    from common.imageio import read_image, rgb_to_gray
+    from common.images import read_image, rgb_to_gray
     from common.landmarks import landmark_box
     from common.pose import estimate_pose
     from common.predictor import load_landmark_model, refined_boxes

@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {output}: already exists (use --force to overwrite)", file=sys.stderr)
         return 2
     import warnings
-    from common.onnx_model import compare_with_torch, export_onnx
+    from common.export import compare_with_torch, export_onnx
 
     t0 = time.time()
     if args.int8:
@@ -102,7 +102,8 @@ def export_int8(args: argparse.Namespace, output: str) -> int:
     import numpy as np
     import torch
     from common.checkpoint import load_model
-    from common.onnx_model import OnnxLandmarkModel, export_onnx
+    from common.export import export_onnx
+    from common.landmark_model import OnnxBackend
     from common.quantize import calibration_batches, quantize_onnx
 
     t0 = time.time()
@@ -121,14 +122,14 @@ def export_int8(args: argparse.Namespace, output: str) -> int:
           f"calibration {info['calibration']}")
     if not args.check:
         return 0
-    sess = OnnxLandmarkModel(output, None, torch.device("cpu"))
+    sess = OnnxBackend(output, torch.device("cpu"))
     x = torch.from_numpy(np.concatenate(batches))
     with torch.inference_mode():
         ref = model.predict(x).numpy()
-    dist = np.linalg.norm(sess.run_batch(x) - ref, axis=2)
+    dist = np.linalg.norm(sess.run(x) - ref, axis=2)
     print(f"check against PyTorch on the {len(x)} calibration crops: point shift median {np.median(dist):.3f} px, "
           f"95th percentile {np.percentile(dist, 95):.3f} px, max {dist.max():.2f} px "
-          f"(input {sess.input_size} px)")
+          f"(input {sess.description['input_size']} px)")
     return 0
 
 

@@ -34,8 +34,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     import numpy as np
-    from common.data import split_records
-    from common.datasets import read_datasets
+    from common.dataset import split_records
+    from common.readers import read_datasets
     from common.landmarks import EYE_INDICES, landmark_box
     from common.transforms import EYE_CENTRE_DY, EYE_CONTEXT
 

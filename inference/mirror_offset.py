@@ -60,12 +60,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     from common.cli import output_problem
-    from common.data import split_like_run
-    from common.datasets import read_datasets
+    from common.dataset import split_like_run
+    from common.readers import read_datasets
     from common.device import select_device
-    from common.imageio import read_image
+    from common.images import read_image
     from common.landmarks import landmark_box, normalisation_pair
-    from common.predictor import load_landmark_model
+    from common.landmark_model import LandmarkModel
     from common.progress import Progress
     from common.transforms import task_region
 
@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
-    model = load_landmark_model(args.weights, None, select_device(args.device))
+    model = LandmarkModel(args.weights, None, select_device(args.device))
     records = read_datasets([args.data])
     if args.split != "all":
         train, held = split_like_run(records, model.description.get("config", {}))

@@ -2,8 +2,8 @@
 each and draw them.
 
 Install (CPU):  pip install -r requirements-cpu.txt
-Run from anywhere (weights default to weights/face.pt and weights/eyes.pt of
-this repository):
+Run from anywhere (the weights default to this repository's, chosen for the
+device; the choice is printed):
     python inference/predict.py pic.jpg                     # writes pic_landmarks.jpg
     python inference/predict.py photos/ --eyes --json out.json --output out
     python inference/predict.py --help                      # options, JSON, exit codes
@@ -12,9 +12,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from common.inference import get_args_parser, run_cli  # noqa: E402
+from common.cli import run_script  # noqa: E402
+from common.predict_cli import get_args_parser, main  # noqa: E402
 
 if __name__ == "__main__":
     parser = get_args_parser()
     parser.set_defaults(device="auto")
-    run_cli(parser)
+    run_script(main, parser)

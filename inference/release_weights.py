@@ -14,30 +14,29 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from common.checkpoint import (CheckpointError, atomic_save, average_checkpoints, load_checkpoint,  # noqa: E402
+from common.checkpoint import (atomic_save, average_checkpoints, load_checkpoint,  # noqa: E402
                                provenance, release_copy)
-from common.cli import output_problem  # noqa: E402
+from common.cli import output_problem, run_script  # noqa: E402
+from common.errors import InputError  # noqa: E402
 
 
-def main() -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="+",
                    help="training checkpoint (best.pt or last.pt); several: release their weight average")
     p.add_argument("output", help="released checkpoint to write")
     p.add_argument("--float32", action="store_true", help="keep float32 tensors")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    args = p.parse_args()
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
     for source in args.checkpoint:
         problem = output_problem(args.output, source, args.force)
         if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-    try:
-        ckpts = [load_checkpoint(path) for path in args.checkpoint]
-        ckpt = ckpts[0] if len(ckpts) == 1 else average_checkpoints(ckpts, args.checkpoint)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            raise InputError(problem)
+    ckpts = [load_checkpoint(path) for path in args.checkpoint]
+    ckpt = ckpts[0] if len(ckpts) == 1 else average_checkpoints(ckpts, args.checkpoint)
     atomic_save(release_copy(ckpt, half=not args.float32), args.output)
     print(f"{args.output}: {ckpt['task']} model, {ckpt['head']} head, {ckpt['input_size']}px, {provenance(ckpt)}, "
           f"{os.path.getsize(args.output) / 2**20:.1f} MB")
@@ -45,4 +44,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main, get_args_parser())

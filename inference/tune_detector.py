@@ -27,8 +27,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from common.cli import DEFAULT_DETECTOR
-    from common.detector import HAAR_CASCADE, HAAR_MIN_NEIGHBORS, HAAR_SCALE_FACTOR, MIN_FACE
+    from common.detector import DEFAULT_DETECTOR, HAAR_CASCADE, HAAR_MIN_NEIGHBORS, HAAR_SCALE_FACTOR, MIN_FACE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="annotated datasets (any supported format)")
     p.add_argument("--detector", nargs="+", default=[DEFAULT_DETECTOR], choices=("mtcnn", "haar"),
@@ -48,10 +47,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     from matplotlib import cbook
-    from common.data import split_records
-    from common.datasets import read_datasets
+    from common.dataset import split_records
+    from common.readers import read_datasets
     from common.detector import HaarDetector, MtcnnDetector, iou
-    from common.imageio import read_image
+    from common.images import read_image
     from common.landmarks import landmark_box
     from common.progress import Progress
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from common.cli import DEFAULT_DETECTOR, DETECTORS
-from common.detector import (DETECT_MAX_SIDE, MIN_FACE, MTCNN_WEIGHTS, DetectorError, HaarDetector,
+from common.detector import (DEFAULT_DETECTOR, DETECT_MAX_SIDE, DETECTORS, MIN_FACE, MTCNN_WEIGHTS, HaarDetector,
                              MtcnnDetector, make_detector)
-from common.imageio import read_image
+from common.errors import DetectorError
+from common.images import read_image
 from common.mtcnn import NETS, Mtcnn, crops, load_weights, nms, to_square
 from inference_helpers import REPO, portrait_path, run_predict
 
@@ -51,9 +51,10 @@ def test_min_face_must_be_positive(bad):
     assert len(r.stderr.strip().splitlines()) == 1 and "positive" in r.stderr
 
 
-def test_help_states_the_default_min_face():
-    r = run_predict("--help")
-    assert r.returncode == 0 and f"default: {MIN_FACE:g}," in " ".join(r.stdout.split())
+def test_min_face_defaults_to_min_face():
+    from common.predict_cli import get_args_parser
+    args = get_args_parser().parse_args(["pic.jpg"])
+    assert make_detector(args.detector, args.detector_model, args.min_face).min_face == MIN_FACE
 
 
 def test_every_detector_name_is_known_to_make_detector():

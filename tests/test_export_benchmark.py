@@ -63,7 +63,7 @@ def onnx_file(small_checkpoint) -> str:
     if _missing_onnx_tools():
         pytest.skip(f"{_missing_onnx_tools()} is not installed (pip install onnx onnxscript onnxruntime)")
     import warnings
-    from common.onnx_model import export_onnx
+    from common.export import export_onnx
     out = os.path.splitext(small_checkpoint)[0] + ".onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -74,38 +74,40 @@ def onnx_file(small_checkpoint) -> str:
 @needs_onnx
 def test_onnx_export_matches_torch_and_describes_itself(small_checkpoint, onnx_file):
     from common.checkpoint import load_checkpoint
-    from common.onnx_model import OnnxLandmarkModel, compare_with_torch
+    from common.export import compare_with_torch
+    from common.landmark_model import LandmarkModel, OnnxBackend
 
     c = compare_with_torch(onnx_file, small_checkpoint, batch=3)
     assert c["points"] == 3 * 68
     assert c["differ"] == 0 and c["max_abs"] < 1e-3, c
 
     ckpt = load_checkpoint(small_checkpoint)
-    m = OnnxLandmarkModel(onnx_file, "face", torch.device("cpu"))
+    m = LandmarkModel(onnx_file, "face", torch.device("cpu"))
+    assert isinstance(m.backend, OnnxBackend)
     assert m.task == "face" and m.indices == ckpt["landmark_indices"] and m.input_size == INPUT_SIZE
     assert (m.mean, m.std) == (0.5, 0.25)
     assert m.description["crop"] == ckpt["crop"] and m.epoch == 1 and m.scores == {"nme": 99.0}
     for b in (1, 5):  # the batch dimension is free
-        out = m.run_batch(torch.zeros(b, 1, INPUT_SIZE, INPUT_SIZE))
+        out = m.backend.run(torch.zeros(b, 1, INPUT_SIZE, INPUT_SIZE))
         assert out.shape == (b, 68, 2) and out.dtype == np.float32
 
 
 @needs_onnx
 def test_face_landmarker_takes_onnx_weights(small_checkpoint, onnx_file):
-    from common.checkpoint import CheckpointError
-    from common.onnx_model import OnnxLandmarkModel
+    from common.errors import CheckpointError
+    from common.landmark_model import LandmarkModel, OnnxBackend
     from common.predictor import FaceLandmarker
 
     pt = FaceLandmarker(small_checkpoint, device="cpu")
     ox = FaceLandmarker(onnx_file, device="cpu")
-    assert isinstance(ox.face_model, OnnxLandmarkModel)
+    assert isinstance(ox.face_model.backend, OnnxBackend)
     a, b = pt.detect_landmarks(portrait_path()), ox.detect_landmarks(portrait_path())
     assert len(a) == len(b) == 1
     assert b[0].points.shape == (68, 2) and b[0].points.dtype == np.float32
     # Points are in image pixels: the crop is about 4x the 64 px input here.
     assert np.abs(a[0].points - b[0].points).max() < 0.01
     with pytest.raises(CheckpointError, match="for the 'face' task, but the 'eyes' task is needed"):
-        OnnxLandmarkModel(onnx_file, "eyes", torch.device("cpu"))
+        LandmarkModel(onnx_file, "eyes", torch.device("cpu"))
 
 
 @needs_onnx
@@ -115,7 +117,7 @@ def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path):
     and points close to PyTorch's on real crops."""
     import onnx
     from synthetic import synthetic_xml_dataset
-    from common.onnx_model import OnnxLandmarkModel
+    from common.landmark_model import LandmarkModel
     from common.quantize import calibration_batches
 
     data = synthetic_xml_dataset(str(tmp_path / "data"), 12, seed=3)
@@ -129,7 +131,7 @@ def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path):
     assert len(convs) == 22  # 20 in the backbone (batch norm folded) + the head's score and offset
     weight_q = [c for c in convs if c.input[1] not in {i.name for i in graph.initializer}]
     assert len(weight_q) == 20, "backbone conv weights come through DequantizeLinear, the head's do not"
-    m = OnnxLandmarkModel(str(out), "face", torch.device("cpu"))
+    m = LandmarkModel(str(out), "face", torch.device("cpu"))
     assert m.description["quantization"]["calibration_faces"] == 8 and m.input_size == INPUT_SIZE
     from common.checkpoint import load_model
     model, ckpt = load_model(small_checkpoint)
@@ -137,7 +139,7 @@ def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path):
     x = torch.from_numpy(np.concatenate(batches))
     with torch.inference_mode():
         ref = model.predict(x).numpy()
-    out = m.run_batch(x)
+    out = m.backend.run(x)
     assert held == 0 and x.shape == (8, 1, INPUT_SIZE, INPUT_SIZE)
     # An untrained model's score maps have near-ties that int8 rounding may
     # break either way, so only the range is checked here; agreement is
@@ -155,9 +157,10 @@ def test_int8_twin_of_trained_weights_agrees_on_a_real_face(tmp_path):
     have clear winners, so the bound follows from int8 rounding, not luck."""
     from common import transforms as T
     from common.checkpoint import load_model
-    from common.imageio import read_image, rgb_to_gray
+    from common.export import export_onnx
+    from common.images import read_image, rgb_to_gray
+    from common.landmark_model import LandmarkModel
     from common.landmarks import landmark_box
-    from common.onnx_model import OnnxLandmarkModel, export_onnx
     from common.predictor import FaceLandmarker
     from common.quantize import quantize_onnx
 
@@ -181,31 +184,35 @@ def test_int8_twin_of_trained_weights_agrees_on_a_real_face(tmp_path):
         warnings.simplefilter("ignore")
         export_onnx(str(weights), str(tmp_path / "face.onnx"))
     quantize_onnx(str(tmp_path / "face.onnx"), str(tmp_path / "face.int8.onnx"), [x.numpy()])
-    q = OnnxLandmarkModel(str(tmp_path / "face.int8.onnx"), "face", torch.device("cpu"))
+    q = LandmarkModel(str(tmp_path / "face.int8.onnx"), "face", torch.device("cpu"))
     with torch.inference_mode():
         ref = model.predict(x).numpy()
-    shift = np.linalg.norm(q.run_batch(x) - ref, axis=2)
+    shift = np.linalg.norm(q.backend.run(x) - ref, axis=2)
     assert np.median(shift) < 0.25 and shift.max() < 2.0, (np.median(shift), shift.max())
 
 
 def test_default_weights_prefer_int8_on_a_cpu(tmp_path, monkeypatch):
-    from common import predictor
-    monkeypatch.setattr(predictor, "WEIGHTS_DIR", str(tmp_path))
-    (tmp_path / "face.pt").write_bytes(b"x")
-    cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert predictor.default_weights("face", cpu) == str(tmp_path / "face.pt")  # no int8 file
+    from common import landmark_model as LM
+    monkeypatch.setattr(LM, "WEIGHTS_DIR", str(tmp_path))
+
+    def pick(task, device):
+        return os.path.basename(LM.default_weights(task, torch.device(device))[0])
+    monkeypatch.setattr(LM, "onnxruntime_available", lambda: True)
+    assert pick("face", "cpu") == "face.pt"  # no int8 file
     (tmp_path / "face.int8.onnx").write_bytes(b"x")
-    monkeypatch.setattr(predictor, "onnxruntime_available", lambda: True)
-    assert predictor.default_weights("face", cpu) == str(tmp_path / "face.int8.onnx")
-    assert predictor.default_weights("face", gpu) == str(tmp_path / "face.pt")
-    monkeypatch.setattr(predictor, "onnxruntime_available", lambda: False)
-    assert predictor.default_weights("face", cpu) == str(tmp_path / "face.pt")
+    assert pick("face", "cpu") == "face.int8.onnx"
+    assert pick("face", "cuda") == "face.pt"  # no accurate model
+    monkeypatch.setattr(LM, "onnxruntime_available", lambda: False)
+    assert pick("face", "cpu") == "face.pt"
     # on a GPU the face task takes the most accurate model when it is there; a CPU never does
-    (tmp_path / predictor.ACCURATE_FACE_WEIGHTS).write_bytes(b"x")
-    assert predictor.default_weights("face", gpu) == str(tmp_path / predictor.ACCURATE_FACE_WEIGHTS)
-    assert predictor.default_weights("face", cpu) == str(tmp_path / "face.pt")
-    (tmp_path / "eyes.pt").write_bytes(b"x")
-    assert predictor.default_weights("eyes", gpu) == str(tmp_path / "eyes.pt")
+    (tmp_path / LM.ACCURATE_FACE_WEIGHTS).write_bytes(b"x")
+    assert pick("face", "cuda") == LM.ACCURATE_FACE_WEIGHTS
+    assert pick("face", "cpu") == "face.pt"
+    assert pick("eyes", "cuda") == "eyes.pt"
+    # every pick comes with its reason, and the log line names the file and the option
+    path, why = LM.default_weights("face", torch.device("cpu"))
+    line = LM.choice_line(path, why)
+    assert why and "face.pt" in line and why in line and "--weights" in line
 
 
 def test_export_refuses_to_overwrite(tmp_path):

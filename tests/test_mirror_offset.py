@@ -38,14 +38,14 @@ class _KnownModel:
 
 @pytest.mark.parametrize("a,b,h", [(-0.8, 0.1, 0.0), (0.0, -0.3, 1.0), (0.4, 0.0, -0.5)])
 def test_estimates_match_a_model_of_known_behaviour(tmp_path, monkeypatch, capsys, a, b, h):
-    from common.datasets import read_datasets
-    from common.imageio import read_image
+    from common.readers import read_datasets
+    from common.images import read_image
     from common.landmarks import landmark_box
-    import common.predictor
+    import common.landmark_model
     data = synthetic_xml_dataset(str(tmp_path / "data"), 4, seed=5)
     truth = {read_image(r.image_path, gray=True).shape + (round(float(landmark_box(r.points)[0]), 3),): r.points
              for r in read_datasets([data])}
-    monkeypatch.setattr(common.predictor, "load_landmark_model", lambda *_: _KnownModel(truth, a, b, h))
+    monkeypatch.setattr(common.landmark_model, "LandmarkModel", lambda *_: _KnownModel(truth, a, b, h))
     mod = _script()
     assert mod.main(mod.get_args_parser().parse_args(["--data", data, "--split", "all", "--device", "cpu"])) == 0
     out = capsys.readouterr().out
@@ -60,14 +60,14 @@ def test_flip_test_keeps_the_recorded_offset(tmp_path):
     # With a recorded offset o (input pixels), the averaged prediction moves o
     # input pixels right, i.e. o x (crop side / input size) image pixels.
     import torch
-    from common.imageio import read_image
+    from common.images import read_image
     from common.landmarks import landmark_box
-    from common.predictor import load_landmark_model
-    from common.datasets import read_datasets
+    from common.landmark_model import LandmarkModel
+    from common.readers import read_datasets
     from common.transforms import task_region
     rec = read_datasets([synthetic_xml_dataset(str(tmp_path / "data"), 1, seed=3)])[0]
     gray, box = read_image(rec.image_path, gray=True), landmark_box(rec.points)
-    m = load_landmark_model(str(make_random_checkpoint(tmp_path / "face.pt", "face")), None, torch.device("cpu"))
+    m = LandmarkModel(str(make_random_checkpoint(tmp_path / "face.pt", "face")), None, torch.device("cpu"))
     assert m.flip_offset == 0.0
     plain, flipped = m.predict_boxes(gray, [box], flip=False), m.predict_boxes(gray, [box], flip=True)
     m.description["mirror_offset"] = {"input_px": 1.5}

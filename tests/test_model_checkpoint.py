@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from common import checkpoint as C
-from common.device import DeviceError, select_device
-from common.evaluation import auc, nme_per_face, summarize, summary_line
+from common.device import select_device
+from common.errors import DeviceError
+from common.metrics import auc, nme_per_face, summarize, summary_line
 from common.landmarks import EYE_INDICES, FACE_INDICES
 from common.losses import coord_loss, landmark_loss
 from common.model import build_model
@@ -75,7 +76,7 @@ def test_inference_does_not_import_torchvision():
     """Start-up: loading the predictor must not pull in torchvision (over a second)."""
     import subprocess
     import sys
-    code = ("import sys; import common.predictor, common.inference; "
+    code = ("import sys; import common.predictor, common.predict_cli; "
             "print('torchvision' in sys.modules)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference_helpers import (EYE_WEIGHTS, FACE_WEIGHTS, REPO, check_json_document,  # noqa: E402
                                make_random_checkpoint, needs_eye_weights, needs_face_weights,
                                portrait_path, run_predict)
-from common.imageio import read_image  # noqa: E402
+from common.images import read_image  # noqa: E402
 from common.predictor import FaceLandmarker, FaceResult, face_to_dict  # noqa: E402
 
 
@@ -90,7 +90,7 @@ def test_refine_and_json_form(ckpts):
 
 
 def test_help_and_argument_errors_do_not_import_torch():
-    code = ("import sys; sys.path.insert(0, %r); from common.inference import get_args_parser, main; "
+    code = ("import sys; sys.path.insert(0, %r); from common.predict_cli import get_args_parser, main; "
             "a = get_args_parser().parse_args(['--no-save']); rc = main(a); "
             "print(rc, 'torch' in sys.modules, 'matplotlib' in sys.modules)" % str(REPO))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -122,8 +122,8 @@ def test_flip_test_mirrors_only_the_final_pass(trained):
     plain = trained.detect_landmarks(rgb)[0].points
     fl = FaceLandmarker(str(FACE_WEIGHTS), device="cpu", refine=True, flip_test=True)
     calls = []
-    run_batch = fl.face_model.run_batch
-    fl.face_model.run_batch = lambda batch: calls.append(batch) or run_batch(batch)
+    run = fl.face_model.backend.run
+    fl.face_model.backend.run = lambda batch: calls.append(batch) or run(batch)
     flipped = fl.detect_landmarks(rgb)[0].points
     assert len(calls) == 3
     assert torch.equal(calls[2], torch.flip(calls[1], dims=[3])) and not torch.equal(calls[0], calls[1])

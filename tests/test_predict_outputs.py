@@ -134,7 +134,7 @@ def test_unwritable_json_folder_fails_before_the_work(tmp_path, photo, ckpts):
 
 
 def test_json_that_fails_at_the_end_is_rescued(tmp_path, photo, ckpts, monkeypatch, capsys):
-    from common import inference as I
+    from common import predict_cli as I
     real = I.write_file_atomically
 
     def fail_json(path, data):
@@ -202,7 +202,7 @@ def test_panned_photo_has_no_blinks(tmp_path):
 # -- 5. Ctrl-C -------------------------------------------------------------------
 
 def test_ctrl_c_keeps_a_playable_video_and_records_it(tmp_path, ckpts, monkeypatch, capsys):
-    from common import inference as I
+    from common import predict_cli as I
     from common import predictor
 
     class Interrupting(predictor.FaceLandmarker):

@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from common import datasets as D
-from common.data import split_records
+from common import readers as D
+from common.dataset import split_records
 from synthetic import (csv_header, csv_row, make_face, pts_text, save_image, write_dlib_xml,
                        write_keypoints_csv, write_pts)
 

@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 
-from common import datasets as D
+from common import readers as D
 from common import transforms as T
-from common.data import split_records
-from common.imageio import read_image
+from common.dataset import split_records
+from common.images import read_image
 from common.landmarks import EYE_INDICES, FACE_INDICES, landmark_box
 
 

@@ -1,6 +1,7 @@
 """Short training runs on a tiny generated set, resuming, and the training scripts."""
 import csv
 import glob
+import json
 import os
 import re
 import subprocess
@@ -12,7 +13,9 @@ import torch
 
 from common import checkpoint as C
 from common import training
-from common.data import LandmarkDataset
+from common.cli import run_script
+from common.dataset import LandmarkDataset
+from common.errors import InputError
 from common.landmarks import EYE_INDICES, FACE_INDICES, landmark_box
 from common.model import build_model
 from common.transforms import AugmentConfig, task_region
@@ -211,7 +214,7 @@ def test_init_slices_face_head_to_eye_points(tmp_path, head):
 
 
 def test_dataset_cache_keeps_the_geometry(tiny_face_set):
-    from common.datasets import read_dataset
+    from common.readers import read_dataset
     recs = read_dataset(tiny_face_set["val"])
     kw = dict(task="face", input_size=32, indices=FACE_INDICES, aug=AugmentConfig(), mean=0.5, std=0.25)
     cached = LandmarkDataset(recs, train=False, cache=True, **kw)
@@ -239,14 +242,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["train.py", "--data", str(tmp_path / "missing.xml"),
                                       "--device", "cpu", "--runs-dir", str(tmp_path)])
     with pytest.raises(SystemExit) as e:
-        training.run_cli(parser)
+        run_script(training.main, parser)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {tmp_path / 'missing.xml'}: no such file or folder"]
+    assert len(err) == 1 and err[0].startswith("error: ") and str(tmp_path / "missing.xml") in err[0]
     if not torch.cuda.is_available():
         monkeypatch.setattr(sys, "argv", ["train.py", "--data", "x.xml", "--device", "cuda"])
         with pytest.raises(SystemExit) as e:
-            training.run_cli(parser)
+            run_script(training.main, parser)
         assert e.value.code == 2
         assert "no GPU is visible" in capsys.readouterr().err
 
@@ -260,12 +263,28 @@ def test_all_six_training_scripts_exist():
     assert [w for w in want if not os.path.isfile(w)] == []
 
 
+# Runs a training script with run_script replaced: prints what the script
+# would run and its defaults, then answers --help.
+_SHOW = """import json, runpy, sys
+sys.path.insert(0, {repo!r})
+import common.cli
+def show(main, parser):
+    d = vars(parser.parse_args([]))
+    print(json.dumps({{"main": main.__module__ + "." + main.__name__, "task": d["task"], "device": d["device"]}}))
+    parser.parse_args(["--help"])
+common.cli.run_script = show
+runpy.run_path(sys.argv[1], run_name="__main__")
+"""
+
+
 @pytest.fixture(scope="module")
-def help_outputs(tmp_path_factory):
-    """``--help`` of every script, started together (each imports torch: seconds),
-    from a folder outside the repository: the scripts must not depend on the cwd."""
+def script_outputs(tmp_path_factory):
+    """Every script's defaults and ``--help``, started together (each imports
+    torch: seconds), from a folder outside the repository: the scripts must
+    not depend on the cwd."""
     cwd = str(tmp_path_factory.mktemp("elsewhere"))
-    procs = {s: subprocess.Popen([sys.executable, s, "--help"], cwd=cwd, text=True,
+    code = _SHOW.format(repo=REPO_ROOT)
+    procs = {s: subprocess.Popen([sys.executable, "-c", code, s], cwd=cwd, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for s in TRAIN_SCRIPTS}
     done = {}
@@ -276,15 +295,12 @@ def help_outputs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("script", TRAIN_SCRIPTS, ids=lambda p: "/".join(p.split(os.sep)[-3:-1]))
-def test_training_script_answers_help(script, help_outputs):
+def test_training_script_runs_the_shared_main_with_its_defaults(script, script_outputs):
     task, platform = script.split(os.sep)[-3:-1]
-    rc, out, err = help_outputs[script]
-    assert rc == 0, err
-    text = " ".join(out.split())
-    assert "--data PATH" in text and "--resume RUN" in text
-    assert re.search(r"--task \{eyes,face\} .*?\(default: (\w+)\)", text).group(1) == task
-    assert re.search(r"--device DEVICE .*?\(default: (\w+)\)", text).group(1) == \
-        ("cpu" if platform == "cpu" else "cuda")
+    rc, out, err = script_outputs[script]
+    assert rc == 0, err   # --help answered
+    got = json.loads(out.splitlines()[0])
+    assert got == {"main": "common.training.main", "task": task, "device": "cpu" if platform == "cpu" else "cuda"}
 
 
 def test_amp_warns_where_the_cpu_would_emulate_bfloat16(tiny_face_set, tmp_path, monkeypatch, capsys):
@@ -299,7 +315,7 @@ def test_amp_warns_where_the_cpu_would_emulate_bfloat16(tiny_face_set, tmp_path,
 def test_dataset_hands_each_face_its_offset_in_cached_pixels(tiny_face_set):
     # The offset is given in photo pixels; the cache may downscale a face, and
     # the mirror step must get it in the pixels of the image it flips.
-    from common.datasets import dataset_name, read_datasets
+    from common.readers import dataset_name, read_datasets
     path = tiny_face_set["val"]
     recs = read_datasets([path])
     kw = dict(task="face", input_size=16, indices=FACE_INDICES, aug=AugmentConfig(), mean=0.5, std=0.25,
@@ -327,7 +343,7 @@ def test_mirror_offset_takes_one_value_or_one_per_data_set():
     assert training._mirror_offsets(["a/x.xml", "b/y.csv"], None) == {}
     assert training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0]) == {"x.xml": 1.0, "y.csv": 1.0}
     assert training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0, 0.5]) == {"x.xml": 1.0, "y.csv": 0.5}
-    with pytest.raises(SystemExit, match="one value or one per --data set"):
+    with pytest.raises(InputError, match="one value or one per --data set"):
         training._mirror_offsets(["a/x.xml", "b/y.csv"], [1.0, 0.5, 2.0])
 
 

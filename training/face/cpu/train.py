@@ -8,9 +8,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
-from common.training import get_args_parser, run_cli  # noqa: E402
+from common.cli import run_script  # noqa: E402
+from common.training import get_args_parser, main  # noqa: E402
 
 if __name__ == "__main__":
     parser = get_args_parser()
     parser.set_defaults(task="face", device="cpu", workers=1, batch_size=32, amp=False)
-    run_cli(parser)
+    run_script(main, parser)

@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .imageio import IMAGE_EXTENSIONS
+from .errors import DatasetFormatError
+from .images import IMAGE_EXTENSIONS
 from .landmarks import NUM_FACE_POINTS
-
-
-class DatasetFormatError(Exception):
-    """A record is malformed; the message names the file and line or element."""
 
 
 @dataclass

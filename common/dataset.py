@@ -1,4 +1,4 @@
-"""Torch datasets over :class:`~common.datasets.FaceRecord` lists, with an
+"""Torch datasets over :class:`~common.readers.FaceRecord` lists, with an
 in-memory cache of decoded face regions, and the train/validation split."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets import FaceRecord
-from .imageio import read_image
+from .readers import FaceRecord
+from .images import read_image
 from .landmarks import landmark_box
 from . import transforms as T
 
@@ -45,7 +45,7 @@ def split_like_run(records: list[FaceRecord], config: dict) -> tuple[list[FaceRe
     (``val_data``) or with no validation fraction held nothing out."""
     if config.get("val_data") or not config.get("val_fraction"):
         return list(records), []
-    from .datasets import dataset_name
+    from .readers import dataset_name
     val_from = [dataset_name(v) for v in config.get("val_from") or []] or None
     return split_records(records, config["val_fraction"], config.get("split_seed", 0), val_from)
 

@@ -6,15 +6,13 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import ImageReadError
+
 # A 10000 x 10000 photo is legitimate input; PIL's bomb guard stops at ~89 Mpx.
 Image.MAX_IMAGE_PIXELS = 400_000_000
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG",
                     ".JPEG", ".PNG", ".BMP")
-
-
-class ImageReadError(Exception):
-    """The file is missing, is not an image, or is damaged."""
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:

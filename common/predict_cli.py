@@ -17,7 +17,8 @@ import re
 import sys
 import time
 
-from .cli import add_detector_arguments
+from .detector import add_detector_arguments
+from .errors import InputError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -75,10 +76,6 @@ examples:
 """
 
 
-class InputError(Exception):
-    """One input cannot be processed (message: ``<path>: <reason>``)."""
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="predict.py",
@@ -92,13 +89,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--weights", default=None, metavar="PT",
                    help="face checkpoint (task 'face'), or its ONNX export (.onnx, from "
                         "inference/export_onnx.py; needs onnxruntime); default: the shipped model for the "
-                        "device (printed at start; the rule and each model's accuracy and speed are in "
-                        "weights/README.md)")
+                        "device (common/landmark_model.py's default_weights; the choice is printed; each "
+                        "model's accuracy and speed: weights/README.md)")
     g.add_argument("--eyes", action="store_true",
                    help="also run the eye model: 12 eye points (iBUG 36-47) and each eye's aspect ratio")
     g.add_argument("--eye-weights", default=None, metavar="PT",
-                   help="eye checkpoint (task 'eyes') or its .onnx export; default: as for "
-                        "--weights (weights/eyes.int8.onnx or weights/eyes.pt)")
+                   help="eye checkpoint (task 'eyes') or its .onnx export; default: as for --weights")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass on the crop given by the first prediction (default: on; lower error "
                         "with detector boxes, see weights/README.md; --no-refine halves the network time)")
@@ -641,10 +637,7 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     # Heavy imports only now: --help and argument errors stay instant.
-    from .checkpoint import CheckpointError
-    from .detector import DetectorError
-    from .device import DeviceError
-    from .imageio import ImageReadError
+    from .errors import CheckpointError, DetectorError, DeviceError, ImageReadError
     from .predictor import FaceLandmarker
 
     try:
@@ -655,6 +648,8 @@ def main(args: argparse.Namespace) -> int:
         fail(str(exc))
         return EXIT_FAILED
     args.weights, args.eye_weights = fl.weights, fl.eye_weights
+    for line in fl.choice_lines():
+        print(line, file=sys.stderr, flush=True)
     print(f"loaded {_short(args.weights)}" + (f" and {_short(args.eye_weights)}" if args.eyes else "")
           + f" on {fl.device} in {time.time() - t0:.1f}s", file=sys.stderr, flush=True)
 
@@ -703,8 +698,3 @@ def main(args: argparse.Namespace) -> int:
     if processed == 0:
         return EXIT_FAILED
     return EXIT_PARTIAL if (failed or json_problem or runner.frames_lost) else EXIT_OK
-
-
-def run_cli(parser: argparse.ArgumentParser) -> None:
-    """Parse, run, exit with :func:`main`'s code."""
-    sys.exit(main(parser.parse_args()))

@@ -1,0 +1,35 @@
+"""The exception types that mean bad input, not a bug. Every one is a
+:class:`UserError`: :func:`common.cli.run_script` turns it into one line
+``error: <message>`` on stderr and exit code 2, and lets any other exception
+keep its traceback. This module imports nothing, so that any module (and a
+script's ``--help``) can use it at no cost."""
+
+
+class UserError(Exception):
+    """Base class: a failure the user can fix; the message says what and where."""
+
+
+class CheckpointError(UserError):
+    """The checkpoint is missing, corrupt, or not what the caller needs."""
+
+
+class DatasetFormatError(UserError):
+    """A record is malformed; the message names the file and line or element."""
+
+
+class DetectorError(UserError):
+    """The detector could not be created (missing model file, etc.)."""
+
+
+class DeviceError(UserError):
+    """The requested device is not available."""
+
+
+class ImageReadError(UserError):
+    """The file is missing, is not an image, or is damaged."""
+
+
+class InputError(UserError, ValueError):
+    """A bad argument or input (message: ``<what>: <reason>``); one input of
+    predict.py that cannot be processed. A ValueError too, for callers that
+    catch those."""

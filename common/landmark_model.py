@@ -1,0 +1,227 @@
+"""One landmark model (face or eyes) and the crop that feeds it, run by one of
+two back ends chosen by the file's suffix: ``.pt`` checkpoints by PyTorch
+(:class:`TorchBackend`), ``.onnx`` exports (``inference/export_onnx.py``) by
+ONNX Runtime (:class:`OnnxBackend`). Either file describes itself (task,
+landmark indices, input size, normalisation, ...): a checkpoint in its keys,
+an export in its ``metadata_props``; :class:`LandmarkModel` reads that
+description once, whichever the back end.
+
+The ONNX graph takes the normalised grayscale crop batch ``image``
+``(B, 1, S, S)`` float32 (``(pixel / 255 - mean) / std``, batch size free)
+and gives ``points`` ``(B, K, 2)`` float32: the decoded ``(x, y)`` in input
+pixels, 0-based pixel centres. Its metadata holds one JSON value per key of
+:data:`DESCRIBED`. Running it needs ``onnxruntime``; writing it
+(:mod:`common.export`) needs ``onnx`` too.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+from . import transforms as T
+from .checkpoint import load_model
+from .errors import CheckpointError, DeviceError
+from .landmarks import flip_permutation, landmark_box
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEIGHTS_DIR = os.path.join(REPO_ROOT, "weights")
+# The most accurate shipped face model (192 px input; weights/README.md).
+ACCURATE_FACE_WEIGHTS = "face192.pt"
+
+ONNX_FORMAT = "face-landmark-onnx"
+ONNX_VERSION = 1
+# Checkpoint keys copied into the ONNX metadata (JSON-encoded values).
+DESCRIBED = ("task", "landmark_indices", "head", "input_size", "normalisation", "crop", "scores", "epoch",
+             "config", "mirror_offset", "averaged_from")
+INPUT_NAME, OUTPUT_NAME = "image", "points"
+
+
+class TorchBackend:
+    """A ``.pt`` checkpoint run by PyTorch on ``device``; ``model`` is the
+    :class:`common.model.LandmarkNet` (anything with its ``predict`` will do)."""
+
+    def __init__(self, path: str, device: torch.device):
+        self.model, ckpt = load_model(path)
+        self.model.to(device)
+        self.device = device
+        self.description = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler")}
+
+    def run(self, batch: torch.Tensor) -> np.ndarray:
+        """Normalised float32 ``(B, 1, S, S)`` -> float32 ``(B, K, 2)`` in input pixels."""
+        with torch.inference_mode():
+            return self.model.predict(batch.to(self.device)).float().cpu().numpy()
+
+
+class OnnxBackend:
+    """A ``.onnx`` export run by ONNX Runtime. ``threads``: its intra-op
+    threads, by default ``torch.get_num_threads()`` so that one setting
+    governs both back ends. ``device`` "cuda" needs onnxruntime-gpu."""
+
+    def __init__(self, path: str, device: torch.device, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise CheckpointError(f"{path}: ONNX weights need onnxruntime (pip install onnxruntime)") from None
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{path}: ONNX model not found")
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise DeviceError(f"{path}: device {device} requested, but this onnxruntime has no CUDA "
+                                  "provider (install onnxruntime-gpu, or use --device cpu)")
+            providers.insert(0, "CUDAExecutionProvider")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(path, opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise CheckpointError(f"{path}: not a readable ONNX model ({msg[:160]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("format") != ONNX_FORMAT:
+            raise CheckpointError(f"{path}: not an ONNX export of this toolkit (no description in its "
+                                  "metadata; export with inference/export_onnx.py)")
+        if int(meta.get("version", 0)) > ONNX_VERSION:
+            raise CheckpointError(f"{path}: ONNX export version {meta.get('version')} is newer than this "
+                                  f"code understands ({ONNX_VERSION})")
+        self.description = {k: json.loads(meta[k]) for k in DESCRIBED + ("quantization",) if k in meta}
+        self._input = self.session.get_inputs()[0].name
+
+    def run(self, batch: torch.Tensor) -> np.ndarray:
+        """Normalised float32 ``(B, 1, S, S)`` -> float32 ``(B, K, 2)`` in input pixels."""
+        x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        return self.session.run(None, {self._input: x})[0]
+
+
+class LandmarkModel:
+    """A face or eye model with the crop that feeds it.
+
+    ``path``: a ``.pt`` checkpoint or its ``.onnx`` export (by suffix);
+    ``task``: "face" or "eyes" (None accepts either; see ``.task``); a file
+    for another task, or a missing or foreign one, raises
+    :class:`common.errors.CheckpointError`. ``backend`` does the network
+    part; ``description`` is the file's self-description.
+    """
+
+    # Test-time mirroring: average with the prediction on the mirrored crop.
+    flip_test = False
+
+    def __init__(self, path: str, task: str | None, device: torch.device):
+        onnx = path.lower().endswith(".onnx")
+        self.backend = OnnxBackend(path, device) if onnx else TorchBackend(path, device)
+        desc = self.description = self.backend.description
+        if task is not None and desc.get("task") != task:
+            raise CheckpointError(f"{path}: this model is for the '{desc.get('task')}' task, "
+                                  f"but the '{task}' task is needed here")
+        self.path, self.task, self.device = path, desc["task"], device
+        self.input_size = int(desc["input_size"])
+        norm = desc.get("normalisation") or {}
+        self.mean, self.std = float(norm.get("mean", 0.5)), float(norm.get("std", 0.25))
+        self.indices: list[int] = [int(i) for i in desc["landmark_indices"]]
+        self.scores = desc.get("scores", {})
+        self.epoch = desc.get("epoch")
+
+    def predict_boxes(self, gray: np.ndarray, boxes: list[np.ndarray], flip: bool | None = None) -> np.ndarray:
+        """Points for every box of one image in one batch.
+
+        ``gray``: ``(H, W)`` uint8 image; ``boxes``: landmark-convention boxes
+        ``(x0, y0, x1, y1)``. Returns float32 ``(B, K, 2)`` in image pixels.
+        Each crop is ``task_region(task, box)`` cut from the full-resolution
+        image, so large photos cost no more than small ones here. ``flip``:
+        average with the mirrored crop (None: :attr:`flip_test`).
+        """
+        if len(boxes) == 0:
+            return np.zeros((0, len(self.indices), 2), np.float32)
+        regions = [T.task_region(self.task, np.asarray(box, np.float32)) for box in boxes]
+        batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std) for r in regions])
+        out = self.backend.run(batch)
+        if self.flip_test if flip is None else flip:
+            mirrored = self.backend.run(torch.flip(batch, dims=[3]))[:, flip_permutation(self.indices)]
+            # The model places points flip_offset input pixels right of mirror symmetry (as its
+            # training annotation does): un-mirrored, they must keep that offset, not flip it.
+            mirrored[..., 0] = (self.input_size - 1 + 2.0 * self.flip_offset) - mirrored[..., 0]
+            out = (out + mirrored) / 2
+        return np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
+
+    @property
+    def flip_offset(self) -> float:
+        """How far right of mirror symmetry the model puts its points, in input
+        pixels (the checkpoint's ``mirror_offset``, measured on training faces
+        by ``inference/mirror_offset.py``; 0 if absent). ``--flip-test`` keeps it."""
+        return float((self.description.get("mirror_offset") or {}).get("input_px", 0.0))
+
+    def positions(self, indices) -> list[int]:
+        """Positions of iBUG ``indices`` in this model's output."""
+        try:
+            return [self.indices.index(i) for i in indices]
+        except ValueError:
+            raise CheckpointError(f"{self.path}: the model does not predict points "
+                                  f"{min(indices)}-{max(indices)}") from None
+
+
+def refined_boxes(face_model: LandmarkModel, gray: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
+    """The second pass's boxes: the landmark box of the face model's first
+    prediction in each of ``boxes``. This pass only places the crop, so it
+    is never mirrored (``flip_test`` applies to the final pass)."""
+    return [landmark_box(p) for p in face_model.predict_boxes(gray, boxes, flip=False)]
+
+
+def onnxruntime_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def default_weights(task: str, device: torch.device) -> tuple[str, str]:
+    """The shipped model for ``task`` ("face" or "eyes") on ``device``, and
+    why it was picked (for a log line). The one rule for every command:
+
+    - on a GPU: ``weights/face192.pt`` (:data:`ACCURATE_FACE_WEIGHTS`, the
+      most accurate; up to twice the network time of ``face.pt``, little on
+      a GPU) for the face task, ``weights/eyes.pt`` for the eye task;
+    - on a CPU with onnxruntime installed: ``weights/<task>.int8.onnx``
+      (about 4x faster per face than ``<task>.pt`` on a CPU, same accuracy);
+    - on a CPU without onnxruntime: ``weights/<task>.pt``.
+
+    A file missing from ``weights/`` falls back to ``weights/<task>.pt``.
+    See weights/README.md for the figures.
+    """
+    pt = os.path.join(WEIGHTS_DIR, f"{task}.pt")
+    if device.type != "cpu":
+        if task == "face":
+            accurate = os.path.join(WEIGHTS_DIR, ACCURATE_FACE_WEIGHTS)
+            if not os.path.isfile(accurate):
+                return pt, f"default on a GPU; {ACCURATE_FACE_WEIGHTS} is missing"
+            return accurate, "default on a GPU"
+        return pt, "default on a GPU"
+    if not onnxruntime_available():
+        return pt, "default on a CPU without onnxruntime"
+    int8 = os.path.join(WEIGHTS_DIR, f"{task}.int8.onnx")
+    if not os.path.isfile(int8):
+        return pt, f"default on a CPU; {task}.int8.onnx is missing"
+    return int8, "default on a CPU with onnxruntime"
+
+
+def choice_line(path: str, reason: str, option: str = "--weights") -> str:
+    """The log line of a default model: ``model: weights/face.int8.onnx
+    (default on a CPU with onnxruntime; --weights to choose)``."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        rel = path
+    return f"model: {rel if len(rel) < len(path) else path} ({reason}; {option} to choose)"
+
+
+def pick_weights(path: str | None, task: str, device: torch.device, option: str = "--weights") -> str:
+    """``path`` when given, else :func:`default_weights`'s choice, logged on
+    stderr with its reason (:func:`choice_line`)."""
+    if path:
+        return path
+    path, reason = default_weights(task, device)
+    print(choice_line(path, reason, option), file=sys.stderr, flush=True)
+    return path
