@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .errors import InputError
 from .readers import FaceRecord
 from .images import read_image
 from .landmarks import landmark_box
@@ -48,6 +49,23 @@ def split_like_run(records: list[FaceRecord], config: dict) -> tuple[list[FaceRe
     from .readers import dataset_name
     val_from = [dataset_name(v) for v in config.get("val_from") or []] or None
     return split_records(records, config["val_fraction"], config.get("split_seed", 0), val_from)
+
+
+def records_of_split(records: list[FaceRecord], config: dict, name: str, split: str,
+                     weights: str) -> list[FaceRecord]:
+    """The faces of data set ``name`` that the run with ``config`` (the
+    checkpoint ``weights``' ``config``) trained on (``split`` "train"), held
+    out ("heldout"), or all of them ("all"). Raises
+    :class:`common.errors.InputError` when that run held nothing of ``name`` out."""
+    if split == "all":
+        return records
+    from .readers import dataset_name
+    val_from = [dataset_name(v) for v in config.get("val_from") or []] or None
+    if config.get("val_data") or (val_from and name not in val_from) or \
+            name not in [dataset_name(d) for d in config.get("data", [])]:
+        raise InputError(f"{weights} was not trained with a held-out part of {name}")
+    train, held = split_like_run(records, config)
+    return held if split == "heldout" else train
 
 
 class CachedFace:

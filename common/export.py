@@ -15,19 +15,22 @@ import torch.nn as nn
 
 from .checkpoint import load_model
 from .errors import CheckpointError
-from .landmark_model import DESCRIBED, INPUT_NAME, ONNX_FORMAT, ONNX_VERSION, OUTPUT_NAME, OnnxBackend
+from .landmark_model import (DESCRIBED, INPUT_NAME, ONNX_FORMAT, ONNX_VERSION, OUTPUT_NAME, SCORES_NAME,
+                             OnnxBackend)
 from .model import LandmarkNet
 
 
 class DecodedPoints(nn.Module):
-    """``model.predict`` as a module: ``(B, 1, S, S)`` -> ``(B, K, 2)`` points in input pixels."""
+    """``model.predict`` as a module: ``(B, 1, S, S)`` -> ``(B, K, 2)`` points
+    in input pixels, and for the pip head also ``(B, K)`` point scores."""
 
     def __init__(self, model: LandmarkNet):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(x)
+    def forward(self, x: torch.Tensor):
+        points, scores = self.model.predict_with_scores(x)
+        return points if scores is None else (points, scores)
 
 
 def onnx_metadata(ckpt: dict, source: str) -> dict[str, str]:
@@ -35,7 +38,9 @@ def onnx_metadata(ckpt: dict, source: str) -> dict[str, str]:
     meta = {"format": ONNX_FORMAT, "version": str(ONNX_VERSION),
             "source": os.path.basename(source),
             "input": f"{INPUT_NAME}: float32 (B, 1, S, S) grayscale crop, (pixel / 255 - mean) / std",
-            "output": f"{OUTPUT_NAME}: float32 (B, K, 2) (x, y) in input pixels, 0-based pixel centres"}
+            "output": f"{OUTPUT_NAME}: float32 (B, K, 2) (x, y) in input pixels, 0-based pixel centres"
+                      + (f"; {SCORES_NAME}: float32 (B, K) point confidence in [0, 1]"
+                         if ckpt.get("head") == "pip" else "")}
     for k in DESCRIBED:
         if k in ckpt:
             meta[k] = json.dumps(ckpt[k])
@@ -60,7 +65,8 @@ def export_onnx(weights: str, output: str, opset: int = 18) -> dict[str, str]:
     os.close(fd)
     try:
         torch.onnx.export(DecodedPoints(model).eval(), (example,), tmp, dynamo=True, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False,
+                          input_names=[INPUT_NAME], verbose=False,
+                          output_names=[OUTPUT_NAME] + ([SCORES_NAME] if model.head == "pip" else []),
                           dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
         proto = onnx.load(tmp)
         meta = onnx_metadata(ckpt, weights)

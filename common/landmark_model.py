@@ -38,7 +38,7 @@ ONNX_VERSION = 1
 # Checkpoint keys copied into the ONNX metadata (JSON-encoded values).
 DESCRIBED = ("task", "landmark_indices", "head", "input_size", "normalisation", "crop", "scores", "epoch",
              "config", "mirror_offset", "averaged_from")
-INPUT_NAME, OUTPUT_NAME = "image", "points"
+INPUT_NAME, OUTPUT_NAME, SCORES_NAME = "image", "points", "point_scores"
 
 
 class TorchBackend:
@@ -53,8 +53,14 @@ class TorchBackend:
 
     def run(self, batch: torch.Tensor) -> np.ndarray:
         """Normalised float32 ``(B, 1, S, S)`` -> float32 ``(B, K, 2)`` in input pixels."""
+        return self.run_with_scores(batch)[0]
+
+    def run_with_scores(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`run` plus float32 ``(B, K)`` point scores (None: the model has none)."""
         with torch.inference_mode():
-            return self.model.predict(batch.to(self.device)).float().cpu().numpy()
+            points, scores = self.model.predict_with_scores(batch.to(self.device))
+        return (points.float().cpu().numpy(),
+                None if scores is None else scores.float().cpu().numpy())
 
 
 class OnnxBackend:
@@ -93,11 +99,21 @@ class OnnxBackend:
                                   f"code understands ({ONNX_VERSION})")
         self.description = {k: json.loads(meta[k]) for k in DESCRIBED + ("quantization",) if k in meta}
         self._input = self.session.get_inputs()[0].name
+        self.has_scores = SCORES_NAME in {o.name for o in self.session.get_outputs()}
 
     def run(self, batch: torch.Tensor) -> np.ndarray:
         """Normalised float32 ``(B, 1, S, S)`` -> float32 ``(B, K, 2)`` in input pixels."""
         x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-        return self.session.run(None, {self._input: x})[0]
+        return self.session.run([OUTPUT_NAME], {self._input: x})[0]
+
+    def run_with_scores(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`run` plus float32 ``(B, K)`` point scores; None for exports
+        made before they were added."""
+        if not self.has_scores:
+            return self.run(batch), None
+        x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        points, scores = self.session.run([OUTPUT_NAME, SCORES_NAME], {self._input: x})
+        return points, scores
 
 
 class LandmarkModel:
@@ -137,18 +153,29 @@ class LandmarkModel:
         image, so large photos cost no more than small ones here. ``flip``:
         average with the mirrored crop (None: :attr:`flip_test`).
         """
+        return self.predict_boxes_with_scores(gray, boxes, flip)[0]
+
+    def predict_boxes_with_scores(self, gray: np.ndarray, boxes: list[np.ndarray],
+                                  flip: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict_boxes` plus float32 ``(B, K)`` point scores in [0, 1]
+        (None when the model has none: regression head, older ONNX exports)."""
         if len(boxes) == 0:
-            return np.zeros((0, len(self.indices), 2), np.float32)
+            return np.zeros((0, len(self.indices), 2), np.float32), None
         regions = [T.task_region(self.task, np.asarray(box, np.float32)) for box in boxes]
         batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std) for r in regions])
-        out = self.backend.run(batch)
+        out, scores = self.backend.run_with_scores(batch)
         if self.flip_test if flip is None else flip:
-            mirrored = self.backend.run(torch.flip(batch, dims=[3]))[:, flip_permutation(self.indices)]
+            perm = flip_permutation(self.indices)
+            m_out, m_scores = self.backend.run_with_scores(torch.flip(batch, dims=[3]))
+            mirrored = m_out[:, perm]
             # The model places points flip_offset input pixels right of mirror symmetry (as its
             # training annotation does): un-mirrored, they must keep that offset, not flip it.
             mirrored[..., 0] = (self.input_size - 1 + 2.0 * self.flip_offset) - mirrored[..., 0]
             out = (out + mirrored) / 2
-        return np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
+            if scores is not None and m_scores is not None:
+                scores = (scores + m_scores[:, perm]) / 2
+        points = np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
+        return points, scores
 
     @property
     def flip_offset(self) -> float:

@@ -125,9 +125,23 @@ class LandmarkNet(nn.Module):
         w = w / w.sum(dim=2, keepdim=True)
         return torch.stack([(w * xs).sum(dim=2), (w * ys).sum(dim=2)], dim=2)
 
+    def point_scores(self, out) -> torch.Tensor | None:
+        """Per-point confidence ``(B, K)`` in [0, 1]: the best cell's score
+        (pip; trained towards 1 on the point's cell and 0 elsewhere), clipped.
+        None for the regression head, which has no scores."""
+        if self.head == "regression":
+            return None
+        scores = out[0].float()
+        return scores.flatten(2).amax(dim=2).clamp(0.0, 1.0)
+
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Convenience: ``decode(forward(x))``."""
         return self.decode(self(x))
+
+    def predict_with_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(points (B, K, 2), point_scores (B, K) or None)`` from one forward pass."""
+        out = self(x)
+        return self.decode(out), self.point_scores(out)
 
 
 def build_model(num_points: int, head: str = "pip", input_size: int = 128) -> LandmarkNet:

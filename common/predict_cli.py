@@ -129,6 +129,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="arcface: 5 points on insightface's template (face recognition input); dlib: like "
                         "dlib's get_face_chip (default: arcface)")
     g = p.add_argument_group("video and camera")
+    g.add_argument("--track", action=argparse.BooleanOptionalAction, default=True,
+                   help="follow faces from frame to frame: each face's points place its next crop, and the "
+                        "detector runs only every --detect-every frames or when a face looks lost (default: "
+                        "on; --no-track detects every frame)")
+    g.add_argument("--detect-every", type=int, default=None, metavar="N",
+                   help="while tracking, run the detector every N frames to find new faces (default: "
+                        "common/video.py's DETECT_EVERY, chosen by measurement: weights/README.md)")
     g.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                    help="One Euro smoothing of points over time (video and camera only)")
     g.add_argument("--blink-ratio", type=float, default=0.7, metavar="R",
@@ -397,6 +404,7 @@ class Runner:
         from .pose import estimate_pose
         from .predictor import eye_ratios, face_to_dict
         from .tracking import FaceTracker
+        from .video import VideoLandmarker
 
         a = self.args
         camera = not isinstance(source, str)
@@ -408,6 +416,8 @@ class Runner:
         expected = 0 if camera else max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
         tracker = FaceTracker(smooth=a.smooth, ear_threshold=a.ear_threshold, blink_frames=a.blink_frames,
                               blink_ratio=a.blink_ratio)
+        stream = VideoLandmarker(self.fl, tracker, track=a.track,
+                                 **({"detect_every": a.detect_every} if a.detect_every else {}))
         writer = viewer = None
         frames: list[dict] = []
         skipped, interrupted = 0, False
@@ -432,8 +442,8 @@ class Runner:
                             raise InputError(f"{name}: could not open {out} for writing")
                     if a.show:
                         viewer = FrameViewer(name)
-                faces = self.fl.detect_landmarks(frame, colour="bgr")
-                tracks = tracker.match([f.box for f in faces])
+                pairs = stream.process(frame, colour="bgr")
+                faces, tracks = [f for f, _ in pairs], [tr for _, tr in pairs]
                 blink_counts = []
                 for f, tr in zip(faces, tracks):
                     side = float(max(f.face_box[2] - f.face_box[0], f.face_box[3] - f.face_box[1]))
@@ -448,7 +458,7 @@ class Runner:
                         blink_counts.append(tr.blinks.count)
                     else:
                         blink_counts.append(None)
-                frames.append({"index": i, "time": round(t, 4),
+                frames.append({"index": i, "time": round(t, 4), "detected": stream.detected,
                                "faces": [face_to_dict(f, tr.id, blinks=b)
                                          for f, tr, b in zip(faces, tracks, blink_counts)]})
                 if writer is not None or viewer is not None:
@@ -571,6 +581,8 @@ def _argument_problem(args) -> str | None:
             not os.path.exists(args.output)
             and os.path.splitext(args.output)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS + (".json",))):
         return f"{args.output}: --output takes a folder for the annotated copies, not a file name"
+    if args.detect_every is not None and args.detect_every < 1:
+        return f"--detect-every must be at least 1, got {args.detect_every}"
     if args.chip_size < 16:
         return f"--chip-size must be at least 16 pixels, got {args.chip_size}"
     if args.chips and os.path.exists(args.chips) and not os.path.isdir(args.chips):

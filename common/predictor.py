@@ -45,6 +45,9 @@ class FaceResult:
       eye model)
     - ``inside``: bool (68,), False for points outside the image (a face cut
       by the border gets its hidden points guessed outside; None if unknown)
+    - ``point_scores``: float32 (68,) in [0, 1], the face model's confidence
+      in each point (None for models without scores); :attr:`quality` is
+      their mean
     - ``pose``: head pose from ``points`` (:class:`common.pose.Pose`; None
       unless asked for)
     - ``chip``: an aligned face chip, ``{"path": str, "matrix": 2x3 image ->
@@ -57,6 +60,12 @@ class FaceResult:
     eye_points: np.ndarray | None = None
     ears: dict[str, float] | None = None
     inside: np.ndarray | None = None
+    point_scores: np.ndarray | None = None
+
+    @property
+    def quality(self) -> float | None:
+        """The face's confidence: mean of ``point_scores`` (None without them)."""
+        return None if self.point_scores is None else float(np.mean(self.point_scores))
     pose: Pose | None = None
     chip: dict | None = None
 
@@ -83,6 +92,9 @@ def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | Non
     out["points"] = r(face.points)
     if face.inside is not None:
         out["inside"] = [bool(v) for v in face.inside]
+    if face.point_scores is not None:
+        out["point_scores"] = np.round(np.asarray(face.point_scores, np.float64), 3).tolist()
+        out["quality"] = round(float(face.quality), 3)
     if face.eye_points is not None:
         out["eye_points"] = r(face.eye_points)
     if face.ears is not None:
@@ -206,16 +218,20 @@ class FaceLandmarker:
         del rgb
         return self.landmarks_for_detections(gray, detections)
 
-    def landmarks_for_detections(self, gray: np.ndarray, detections: list[Detection]) -> list[FaceResult]:
+    def landmarks_for_detections(self, gray: np.ndarray, detections: list[Detection],
+                                 refine: bool | None = None) -> list[FaceResult]:
         """Landmarks for given detections (e.g. from another detector) on a
         ``(H, W)`` uint8 grayscale image; all faces go through each model in
-        one batch."""
+        one batch. ``refine``: None follows the landmarker's setting (a
+        video's tracked faces pass False: their boxes already come from
+        points)."""
         if not detections:
             return []
         boxes = [d.face_box for d in detections]
-        if self.refine:
+        if self.refine if refine is None else refine:
             boxes = refined_boxes(self.face_model, gray, boxes)
-        points = self.face_model.predict_boxes(gray, boxes)[:, self._face_pos]
+        points, scores = self.face_model.predict_boxes_with_scores(gray, boxes)
+        points = points[:, self._face_pos]
         eyes = None
         if self.eye_model is not None:
             eyes = self.eye_model.predict_boxes(gray, boxes)[:, self._eye_pos]
@@ -225,6 +241,8 @@ class FaceLandmarker:
             r = FaceResult(np.asarray(d.box, np.float32), np.asarray(d.face_box, np.float32),
                            d.score, points[i].astype(np.float32))
             r.inside = points_inside(r.points, (h, w))
+            if scores is not None:
+                r.point_scores = scores[i, self._face_pos].astype(np.float32)
             if eyes is not None:
                 r.eye_points = eyes[i].astype(np.float32)
                 r.ears = eye_ratios(r.eye_points)

@@ -159,6 +159,15 @@ class FaceTracker:
             out[i].last_seen = self.frame
         return out  # type: ignore[return-value]
 
+    def advance(self, tracks: list[Track], boxes: list[np.ndarray]) -> None:
+        """A frame whose faces were followed rather than detected: ``tracks``
+        are still seen, at ``boxes``; the others age as in :meth:`match`."""
+        self.frame += 1
+        for t, b in zip(tracks, boxes):
+            t.box = np.asarray(b, np.float32)
+            t.last_seen = self.frame
+        self.tracks = [t for t in self.tracks if self.frame - t.last_seen <= self.max_missing]
+
     def filter(self, track: Track, name: str, value: np.ndarray, t: float, scale: float) -> np.ndarray:
         """Smoothed ``value`` (e.g. a face's points) for ``track``; unchanged
         when smoothing is off."""

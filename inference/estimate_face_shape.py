@@ -26,7 +26,7 @@ photos typically see faces, not an arbitrary plane of the face.
 
 Only faces a model was trained on are used: ``--split-from`` names a
 checkpoint, and the part of ``--data`` that its training run held out for
-validation (``common.data.split_like_run``, as ``inference/evaluate.py
+validation (``common.dataset.split_like_run``, as ``inference/evaluate.py
 --split train`` does) is left out, so the held-out faces stay untouched.
 """
 from __future__ import annotations

@@ -73,7 +73,7 @@ def free_path(path: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from common.checkpoint import provenance
-    from common.dataset import split_like_run
+    from common.dataset import records_of_split
     from common.readers import dataset_name, read_datasets
     from common.detector import iou, make_detector
     from common.device import select_device
@@ -97,15 +97,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     records = read_datasets([args.data], skip_bad=args.skip_bad)
     name = dataset_name(args.data)
-    if args.split != "all":
-        cfg = ckpt.get("config", {})
-        val_from = [dataset_name(v) for v in cfg.get("val_from") or []] or None
-        if cfg.get("val_data") or (val_from and name not in val_from) or \
-                name not in [dataset_name(d) for d in cfg.get("data", [])]:
-            print(f"error: {args.weights} was not trained with a held-out part of {name}", file=sys.stderr)
-            return 2
-        train, held = split_like_run(records, cfg)
-        records = held if args.split == "heldout" else train
+    records = records_of_split(records, ckpt.get("config", {}), name, args.split, args.weights)
     indices = list(EYE_INDICES) if args.points == "eyes" else model.indices
     pos = model.positions(indices)
     pair = normalisation_pair(indices)

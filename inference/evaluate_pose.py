@@ -81,32 +81,24 @@ def yaw_histogram(yaws: np.ndarray, path: str, title: str) -> None:
 def main(args: argparse.Namespace) -> int:
     import cv2
     from common.cli import output_problem
-    from common.dataset import split_like_run
+    from common.dataset import records_of_split
     from common.readers import dataset_name, read_datasets
     from common.device import select_device
     from common.images import read_image, rgb_to_gray
     from common.landmarks import landmark_box
     from common.pose import estimate_pose
-    from common.predictor import load_landmark_model, refined_boxes
+    from common.landmark_model import LandmarkModel, refined_boxes
     from common.progress import Progress
 
     problem = output_problem(args.plot, args.data, args.force)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    model = load_landmark_model(args.weights, "face", select_device(args.device))
+    model = LandmarkModel(args.weights, "face", select_device(args.device))
     pos = model.positions(range(68))
     records = read_datasets([args.data])
     name = dataset_name(args.data)
-    if args.split != "all":
-        cfg = model.description.get("config", {})
-        val_from = [dataset_name(v) for v in cfg.get("val_from") or []] or None
-        if cfg.get("val_data") or (val_from and name not in val_from) or \
-                name not in [dataset_name(d) for d in cfg.get("data", [])]:
-            print(f"error: {args.weights} was not trained with a held-out part of {name}", file=sys.stderr)
-            return 2
-        train, held = split_like_run(records, cfg)
-        records = held if args.split == "heldout" else train
+    records = records_of_split(records, model.description.get("config", {}), name, args.split, args.weights)
     if not records:
         print(f"error: no faces in {args.data} [{args.split}]", file=sys.stderr)
         return 2

@@ -227,7 +227,7 @@ def test_checkpoint_errors(tmp_path):
     # Torn file (a kill during a non-atomic write) and a non-checkpoint file.
     torn = tmp_path / "torn.pt"
     torn.write_bytes(open(good, "rb").read()[:5000])
-    with pytest.raises(C.CheckpointError, match="torn.pt: not a readable checkpoint"):
+    with pytest.raises(C.CheckpointError, match="torn.pt: damaged or incomplete checkpoint"):
         C.load_model(str(torn))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"this is not a checkpoint\n" * 10)

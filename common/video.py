@@ -1,0 +1,112 @@
+"""Landmarks over a stream of frames: detect, then track.
+
+A face's points in one frame place its crop in the next (the landmark box
+of the points, the crop convention that the refine pass uses), so a tracked
+frame costs one landmark pass per face and no detection. The detector runs
+on the first frame, every ``detect_every`` frames (to find new faces), and
+on the frame after a tracked face looks lost: its points' box jumped in
+size or left the image, or (for models that report them) its point scores
+fell. Faces keep their track ids, filters and blink counters
+(:class:`common.tracking.FaceTracker`) either way.
+
+    vl = VideoLandmarker(FaceLandmarker(), FaceTracker(), detect_every=10)
+    for frame in frames:                      # BGR arrays, e.g. from cv2.VideoCapture
+        for face, track in vl.process(frame, colour="bgr"):
+            print(track.id, face.points.shape)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .detector import Detection
+from .landmarks import landmark_box
+from .predictor import FaceLandmarker, FaceResult, prepare_image
+from .tracking import FaceTracker, Track
+
+# A tracked face whose points' box changes size by more than this factor
+# from one frame to the next is taken as lost (points that collapsed or
+# spread over the background), and the next frame runs the detector.
+MAX_SIZE_CHANGE = 1.3
+# Frames between detections while tracking, and the face quality under
+# which a tracked face is taken as lost; chosen with inference/evaluate_video.py
+# (model card, "Video").
+DETECT_EVERY = 10
+MIN_QUALITY = 0.3
+
+
+class VideoLandmarker:
+    """Detection plus tracking for one video or camera stream.
+
+    ``landmarker``: the :class:`common.predictor.FaceLandmarker` (its detector,
+    models, refine and pose settings); ``tracker``: ids, smoothing, blinks;
+    ``track``: False runs the detector (and refine) on every frame;
+    ``detect_every``: frames between detections while tracking (1: every
+    frame); ``min_quality``: a tracked face whose mean point score
+    (``FaceResult.quality``) falls below this sends the next frame to the
+    detector (models without scores: the box checks alone). ``detected`` says whether the last :meth:`process` ran the
+    detector.
+    """
+
+    def __init__(self, landmarker: FaceLandmarker, tracker: FaceTracker, track: bool = True,
+                 detect_every: int = DETECT_EVERY, min_quality: float = MIN_QUALITY):
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be at least 1, got {detect_every}")
+        self.fl, self.tracker, self.track, self.detect_every = landmarker, tracker, track, detect_every
+        self.min_quality = min_quality
+        self.frame = -1
+        self.detected = False
+        self._since_detection = 0
+        self._faces: list[FaceResult] = []
+        self._tracks: list[Track] = []
+        self._lost = True
+
+    def process(self, frame: np.ndarray, colour: str = "bgr") -> list[tuple[FaceResult, Track]]:
+        """Faces of one frame with their tracks, left to right on detection
+        frames, in track order otherwise (``frame``: see
+        :func:`common.predictor.prepare_image`)."""
+        self.frame += 1
+        self._since_detection += 1
+        detect = (not self.track or self._lost or not self._faces
+                  or self._since_detection >= self.detect_every)
+        rgb, gray = prepare_image(frame, colour)
+        if detect:
+            faces = self.fl.landmarks_for_detections(gray, self.fl.detector.detect(rgb))
+            tracks = self.tracker.match([f.box for f in faces])
+            self._since_detection = 0
+            self._lost = False
+        else:
+            faces, tracks = self._follow(gray)
+        self.detected = detect
+        self._faces, self._tracks = faces, tracks
+        return list(zip(faces, tracks))
+
+    def _follow(self, gray: np.ndarray) -> tuple[list[FaceResult], list[Track]]:
+        """One landmark pass per tracked face, each cropped around its
+        previous points; marks the stream lost when a face looks lost."""
+        h, w = gray.shape[:2]
+        old = [landmark_box(f.points) for f in self._faces]
+        dets = [Detection(f.box, b, None) for f, b in zip(self._faces, old)]
+        faces = self.fl.landmarks_for_detections(gray, dets, refine=False)
+        kept_faces, kept_tracks = [], []
+        for f, prev, tr in zip(faces, old, self._tracks):
+            new = landmark_box(f.points)
+            side_old, side_new = prev[2] - prev[0], new[2] - new[0]
+            ratio = side_new / max(side_old, 1e-6)
+            cx, cy = (new[0] + new[2]) / 2, (new[1] + new[3]) / 2
+            if not (1 / MAX_SIZE_CHANGE <= ratio <= MAX_SIZE_CHANGE) or not (0 <= cx < w and 0 <= cy < h):
+                self._lost = True
+                continue
+            if f.point_scores is not None and float(np.mean(f.point_scores)) < self.min_quality:
+                self._lost = True
+            # The detector-convention box moves and scales with the points.
+            scale = side_new / max(side_old, 1e-6)
+            pc = np.array([(prev[0] + prev[2]) / 2, (prev[1] + prev[3]) / 2])
+            b = np.asarray(f.box, np.float32)
+            bc = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
+            c = np.array([cx, cy]) + (bc - pc) * scale
+            half = np.array([b[2] - b[0], b[3] - b[1]]) * scale / 2
+            f.box = np.r_[c - half, c + half].astype(np.float32)
+            kept_faces.append(f)
+            kept_tracks.append(tr)
+        self.tracker.advance(kept_tracks, [f.box for f in kept_faces])
+        return kept_faces, kept_tracks
