@@ -16,6 +16,16 @@ def nme_per_face(pred: np.ndarray, gt: np.ndarray, pair: tuple[int, int]) -> np.
     return err / np.maximum(norm, 1e-6)
 
 
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two equally long 1-D arrays (ties
+    broken by order; nan when either is constant)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    ra, rb = np.argsort(np.argsort(a)).astype(np.float64), np.argsort(np.argsort(b)).astype(np.float64)
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def auc(nmes: np.ndarray, threshold: float = 0.08, steps: int = 1000) -> float:
     """Area under the cumulative error curve up to ``threshold``, as a fraction of the maximum."""
     nmes = np.asarray(nmes, np.float64)

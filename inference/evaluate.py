@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     from common.readers import dataset_name, read_datasets
     from common.detector import iou, make_detector
     from common.device import select_device
-    from common.metrics import ced_plot, nme_per_face, summarize, summary_line
+    from common.metrics import ced_plot, nme_per_face, rank_correlation, summarize, summary_line
     from common.images import read_image, rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
     from common.landmark_model import LandmarkModel, pick_weights, refined_boxes
@@ -106,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
     by_image: "OrderedDict[str, list]" = OrderedDict()
     for r in records:
         by_image.setdefault(r.image_path, []).append(r)
-    preds, gts, found = [], [], []
+    preds, gts, found, confidences = [], [], [], []
     bar = Progress(len(records), desc=f"evaluating {name}", unit="faces")
     t0, done = time.time(), 0
     for path, recs in by_image.items():
@@ -126,7 +126,10 @@ def main(args: argparse.Namespace) -> int:
             ok.append(hit)
         if face_model is not None:
             boxes = refined_boxes(face_model, gray, boxes)
-        out = model.predict_boxes(gray, boxes)[:, pos]
+        out, scores = model.predict_boxes_with_scores(gray, boxes)
+        out = out[:, pos]
+        if scores is not None:
+            confidences.extend(scores[:, pos])
         for r, p, hit in zip(recs, out, ok):
             preds.append(p)
             gts.append(r.points[indices])
@@ -163,6 +166,14 @@ def main(args: argparse.Namespace) -> int:
     print(f"CED plot: {ced}")
     print(f"NME {s['nme']:.2f}%  median {s['median']:.2f}%  FR8 {s['fr8']:.1f}%  FR10 {s['fr10']:.1f}%  "
           f"AUC8 {s['auc8']:.1f}")
+    if len(confidences) == len(preds):
+        # How well the point scores predict error (negative: confident points err less).
+        conf = np.stack(confidences)[found]
+        point_err = np.linalg.norm(preds - gts, axis=2)[found] / np.linalg.norm(
+            gts[found][:, pair[0]] - gts[found][:, pair[1]], axis=1, keepdims=True)
+        print(f"confidence: rank correlation with error, per face (quality vs NME) "
+              f"{rank_correlation(conf.mean(axis=1), nmes[found]):+.2f}, per point (score vs error) "
+              f"{rank_correlation(conf, point_err):+.2f}")
     print(summary_line(s, **extra))
     return 0
 

@@ -333,3 +333,20 @@ def test_pose_and_chips_on_the_portrait_and_its_mirror(tmp_path, photo):
     proc = run_predict("pic.jpg", "--chips", "out/chips", "--no-save", "--json", "-", "--weights", FACE_WEIGHTS,
                        cwd=tmp_path)
     assert proc.returncode == 2 and "pic_face0.png: already exists" in errors(proc)[0]
+
+
+def test_video_tracks_by_default_and_detects_every_frame_with_no_track(tmp_path, ckpts):
+    write_video(tmp_path / "clip.mp4", frames=12)
+    face_w = FACE_WEIGHTS if FACE_WEIGHTS.is_file() else ckpts["face"]
+    flags = {}
+    for opt in ("--track", "--no-track"):
+        proc = run_predict("clip.mp4", opt, "--detect-every", 4, "--no-save", "--json", f"{opt[2:]}.json",
+                           "--weights", face_w, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        (v,) = json.loads((tmp_path / f"{opt[2:]}.json").read_text())["videos"]
+        flags[opt] = [fr["detected"] for fr in v["frames"]]
+    assert flags["--no-track"] == [True] * 12
+    if FACE_WEIGHTS.is_file():  # a real face is followed: detection only on schedule
+        assert flags["--track"] == [i % 4 == 0 for i in range(12)]
+    proc = run_predict("clip.mp4", "--detect-every", 0, "--weights", face_w, cwd=tmp_path)
+    assert proc.returncode == 2 and "--detect-every" in errors(proc)[0]

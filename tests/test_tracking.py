@@ -82,3 +82,47 @@ def test_draw_faces_colour_order():
     np.testing.assert_array_equal(rgb, bgr[:, :, ::-1])
     x, y = pts[0]
     assert tuple(rgb[y, x]) == REGION_COLOURS["jaw"]
+
+
+def _panned_frames(n: int, step: int = 3) -> list[np.ndarray]:
+    import cv2
+    from inference_helpers import portrait_path
+    bgr = cv2.resize(cv2.imread(portrait_path()), None, fx=0.6, fy=0.6)
+    h, w = bgr.shape[:2]
+    return [cv2.warpAffine(bgr, np.float32([[1, 0, step * i - 20], [0, 1, 0]]), (w, h),
+                           borderMode=cv2.BORDER_REPLICATE) for i in range(n)]
+
+
+def test_video_tracking_follows_the_face_and_detects_on_schedule():
+    """Tracked frames run no detector and stay on the face (compared with
+    detecting every frame); a frame without the face sends the next one
+    back to the detector."""
+    import pytest
+    from inference_helpers import FACE_WEIGHTS
+    if not FACE_WEIGHTS.is_file():
+        pytest.skip("shipped weights not present")
+    from common.predictor import FaceLandmarker
+    from common.video import VideoLandmarker
+
+    fl = FaceLandmarker(str(FACE_WEIGHTS), device="cpu")
+    calls = []
+    detect = fl.detector.detect
+    fl.detector.detect = lambda rgb: calls.append(1) or detect(rgb)
+    frames = _panned_frames(12)
+    tracked = VideoLandmarker(fl, FaceTracker(smooth=False), detect_every=5)
+    every = VideoLandmarker(fl, FaceTracker(smooth=False), track=False)
+    flags = []
+    for f in frames:
+        (a, ta), = tracked.process(f)
+        flags.append(tracked.detected)
+        n = len(calls)
+        (b, _), = every.process(f)
+        assert len(calls) == n + 1
+        side = float(b.face_box[2] - b.face_box[0])
+        assert np.median(np.linalg.norm(a.points - b.points, axis=1)) < 0.03 * side
+        assert ta.id == 1 and a.point_scores is not None
+    assert flags == [True, False, False, False, False, True, False, False, False, False, True, False]
+    # The face leaves: the tracked face is dropped or flagged, and the next frame detects.
+    tracked.process(np.full_like(frames[0], 127))
+    tracked.process(frames[0])
+    assert tracked.detected
