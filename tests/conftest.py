@@ -45,3 +45,23 @@ def tiny_face_set(tmp_path_factory) -> dict:
     return {"train": synthetic.synthetic_xml_dataset(folder, 24, seed=1, name="train.xml"),
             "val": synthetic.synthetic_xml_dataset(folder, 8, seed=2, name="val.xml"),
             "folder": folder}
+
+
+@pytest.fixture(scope="session")
+def ckpts(tmp_path_factory) -> dict:
+    """Untrained but well-formed face and eye checkpoints: enough for plumbing."""
+    from pathlib import Path
+    from inference_helpers import make_random_checkpoint
+    d = Path(tmp_path_factory.mktemp("ckpt"))
+    return {"face": make_random_checkpoint(d / "face.pt", "face"),
+            "eyes": make_random_checkpoint(d / "eyes.pt", "eyes")}
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    """The portrait copied to ``tmp_path/pic.jpg``."""
+    import shutil
+    from inference_helpers import portrait_path
+    p = tmp_path / "pic.jpg"
+    shutil.copy(portrait_path(), p)
+    return p

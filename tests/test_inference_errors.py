@@ -13,22 +13,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import (check_json_document, make_random_checkpoint, portrait_path,  # noqa: E402
+from inference_helpers import (check_json_document, portrait_path,  # noqa: E402
                                run_predict)
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    return {"face": make_random_checkpoint(d / "face.pt", "face"),
-            "eyes": make_random_checkpoint(d / "eyes.pt", "eyes")}
-
-
-@pytest.fixture()
-def photo(tmp_path):
-    p = tmp_path / "pic.jpg"
-    shutil.copy(portrait_path(), p)
-    return p
 
 
 def error_lines(stderr: str) -> list[str]:

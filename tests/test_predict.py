@@ -17,17 +17,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference_helpers import (EYE_WEIGHTS, FACE_WEIGHTS, REPO, check_json_document,  # noqa: E402
-                               make_random_checkpoint, needs_eye_weights, needs_face_weights,
+                               needs_eye_weights, needs_face_weights,
                                portrait_path, run_predict)
 from common.images import read_image  # noqa: E402
 from common.predictor import FaceLandmarker, FaceResult, face_to_dict  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    return {"face": make_random_checkpoint(d / "face.pt", "face"),
-            "eyes": make_random_checkpoint(d / "eyes.pt", "eyes")}
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +115,8 @@ def test_flip_test_mirrors_only_the_final_pass(trained):
     plain = trained.detect_landmarks(rgb)[0].points
     fl = FaceLandmarker(str(FACE_WEIGHTS), device="cpu", refine=True, flip_test=True)
     calls = []
-    run = fl.face_model.backend.run
-    fl.face_model.backend.run = lambda batch: calls.append(batch) or run(batch)
+    run = fl.face_model.backend.run_with_scores
+    fl.face_model.backend.run_with_scores = lambda batch: calls.append(batch) or run(batch)
     flipped = fl.detect_landmarks(rgb)[0].points
     assert len(calls) == 3
     assert torch.equal(calls[2], torch.flip(calls[1], dims=[3])) and not torch.equal(calls[0], calls[1])

@@ -18,22 +18,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import (EYE_WEIGHTS, FACE_WEIGHTS, REPO, make_random_checkpoint,  # noqa: E402
+from inference_helpers import (EYE_WEIGHTS, FACE_WEIGHTS, REPO,  # noqa: E402
                                portrait_path, run_predict)
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    return {"face": make_random_checkpoint(d / "face.pt", "face"),
-            "eyes": make_random_checkpoint(d / "eyes.pt", "eyes")}
-
-
-@pytest.fixture()
-def photo(tmp_path):
-    p = tmp_path / "pic.jpg"
-    shutil.copy(portrait_path(), p)
-    return p
 
 
 def errors(proc) -> list[str]:
