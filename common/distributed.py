@@ -148,9 +148,11 @@ class ShardSampler(torch.utils.data.DistributedSampler):
     rank ``r`` takes its positions ``r, r + world, ...``, the last
     ``n % world`` dropped so that every rank makes the same number of steps."""
 
-    def __init__(self, dataset, seed: int):
-        super().__init__(dataset, num_replicas=world_size(), rank=rank(), shuffle=True, seed=seed,
-                         drop_last=True)
+    def __init__(self, dataset, seed: int, num_replicas: int | None = None, rank: int | None = None):
+        if rank is None:
+            rank = dist.get_rank() if is_active() else 0
+        super().__init__(dataset, num_replicas=num_replicas or world_size(), rank=rank, shuffle=True,
+                         seed=seed, drop_last=True)
 
     def __iter__(self):
         order = single_process_order(len(self.dataset), self.seed + self.epoch)
