@@ -66,8 +66,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=128, help="network input side in pixels (multiple of 16)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default 60; with --resume the run's own, or this to shorten/extend it)")
-    p.add_argument("--batch-size", type=int, default=32, help="faces per optimisation step")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=32, help="faces per optimisation step and process (under torchrun a step takes N x this)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (under torchrun not scaled with N: training/face/cuda/README.md)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--loss", choices=("auto",) + COORD_LOSSES, default="auto",
                    help="coordinate loss; auto = mse for regression (the seed), l1 for pip offsets")

@@ -133,6 +133,8 @@ def test_two_processes_train_like_one_and_a_killed_run_resumes_on_one(tiny_face_
             p.send_signal(signal.SIGKILL)
             p.wait()
     err = [log.seek(0) or log.read() for log in logs]
+    for log in logs:
+        log.close()
     assert "processes: 2 (gloo, batch-norm over all); batch 4 per process = 8 per step" in err[0]
     assert "run folder" not in err[1] and "epoch 1/20" not in err[1]    # rank 0 alone speaks
     assert sorted(os.listdir(os.path.join(runs, "face"))) == ["1"]       # one run, one folder
