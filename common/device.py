@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .distributed import launch_env
 from .errors import DeviceError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -11,12 +12,15 @@ DEVICES = ("auto", "cpu", "cuda")
 def select_device(name: str = "auto") -> torch.device:
     """``cpu``, ``cuda`` (NVIDIA, or AMD through ROCm builds, which also call
     their GPU ``cuda``), or ``auto`` (a GPU when present). Asking for a GPU that
-    is absent raises :class:`DeviceError` instead of falling back."""
+    is absent raises :class:`DeviceError` instead of falling back.
+
+    Under torchrun with several processes a GPU is ``cuda:LOCAL_RANK``, one
+    GPU per process on each machine (choose them with CUDA_VISIBLE_DEVICES)."""
     name = (name or "auto").lower()
     if name in ("rocm", "hip"):
         name = "cuda"
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return torch.device("cpu")
     if name.startswith("cuda"):
@@ -26,6 +30,15 @@ def select_device(name: str = "auto") -> torch.device:
                       "check the GPU driver (nvidia-smi or rocm-smi) and CUDA_VISIBLE_DEVICES, or use --device cpu")
             raise DeviceError(f"device {name!r} requested but no GPU is visible to PyTorch "
                               f"(this is a {build} build of torch {torch.__version__}); {advice}")
+        env = launch_env()
+        if env.world_size > 1:
+            if name != "cuda":
+                raise DeviceError(f"device {name!r}: under torchrun each process uses cuda:LOCAL_RANK; "
+                                  "ask for plain 'cuda' and choose the GPUs with CUDA_VISIBLE_DEVICES")
+            if env.local_rank >= torch.cuda.device_count():
+                raise DeviceError(f"LOCAL_RANK {env.local_rank} but {torch.cuda.device_count()} GPU(s) "
+                                  "visible: start at most one process per GPU (--nproc_per_node)")
+            name = f"cuda:{env.local_rank}"
         return torch.device(name)
     raise DeviceError(f"unknown device {name!r} (want one of {', '.join(DEVICES)})")
 

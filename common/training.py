@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import checkpoint as C
+from . import distributed as D
 from .dataset import LandmarkDataset, split_records
 from .readers import dataset_name, read_datasets
 from .device import autocast_dtype, describe_device, native_bf16, select_device
@@ -65,8 +66,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=128, help="network input side in pixels (multiple of 16)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default 60; with --resume the run's own, or this to shorten/extend it)")
-    p.add_argument("--batch-size", type=int, default=32, help="faces per optimisation step")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=32, help="faces per optimisation step and process (under torchrun a step takes N x this)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (under torchrun not scaled with N: training/face/cuda/README.md)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--loss", choices=("auto",) + COORD_LOSSES, default="auto",
                    help="coordinate loss; auto = mse for regression (the seed), l1 for pip offsets")
@@ -104,6 +105,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "only on CPUs with avx512_bf16 or AMX (weights/README.md has the measured times) and is "
                         "emulated, so slower, elsewhere. Validation stays float32 on a CPU")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: batch-norm statistics over the global batch (all processes) instead "
+                        "of each process's own batch")
     p.add_argument("--runs-dir", default="runs", help="runs are written to <runs-dir>/<task>/<n>")
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue an interrupted run: its folder or its last.pt")
@@ -196,25 +200,29 @@ def validate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: 
     """Validation loss and NME (in percent) over a loader of eval-pipeline samples.
     NME is the same in crop pixels as in image pixels (the crop is a similarity)."""
     model.eval()
-    losses, preds, gts = [], [], []
+    losses, nmes = [], []
     for x, pts in loader:
         x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
             out = model(x)
         losses.append(float(landmark_loss(model, out, pts, loss_name, offset_radius)) * len(x))
-        preds.append(model.decode(out).cpu().numpy())
-        gts.append(pts.cpu().numpy())
-    nmes = nme_per_face(np.concatenate(preds), np.concatenate(gts), pair)
+        nmes.append(nme_per_face(model.decode(out).cpu().numpy(), pts.cpu().numpy(), pair))
+    # Under torchrun each rank validated its shard (D.shard): the per-face
+    # errors of all ranks, in the dataset's order, give the single-process NME.
+    nmes = D.gather_shards(np.concatenate(nmes) if nmes else np.zeros(0))
     s = summarize(nmes)
-    s["loss"] = sum(losses) / max(len(nmes), 1)
+    s["loss"] = float(D.all_reduce_sum(torch.tensor(sum(losses), dtype=torch.float64, device=device))) \
+        / max(len(nmes), 1)
     return s
 
 
 def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, epoch: int,
                     epochs: int, amp: bool, ema: WeightAverage | None = None,
                     offset_radius: int = 0) -> tuple[float, float]:
-    """One pass over ``loader``; returns (mean loss, images per second)."""
+    """One pass over ``loader``; returns (mean loss, images per second), over
+    all processes under torchrun (``model`` may be DistributedDataParallel)."""
     model.train()
+    net, world = D.unwrap(model), D.world_size()
     bar = Progress(len(loader), desc=f"epoch {epoch + 1}/{epochs}")
     total = torch.zeros((), device=device)
     seen, t0, data_t, t_last = 0, time.time(), 0.0, time.time()
@@ -224,23 +232,24 @@ def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, ep
         x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
             out = model(x)
-        loss = landmark_loss(model, out, pts, loss_name, offset_radius)
+        loss = landmark_loss(net, out, pts, loss_name, offset_radius)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         if ema is not None:
-            ema.update(model)
+            ema.update(net)
         seen += len(x)
         total += loss.detach() * len(x)
         if step % 10 == 0 or step == len(loader):
             lv = float(loss.detach())  # device sync only when logging
             running = lv if running is None else 0.8 * running + 0.2 * lv
-            bar.update(step, seen, loss=running, data_ms=1000 * data_t / step)
+            bar.update(step, seen * world, loss=running, data_ms=1000 * data_t / step)
         t_last = time.time()
     bar.close()
     elapsed = time.time() - t0
-    return float(total) / max(seen, 1), seen / max(elapsed, 1e-9)
+    total, seen = D.all_reduce_sum(torch.stack([total.double(), torch.tensor(seen, device=device).double()]))
+    return float(total) / max(float(seen), 1), float(seen) / max(elapsed, 1e-9)
 
 
 def _resolve_resume(path: str) -> str:
@@ -249,7 +258,16 @@ def _resolve_resume(path: str) -> str:
 
 def main(args: argparse.Namespace) -> dict:
     """Train; returns the best validation scores. Errors in inputs raise
-    exceptions with clear messages (scripts turn them into one line)."""
+    exceptions with clear messages (scripts turn them into one line).
+    Under torchrun, one of several data-parallel processes
+    (:mod:`common.distributed`); only rank 0 writes the run folder."""
+    try:
+        return _train(args)
+    finally:
+        D.shutdown()
+
+
+def _train(args: argparse.Namespace) -> dict:
     state = None
     if not 0 < args.val_fraction < 1:
         raise DatasetFormatError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
@@ -274,6 +292,12 @@ def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
+    D.setup(device)
+    world = D.world_size()
+    if state is not None and world != int(state["config"].get("world_size", 1)):
+        args.batch_size = D.resumed_batch_size(state["config"], world)
+        print(f"resuming on {world} process(es): batch {args.batch_size} per process keeps the run's "
+              f"global batch of {args.batch_size * world}", file=sys.stderr)
     amp = bool(args.amp)
     if amp and device.type == "cpu" and not native_bf16():
         print("note: --amp on this CPU emulates bfloat16 (no avx512_bf16 or AMX): expect it to be slower "
@@ -331,12 +355,13 @@ def main(args: argparse.Namespace) -> dict:
         if args.init:
             n = init_from_checkpoint(model, args.init, indices)
             print(f"initialised {n} tensors from {args.init}", file=sys.stderr)
-        run_dir = new_run_dir(args.runs_dir, args.task)
+        run_dir = D.broadcast_object(new_run_dir(args.runs_dir, args.task) if D.is_main() else None)
     if args.ema:
         ema = WeightAverage(model, args.ema)
         if state is not None and state.get("ema"):
             ema.model.load_state_dict(state["ema"])
     scored = ema.model if ema is not None else model  # what is validated and saved as best.pt
+    train_model = D.wrap(model, device, args.sync_bn)  # model itself when single-process
     precision = f"{str(autocast_dtype(device)).replace('torch.', '')} mixed" if amp else "float32"
     if ema is not None:
         precision += f"  weights: moving average (decay {args.ema:g})"
@@ -344,11 +369,16 @@ def main(args: argparse.Namespace) -> dict:
           f"input: {args.input_size}px  loss: {loss_name}  "
           f"precision: {precision}\ntrain faces: {len(train_recs)}  "
           f"validation faces: {len(val_recs)}  (cache built in {cache_s:.0f}s)", file=sys.stderr)
+    if world > 1:
+        print(f"processes: {world} ({D.backend()}{', batch-norm over all' if args.sync_bn else ''}); batch "
+              f"{args.batch_size} per process = {args.batch_size * world} per step; --lr {args.lr:g} is used as "
+              "given (not scaled with the number of processes)", file=sys.stderr)
 
     config = {k: v for k, v in vars(args).items() if k != "resume"}
+    config["world_size"] = world
     describe = C.describe(model, args.task, indices, MEAN, STD)
     pin = device.type == "cuda"
-    val_loader = DataLoader(val_ds, batch_size=max(args.batch_size, 32), shuffle=False,
+    val_loader = DataLoader(D.shard(val_ds), batch_size=max(args.batch_size, 32), shuffle=False,
                             num_workers=args.workers, pin_memory=pin)
     log_path, plot_path = os.path.join(run_dir, "log.csv"), os.path.join(run_dir, "curves.png")
     stale = 0
@@ -359,18 +389,21 @@ def main(args: argparse.Namespace) -> dict:
         for epoch in range(start_epoch, args.epochs):
             t0 = time.time()
             train_ds.set_epoch(epoch)
-            g = torch.Generator().manual_seed(args.seed * 100003 + epoch)
-            loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, generator=g,
-                                num_workers=args.workers, pin_memory=pin, drop_last=len(train_ds) > args.batch_size)
+            sampler = D.train_sampler(train_ds, args.seed * 100003, epoch)  # None: single-process
+            g = torch.Generator().manual_seed(args.seed * 100003 + epoch) if sampler is None else None
+            loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, generator=g,
+                                sampler=sampler, num_workers=args.workers, pin_memory=pin,
+                                drop_last=len(train_ds) > args.batch_size * world)
             lr = optimizer.param_groups[0]["lr"]
-            train_loss, ips = train_one_epoch(model, loader, optimizer, scaler, device, loss_name,
+            train_loss, ips = train_one_epoch(train_model, loader, optimizer, scaler, device, loss_name,
                                               epoch, args.epochs, amp, ema, radius)
             scheduler.step()
+            D.broadcast_buffers(scored)  # every rank validates what rank 0 saves
             val = validate(scored, val_loader, device, loss_name, pair, amp, radius)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips}
             history.append(row)
-            improved = val["nme"] < best_nme
+            improved = D.broadcast_object(val["nme"] < best_nme)  # rank 0 decides for all
             print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.5f}  val loss {val['loss']:.5f}  "
                   f"val NME {val['nme']:.2f}% (median {val['median']:.2f}, FR8 {val['fr8']:.1f}%)"
                   f"{'  * best' if improved else ''}  {row['epoch_s']:.0f}s", file=sys.stderr, flush=True)
@@ -379,19 +412,21 @@ def main(args: argparse.Namespace) -> dict:
                                                    f"{', '.join(args.val_from or args.data)}"]
             if improved:
                 best_nme, stale = val["nme"], 0
-                C.atomic_save({**describe, "config": config, "scores": scores, "epoch": epoch + 1,
-                               "model": C.clean_state_dict(scored.state_dict())},
-                              os.path.join(run_dir, "best.pt"))
             else:
                 stale += 1
-            C.atomic_save({**describe, "config": config, "scores": scores, "epoch": epoch + 1,
-                           "model": C.clean_state_dict(model.state_dict()),
-                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                           "scaler": scaler.state_dict() if amp else {}, "history": history,
-                           "ema": C.clean_state_dict(ema.model.state_dict()) if ema is not None else {}},
-                          os.path.join(run_dir, "last.pt"))
-            write_log(log_path, history)
-            plot_curves(plot_path, history, f"{args.task} / {args.head} / {args.input_size}px")
+            if D.is_main():  # one writer: rank 0
+                if improved:
+                    C.atomic_save({**describe, "config": config, "scores": scores, "epoch": epoch + 1,
+                                   "model": C.clean_state_dict(scored.state_dict())},
+                                  os.path.join(run_dir, "best.pt"))
+                C.atomic_save({**describe, "config": config, "scores": scores, "epoch": epoch + 1,
+                               "model": C.clean_state_dict(model.state_dict()),
+                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                               "scaler": scaler.state_dict() if amp else {}, "history": history,
+                               "ema": C.clean_state_dict(ema.model.state_dict()) if ema is not None else {}},
+                              os.path.join(run_dir, "last.pt"))
+                write_log(log_path, history)
+                plot_curves(plot_path, history, f"{args.task} / {args.head} / {args.input_size}px")
             if args.patience and stale >= args.patience:
                 print(f"early stop: no better validation NME for {stale} epochs", file=sys.stderr)
                 break
