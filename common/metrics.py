@@ -4,14 +4,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def nme_per_face(pred: np.ndarray, gt: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
+def nme_per_face(pred: np.ndarray, gt: np.ndarray, pair: tuple[int, int] | None) -> np.ndarray:
     """Mean point-to-point error of each face over the distance between the
-    ground-truth points at positions ``pair`` (the outer eye corners 36 and 45).
+    ground-truth points at positions ``pair`` (the outer eye corners 36 and 45),
+    or, with ``pair`` None (a scheme without eye corners), over the box size
+    ``sqrt(w * h)`` of the ground truth's points.
 
     ``pred``, ``gt``: ``(F, K, 2)``; returns ``(F,)`` float64 fractions (0.035 = 3.5%).
     """
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
-    norm = np.linalg.norm(gt[:, pair[0]] - gt[:, pair[1]], axis=1)
+    if pair is None:
+        size = gt.max(axis=1) - gt.min(axis=1)                      # (F, 2): box width, height
+        norm = np.sqrt(size[:, 0] * size[:, 1])
+    else:
+        norm = np.linalg.norm(gt[:, pair[0]] - gt[:, pair[1]], axis=1)
     err = np.linalg.norm(pred - gt, axis=2).mean(axis=1)
     return err / np.maximum(norm, 1e-6)
 
