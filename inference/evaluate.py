@@ -4,7 +4,7 @@
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout --boxes detector
 
 Prints the number of faces, NME (normalised by the distance between points 36
-and 45), median, failure rates at 8% and 10%, AUC at 8%, writes a CED plot,
+and 45, or by the model's scheme's rule: common/schemes.py), median, failure rates at 8% and 10%, AUC at 8%, writes a CED plot,
 and ends with one machine-readable line, e.g.
 ``NME=3.41 median=3.02 FR8=1.2 FR10=0.6 AUC8=57.3 n=330 detected=326``.
 
@@ -13,8 +13,9 @@ the evaluation crop; ``--boxes detector`` runs predict.py's detector, matches
 each ground-truth face to a detection, and also reports the detection rate
 (a second line counts missed faces as failures). ``--split heldout`` keeps
 only the photos that the checkpoint's training run held out for validation.
-Works for the eye model (its 12 points, same normalisation) and, with
-``--points eyes``, scores a face model on points 36-47 only.
+Works for the eye model (its 12 points, same normalisation), for a model of
+any scheme on data of that scheme and, with ``--points eyes``, scores an
+iBUG face model on points 36-47 only.
 """
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="checkpoint to evaluate (face or eyes), or its .onnx export (needs onnxruntime); "
                         "default: predict.py's face model for the device")
-    p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, or keypoints CSV")
+    p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, keypoints CSV or WFLW .txt")
+    p.add_argument("--image-root", default=None, metavar="DIR",
+                   help="WFLW .txt data: the folder its image paths are relative to")
     p.add_argument("--boxes", choices=("landmarks", "detector"), default="landmarks")
     p.add_argument("--split", choices=("all", "heldout", "train"), default="all",
                    help="heldout/train: the part of --data that the checkpoint's run held out / trained on")
@@ -76,6 +79,8 @@ def main(args: argparse.Namespace) -> int:
     from common.dataset import split_like_run
     from common.readers import dataset_name, read_datasets
     from common.detector import iou, make_detector
+    from common.errors import InputError
+    from common.schemes import detector_calibration
     from common.device import select_device
     from common.metrics import ced_plot, nme_per_face, summarize, summary_line
     from common.images import read_image, rgb_to_gray
@@ -95,7 +100,11 @@ def main(args: argparse.Namespace) -> int:
     if args.ced and os.path.exists(args.ced) and not args.force:
         print(f"error: {args.ced} exists (use --force to replace it, or another --ced)", file=sys.stderr)
         return 2
-    records = read_datasets([args.data], skip_bad=args.skip_bad)
+    records = read_datasets([args.data], skip_bad=args.skip_bad, image_root=args.image_root)
+    scheme = model.scheme
+    if records and any(len(r.points) != scheme.data_points for r in records):
+        raise InputError(f"{args.data}: its faces have {len(records[0].points)} points, but {args.weights} "
+                         f"predicts {scheme.describe()} (from {scheme.data_points}-point faces)")
     name = dataset_name(args.data)
     if args.split != "all":
         cfg = ckpt.get("config", {})
@@ -106,10 +115,17 @@ def main(args: argparse.Namespace) -> int:
             return 2
         train, held = split_like_run(records, cfg)
         records = held if args.split == "heldout" else train
-    indices = list(EYE_INDICES) if args.points == "eyes" else model.indices
-    pos = model.positions(indices)
-    pair = normalisation_pair(indices)
+    if args.points == "eyes":
+        if scheme.ibug_points is None:
+            raise InputError(f"--points eyes needs a model of iBUG points; {args.weights} predicts {scheme.describe()}")
+        indices = list(EYE_INDICES)
+        pos, pair = model.positions(indices), normalisation_pair(indices)
+    else:
+        indices, pos, pair = model.indices, list(range(len(model.indices))), scheme.norm
     detector = make_detector(args.detector, args.detector_model, args.min_face) if args.boxes == "detector" else None
+    if detector is not None and scheme.ibug_points is None:
+        detector.calibration, source = detector_calibration(scheme, args.detector, type(detector).calibration)
+        print(f"detector boxes: {source}", file=sys.stderr)
 
     by_image: "OrderedDict[str, list]" = OrderedDict()
     for r in records:
