@@ -352,13 +352,14 @@ def read_wflw(txt_path: str, image_root: str | None = None, check_images: bool =
 
 
 def _looks_like_wflw(path: str) -> bool:
-    """Whether a ``.txt`` file's first non-blank line has WFLW's fields."""
+    """Whether a ``.txt`` file's first non-blank line looks like WFLW's (more
+    fields than its 196 point coordinates; the reader checks the rest)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             first = next((ln for ln in f if ln.strip()), "")
     except OSError:
         return False
-    return len(first.split()) > 2 * WFLW_POINTS + 4 + len(WFLW_ATTRIBUTES)
+    return len(first.split()) > 2 * WFLW_POINTS
 
 
 def dataset_format(path: str) -> str:

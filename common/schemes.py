@@ -296,7 +296,7 @@ def _fmt_perm(perm: tuple[int, ...]) -> str:
 
 
 def resolve_scheme(records, data_paths: list[str], name: str = "auto", flip_file: str | None = None,
-                   crop_margin: float | None = None, log=sys.stderr) -> Scheme:
+                   crop_margin: float | None = None, log=None) -> Scheme:
     """The scheme of training data (``records``: every face, K points each).
 
     ``name``: "auto" (68 points: ibug68, 98: wflw98, else a custom scheme
@@ -305,7 +305,7 @@ def resolve_scheme(records, data_paths: list[str], name: str = "auto", flip_file
     first data set that has one (:func:`scheme_file_beside`), else the
     permutation inferred from the mean shape (:func:`infer_flip`); a custom
     scheme's permutation is printed on ``log`` for the user to check.
-    ``crop_margin``: see :func:`measure_crop`."""
+    ``crop_margin``: see :func:`measure_crop`; ``log``: default stderr."""
     counts = sorted({len(r.points) for r in records})
     if len(counts) != 1:
         raise DatasetFormatError(f"the data sets mix point counts ({', '.join(map(str, counts))}); "
@@ -338,7 +338,7 @@ def resolve_scheme(records, data_paths: list[str], name: str = "auto", flip_file
           f"{k} numbers to {scheme_file_beside(data_paths[0])} or give --flip-permutation FILE\n"
           f"  NME normalised by {'points %d and %d' % scheme.norm if scheme.norm else 'the points box size'}; "
           f"crop {crop.context:.2f} x the points' box, centre {crop.centre_dy:+.2f} of its side down "
-          f"({crop_source})", file=log, flush=True)
+          f"({crop_source})", file=log or sys.stderr, flush=True)
     return scheme
 
 
