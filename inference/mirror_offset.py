@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
         err.append(plain - gt)
         dis.append(plain - (2 * mean - plain))
         iod.append(float(np.linalg.norm(gt[pair[0]] - gt[pair[1]])))
-        scale.append(model.input_size / max(round(task_region(model.scheme.crop, box[0]).side), 1))  # input px per photo px
+        scale.append(model.input_size / max(round(task_region(model.task, box[0]).side), 1))  # input px per photo px
         bar.update(k + 1, k + 1)
     bar.close()
     err, dis, iod, scale = np.stack(err), np.stack(dis), np.array(iod), np.array(scale)
