@@ -2,7 +2,9 @@
 
 A checkpoint is a dict of plain values plus tensors, loadable with
 ``torch.load(path, weights_only=True)``:
-``format``, ``version``, ``task`` ("face"/"eyes"), ``landmark_indices``,
+``format``, ``version``, ``task`` ("face"/"eyes"), ``scheme`` (what the K
+points are: :meth:`common.schemes.Scheme.to_dict`; absent in older files,
+which are ibug68 or eyes12), ``landmark_indices``,
 ``head``, ``input_size``, ``normalisation`` (mean, std of the grayscale
 input), ``crop`` (crop constants), ``config`` (training arguments),
 ``scores`` (validation metrics), ``epoch``, ``model`` (state_dict) and, in
@@ -56,9 +58,11 @@ def clean_state_dict(state: dict) -> dict:
     return out
 
 
-def describe(model: LandmarkNet, task: str, indices, mean: float, std: float) -> dict:
-    """The self-description shared by training states and released weights."""
-    return {
+def describe(model: LandmarkNet, task: str, indices, mean: float, std: float,
+             scheme: dict | None = None) -> dict:
+    """The self-description shared by training states and released weights;
+    ``scheme``: :meth:`common.schemes.Scheme.to_dict` of what the model predicts."""
+    out = {
         "format": FORMAT, "version": VERSION, "task": task,
         "landmark_indices": [int(i) for i in indices], "head": model.head,
         "input_size": int(model.input_size),
@@ -67,6 +71,12 @@ def describe(model: LandmarkNet, task: str, indices, mean: float, std: float) ->
                  "eye_context": transforms.EYE_CONTEXT,
                  "box": "tight box of the 68 landmarks (x0, y0, x1, y1)"},
     }
+    if scheme is not None:
+        out["scheme"] = scheme
+        if scheme.get("name") not in ("ibug68", "eyes12"):
+            out["crop"] = {**scheme["crop"], "box": f"tight box of the {scheme['num_points']} landmarks "
+                                                    "(x0, y0, x1, y1)"}
+    return out
 
 
 def _first_sentence(exc: Exception) -> str:
@@ -127,7 +137,7 @@ def load_model(path: str, task: str | None = None) -> tuple[LandmarkNet, dict]:
 def release_copy(ckpt: dict, half: bool = True) -> dict:
     """A compact copy for shipping: description, scores and weights only,
     floating tensors stored as float16 (loaded back as float32)."""
-    keep = ("format", "version", "task", "landmark_indices", "head", "input_size",
+    keep = ("format", "version", "task", "scheme", "landmark_indices", "head", "input_size",
             "normalisation", "crop", "config", "scores", "epoch", "mirror_offset", "averaged_from")
     out = {k: ckpt[k] for k in keep if k in ckpt}
     out["model"] = {k: (v.half() if half and v.is_floating_point() else v).clone()
@@ -156,7 +166,7 @@ def average_checkpoints(ckpts: list[dict], names: list[str]) -> dict:
         raise CheckpointError("averaging needs at least two checkpoints")
     first = ckpts[0]
     for ck, name in zip(ckpts[1:], names[1:]):
-        for key in ("task", "landmark_indices", "head", "input_size", "normalisation"):
+        for key in ("task", "scheme", "landmark_indices", "head", "input_size", "normalisation"):
             if ck.get(key) != first.get(key):
                 raise CheckpointError(f"{name}: its {key} differs from {names[0]}'s; only runs of the same "
                                       f"model can be averaged")

@@ -70,7 +70,7 @@ def records_of_split(records: list[FaceRecord], config: dict, name: str, split: 
 
 class CachedFace:
     """One face: a grayscale image (whole photo or a cached region), its
-    68 points in that image's pixels, and ``scale``: that image's pixels per
+    ``(N, 2)`` points in that image's pixels, and ``scale``: that image's pixels per
     pixel of the photo."""
     __slots__ = ("image", "points", "scale")
 
@@ -78,7 +78,7 @@ class CachedFace:
         self.image, self.points, self.scale = image, points, scale
 
 
-def load_face(record: FaceRecord, task: str, input_size: int, cache: bool) -> CachedFace:
+def load_face(record: FaceRecord, task: "str | T.CropRule", input_size: int, cache: bool) -> CachedFace:
     """Decode a record; with ``cache``, keep only a region around its task crop,
     downscaled (the geometry is exact: points follow the same crop/resize)."""
     image = read_image(record.image_path, gray=True)
@@ -101,17 +101,20 @@ class LandmarkDataset(Dataset):
     Augmentation randomness depends only on ``(seed, epoch, index)``, so a
     resumed run sees exactly the samples an uninterrupted one would.
     ``mirror_offsets``: data set name -> its annotation's horizontal offset in
-    photo pixels (:func:`~common.transforms.mirror`); data sets not named have 0."""
+    photo pixels (:func:`~common.transforms.mirror`); data sets not named have 0.
+    ``task``: "face", "eyes" or a scheme's :class:`~common.transforms.CropRule`;
+    ``flip``: the flip permutation of the records' points (default iBUG 68)."""
 
-    def __init__(self, records: list[FaceRecord], task: str, input_size: int,
+    def __init__(self, records: list[FaceRecord], task: "str | T.CropRule", input_size: int,
                  indices: tuple[int, ...], train: bool, aug: T.AugmentConfig,
                  mean: float, std: float, seed: int = 0, cache: bool = True,
-                 name: str = "data", mirror_offsets: dict[str, float] | None = None):
+                 name: str = "data", mirror_offsets: dict[str, float] | None = None,
+                 flip: tuple[int, ...] = T.FLIP_PERMUTATION_68):
         self.records, self.task, self.train, self.seed = records, task, train, seed
         offsets = mirror_offsets or {}
         self.mirror_offsets = [float(offsets.get(r.group.split("::", 1)[0], 0.0)) for r in records]
         self.input_size, self.cache, self.epoch = input_size, cache, 0
-        self.train_tf = T.train_pipeline(task, input_size, indices, aug, mean, std)
+        self.train_tf = T.train_pipeline(task, input_size, indices, aug, mean, std, flip)
         self.eval_tf = T.eval_pipeline(task, input_size, indices, mean, std)
         self.faces: list[CachedFace] | None = None
         if cache:

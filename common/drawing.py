@@ -43,6 +43,29 @@ def point_regions() -> list[str]:
 
 
 _POINT_REGIONS = point_regions()
+# Points of a scheme without regions, and regions without a colour above.
+PLAIN_COLOUR = (0, 230, 90)
+_PALETTE = ((255, 200, 0), (255, 110, 0), (0, 170, 255), (0, 230, 90), (255, 40, 90), (200, 0, 200))
+
+
+def _scheme_style(n: int, scheme) -> tuple[list, list] | None:
+    """Point colours and polylines ``[(positions, closed, colour)]`` of a
+    :class:`common.schemes.Scheme` of ``n`` points; None for the 68 iBUG
+    points, which keep the drawing below."""
+    if n == 68 and (scheme is None or scheme.ibug_points == tuple(range(68))):
+        return None
+    colours = [PLAIN_COLOUR] * n
+    lines = []
+    regions = dict(scheme.regions) if scheme is not None else {}
+    for k, (name, positions) in enumerate(regions.items()):
+        c = REGION_COLOURS.get(name, _PALETTE[k % len(_PALETTE)])
+        for p in positions:
+            if p < n:
+                colours[p] = c
+    for positions, closed in (scheme.lines if scheme is not None else ()):
+        pos = [p for p in positions if p < n]
+        lines.append((pos, closed, colours[pos[0]] if pos else PLAIN_COLOUR))
+    return colours, lines
 
 
 def _sizes(face_box: np.ndarray) -> tuple[int, int]:
@@ -56,14 +79,16 @@ def _pt(p: np.ndarray, shift: int) -> tuple[int, int]:
 
 
 def draw_faces(image: np.ndarray, faces: Sequence, order: str = "rgb", lines: bool = False,
-               boxes: bool = True, labels: Sequence[str] | None = None) -> np.ndarray:
+               boxes: bool = True, labels: Sequence[str] | None = None, scheme=None) -> np.ndarray:
     """Draw face results on ``image`` in place and return it.
 
     ``image`` is ``(H, W, 3)`` uint8 in colour ``order`` ("rgb" or "bgr").
     ``faces`` are :class:`common.predictor.FaceResult` (anything with ``box``,
-    ``face_box``, ``score``, ``points`` (68,2), ``eye_points`` (12,2)|None,
+    ``face_box``, ``score``, ``points`` (K,2), ``eye_points`` (12,2)|None,
     ``ears`` dict|None). Points are coloured by region; ``lines`` joins each
     region's points; ``labels`` adds one text line per face above its box.
+    ``scheme``: the points' :class:`common.schemes.Scheme` (its regions and
+    lines; None: the 68 iBUG points, or plain dots for another K).
     """
     shift = 4  # sub-pixel drawing: 1/16 px
     for n, face in enumerate(faces):
@@ -73,14 +98,23 @@ def draw_faces(image: np.ndarray, faces: Sequence, order: str = "rgb", lines: bo
             b = np.asarray(face.box, np.float32)
             cv2.rectangle(image, _pt(b[:2], shift), _pt(b[2:], shift), _colour(BOX_COLOUR, order),
                           thick, cv2.LINE_AA, shift)
-        if lines:
+        style = _scheme_style(len(pts), scheme)
+        if style is not None:
+            colours, polylines = style
+            if lines:
+                for pos, closed, c in polylines:
+                    poly = np.round(pts[pos] * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
+                    cv2.polylines(image, [poly], closed, _colour(c, order), thick, cv2.LINE_AA, shift)
+            for p, c in zip(pts, colours):
+                cv2.circle(image, _pt(p, shift), radius * (1 << shift), _colour(c, order), -1, cv2.LINE_AA, shift)
+        elif lines:
             for name, (lo, hi) in REGIONS_68.items():
                 if name == "mouth":
                     lo, hi = 48, 60  # outer lip; the inner lip is its own region
                 poly = np.round(pts[lo:hi] * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
                 cv2.polylines(image, [poly], name in _CLOSED or name == "mouth",
                               _colour(REGION_COLOURS[name], order), thick, cv2.LINE_AA, shift)
-        for i, p in enumerate(pts):
+        for i, p in enumerate(pts if style is None else ()):
             cv2.circle(image, _pt(p, shift), radius * (1 << shift),
                        _colour(REGION_COLOURS[_POINT_REGIONS[i]], order), -1, cv2.LINE_AA, shift)
         if getattr(face, "eye_points", None) is not None:

@@ -26,7 +26,8 @@ import torch
 from . import transforms as T
 from .checkpoint import load_model
 from .errors import CheckpointError, DeviceError
-from .landmarks import flip_permutation, landmark_box
+from .landmarks import landmark_box
+from .schemes import scheme_of
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS_DIR = os.path.join(REPO_ROOT, "weights")
@@ -36,7 +37,7 @@ ACCURATE_FACE_WEIGHTS = "face192.pt"
 ONNX_FORMAT = "face-landmark-onnx"
 ONNX_VERSION = 1
 # Checkpoint keys copied into the ONNX metadata (JSON-encoded values).
-DESCRIBED = ("task", "landmark_indices", "head", "input_size", "normalisation", "crop", "scores", "epoch",
+DESCRIBED = ("task", "scheme", "landmark_indices", "head", "input_size", "normalisation", "crop", "scores", "epoch",
              "config", "mirror_offset", "averaged_from")
 INPUT_NAME, OUTPUT_NAME, SCORES_NAME = "image", "points", "point_scores"
 
@@ -123,7 +124,8 @@ class LandmarkModel:
     ``task``: "face" or "eyes" (None accepts either; see ``.task``); a file
     for another task, or a missing or foreign one, raises
     :class:`common.errors.CheckpointError`. ``backend`` does the network
-    part; ``description`` is the file's self-description.
+    part; ``description`` is the file's self-description; ``scheme``
+    (:class:`common.schemes.Scheme`) what its K points are and its crop.
     """
 
     # Test-time mirroring: average with the prediction on the mirrored crop.
@@ -141,6 +143,10 @@ class LandmarkModel:
         norm = desc.get("normalisation") or {}
         self.mean, self.std = float(norm.get("mean", 0.5)), float(norm.get("std", 0.25))
         self.indices: list[int] = [int(i) for i in desc["landmark_indices"]]
+        self.scheme = scheme_of(desc)
+        if self.scheme.num_points != len(self.indices):
+            raise CheckpointError(f"{path}: its scheme has {self.scheme.num_points} points, its model "
+                                  f"{len(self.indices)}")
         self.scores = desc.get("scores", {})
         self.epoch = desc.get("epoch")
 
@@ -149,7 +155,7 @@ class LandmarkModel:
 
         ``gray``: ``(H, W)`` uint8 image; ``boxes``: landmark-convention boxes
         ``(x0, y0, x1, y1)``. Returns float32 ``(B, K, 2)`` in image pixels.
-        Each crop is ``task_region(task, box)`` cut from the full-resolution
+        Each crop is the scheme's crop (``scheme.crop``) of the box, cut from the full-resolution
         image, so large photos cost no more than small ones here. ``flip``:
         average with the mirrored crop (None: :attr:`flip_test`).
         """
@@ -161,11 +167,11 @@ class LandmarkModel:
         (None when the model has none: regression head, older ONNX exports)."""
         if len(boxes) == 0:
             return np.zeros((0, len(self.indices), 2), np.float32), None
-        regions = [T.task_region(self.task, np.asarray(box, np.float32)) for box in boxes]
+        regions = [T.crop_region(self.scheme.crop, np.asarray(box, np.float32)) for box in boxes]
         batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std) for r in regions])
         out, scores = self.backend.run_with_scores(batch)
         if self.flip_test if flip is None else flip:
-            perm = flip_permutation(self.indices)
+            perm = list(self.scheme.flip)
             m_out, m_scores = self.backend.run_with_scores(torch.flip(batch, dims=[3]))
             mirrored = m_out[:, perm]
             # The model places points flip_offset input pixels right of mirror symmetry (as its
@@ -185,12 +191,18 @@ class LandmarkModel:
         return float((self.description.get("mirror_offset") or {}).get("input_px", 0.0))
 
     def positions(self, indices) -> list[int]:
-        """Positions of iBUG ``indices`` in this model's output."""
+        """Positions of iBUG ``indices`` in this model's output (through the
+        scheme's 68-point mapping for schemes such as wflw98)."""
+        indices = list(indices)
+        if self.scheme.ibug_points is None and self.scheme.ibug68 is not None:
+            return [self.scheme.ibug68[i] for i in indices]
         try:
+            if self.scheme.ibug_points is None:
+                raise ValueError
             return [self.indices.index(i) for i in indices]
         except ValueError:
-            raise CheckpointError(f"{self.path}: the model does not predict points "
-                                  f"{min(indices)}-{max(indices)}") from None
+            raise CheckpointError(f"{self.path}: the model does not predict iBUG points "
+                                  f"{min(indices)}-{max(indices)} ({self.scheme.describe()})") from None
 
 
 def refined_boxes(face_model: LandmarkModel, gray: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:

@@ -1,4 +1,5 @@
-"""The 68-point iBUG / 300-W landmark scheme: regions, eye points, mirroring."""
+"""The 68-point iBUG / 300-W landmark scheme: regions, eye points, mirroring
+(other schemes, and what any scheme is: :mod:`common.schemes`)."""
 from __future__ import annotations
 
 from collections import OrderedDict

@@ -4,16 +4,26 @@ from __future__ import annotations
 import numpy as np
 
 
-def nme_per_face(pred: np.ndarray, gt: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
-    """Mean point-to-point error of each face over the distance between the
-    ground-truth points at positions ``pair`` (the outer eye corners 36 and 45).
+def normaliser(gt: np.ndarray, pair: tuple[int, int] | None) -> np.ndarray:
+    """``(F,)`` float64: each face's NME normaliser, the distance between the
+    ground-truth points at positions ``pair`` (the outer eye corners 36 and
+    45), or, with ``pair`` None (a scheme without eye corners), the box size
+    ``sqrt(w * h)`` of the ground truth's points. ``gt``: ``(F, K, 2)``."""
+    gt = np.asarray(gt, np.float64)
+    if pair is None:
+        size = gt.max(axis=1) - gt.min(axis=1)                      # (F, 2): box width, height
+        return np.sqrt(size[:, 0] * size[:, 1])
+    return np.linalg.norm(gt[:, pair[0]] - gt[:, pair[1]], axis=1)
+
+
+def nme_per_face(pred: np.ndarray, gt: np.ndarray, pair: tuple[int, int] | None) -> np.ndarray:
+    """Mean point-to-point error of each face over its :func:`normaliser`.
 
     ``pred``, ``gt``: ``(F, K, 2)``; returns ``(F,)`` float64 fractions (0.035 = 3.5%).
     """
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
-    norm = np.linalg.norm(gt[:, pair[0]] - gt[:, pair[1]], axis=1)
     err = np.linalg.norm(pred - gt, axis=2).mean(axis=1)
-    return err / np.maximum(norm, 1e-6)
+    return err / np.maximum(normaliser(gt, pair), 1e-6)
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,5 +1,6 @@
 """Command line of ``inference/predict.py``: find every face in photos, videos
-or a camera stream, put 68 landmarks on each, draw them and write JSON.
+or a camera stream, put the face model's landmarks on each (68 for the
+shipped models; any scheme a model was trained on), draw them and write JSON.
 
 ``get_args_parser()`` returns the parser and ``main(args)`` does the work and
 returns the exit code, so a thin script can change defaults with
@@ -87,7 +88,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="read from this camera (e.g. 0) instead of files")
     g = p.add_argument_group("models")
     g.add_argument("--weights", default=None, metavar="PT",
-                   help="face checkpoint (task 'face'), or its ONNX export (.onnx, from "
+                   help="face checkpoint (task 'face'; 68 points or any scheme it was trained on), or its ONNX export (.onnx, from "
                         "inference/export_onnx.py; needs onnxruntime); default: the shipped model for the "
                         "device (common/landmark_model.py's default_weights; the choice is printed; each "
                         "model's accuracy and speed: weights/README.md)")
@@ -340,7 +341,7 @@ class Runner:
         stem = os.path.splitext(os.path.basename(path))[0]
         files = []
         for i, f in enumerate(faces):
-            chip, matrix = align_face(rgb, f.points, a.chip_size, a.chip_template)
+            chip, matrix = align_face(rgb, self.fl.ibug68(f.points), a.chip_size, a.chip_template)
             out = os.path.join(a.chips, f"{stem}_face{i}.png")
             self.guard.claim(out, f"chip {i} of {path}")
             ok, buf = cv2.imencode(".png", cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
@@ -369,7 +370,7 @@ class Runner:
             canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb if rgb.flags.writeable else None)
             del rgb
             labels = [face_label(f) for f in faces] if a.eyes else None
-            draw_faces(canvas, faces, "bgr", lines=a.lines, boxes=a.boxes, labels=labels)
+            draw_faces(canvas, faces, "bgr", lines=a.lines, boxes=a.boxes, labels=labels, scheme=self.fl.scheme)
             if a.pose:
                 for f in faces:
                     draw_pose_axes(canvas, f.pose, order="bgr")
@@ -449,7 +450,7 @@ class Runner:
                     side = float(max(f.face_box[2] - f.face_box[0], f.face_box[3] - f.face_box[1]))
                     f.points = tracker.filter(tr, "points", f.points, t, side)
                     if a.pose:  # from the smoothed points: a steadier pose
-                        f.pose = estimate_pose(f.points, frame.shape[:2])
+                        f.pose = estimate_pose(self.fl.ibug68(f.points), frame.shape[:2])
                     if f.eye_points is not None:
                         # Blinks are counted on the raw ratios: smoothing would flatten them.
                         tr.blinks.update(float(np.mean(list(f.ears.values()))))
@@ -463,7 +464,8 @@ class Runner:
                                          for f, tr, b in zip(faces, tracks, blink_counts)]})
                 if writer is not None or viewer is not None:
                     labels = [face_label(f, b, tr.id) for f, tr, b in zip(faces, tracks, blink_counts)]
-                    draw_faces(frame, faces, "bgr", lines=a.lines, boxes=a.boxes, labels=labels)
+                    draw_faces(frame, faces, "bgr", lines=a.lines, boxes=a.boxes, labels=labels,
+                               scheme=self.fl.scheme)
                     if a.pose:
                         for f in faces:
                             draw_pose_axes(frame, f.pose, order="bgr")
@@ -516,6 +518,7 @@ def json_document(args, runner: Runner | None, errors: list[dict], interrupted: 
     """The whole JSON output (see README.md, section JSON, for the shape)."""
     doc = {"format": JSON_FORMAT, "version": JSON_VERSION,
            "weights": args.weights, "eye_weights": args.eye_weights if args.eyes else None,
+           "scheme": runner.fl.scheme.name if runner and runner.fl else None,
            "refine": bool(args.refine), "flip_test": bool(args.flip_test),
            "chip_template": args.chip_template if args.chips else None,
            "images": runner.images if runner else [], "videos": runner.videos if runner else [],
@@ -651,12 +654,19 @@ def main(args: argparse.Namespace) -> int:
     # Heavy imports only now: --help and argument errors stay instant.
     from .errors import CheckpointError, DetectorError, DeviceError, ImageReadError
     from .predictor import FaceLandmarker
+    from .schemes import require_ibug68
 
     try:
-        fl = FaceLandmarker(args.weights, (args.eye_weights or "default") if args.eyes else None, args.device,
-                            args.detector, args.detector_model, refine=args.refine, flip_test=args.flip_test,
-                            min_face=args.min_face, pose=args.pose)
-    except (CheckpointError, DeviceError, DetectorError) as exc:
+        fl = FaceLandmarker(args.weights, None, args.device, args.detector, args.detector_model,
+                            refine=args.refine, flip_test=args.flip_test, min_face=args.min_face)
+        # The face-specific features need the 68 iBUG points: one line, before any work.
+        for wanted, option in ((args.eyes, "--eyes"), (args.pose, "--pose"), (args.chips, "--chips")):
+            if wanted:
+                require_ibug68(fl.scheme, option)
+        if args.eyes:
+            fl.add_eye_model(args.eye_weights or "default")
+        fl.pose = args.pose
+    except (CheckpointError, DeviceError, DetectorError, InputError) as exc:
         fail(str(exc))
         return EXIT_FAILED
     args.weights, args.eye_weights = fl.weights, fl.eye_weights
@@ -664,6 +674,9 @@ def main(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
     print(f"loaded {_short(args.weights)}" + (f" and {_short(args.eye_weights)}" if args.eyes else "")
           + f" on {fl.device} in {time.time() - t0:.1f}s", file=sys.stderr, flush=True)
+    if fl.scheme.ibug_points is None:
+        print(f"scheme: {fl.scheme.describe()}; detector boxes: {fl.calibration_source}",
+              file=sys.stderr, flush=True)
 
     import cv2
     runner.fl = fl

@@ -1,5 +1,7 @@
-"""Face landmarks for whole images: detect every face, then put the 68 iBUG
-points (and, with an eye model, the 12 eye points 36-47) on each.
+"""Face landmarks for whole images: detect every face, then put the face
+model's K points on each (the 68 iBUG points for the shipped models; any
+scheme a model was trained on, :mod:`common.schemes`) and, with an eye model,
+the 12 eye points 36-47.
 
     from common.predictor import FaceLandmarker
     fl = FaceLandmarker("weights/face.pt", eye_weights="weights/eyes.pt", device="auto")
@@ -24,6 +26,7 @@ from .images import read_image, rgb_to_gray, to_uint8
 from .landmark_model import LandmarkModel, choice_line, default_weights, refined_boxes
 from .landmarks import eye_aspect_ratio
 from .pose import Pose, estimate_pose
+from .schemes import detector_calibration, require_ibug68
 
 RIGHT_EYE = tuple(range(36, 42))   # subject's right eye: left side of the photo
 LEFT_EYE = tuple(range(42, 48))
@@ -37,13 +40,14 @@ class FaceResult:
     - ``face_box``: the same face in the landmark-box convention (the box the
       crop was taken from), float32 (4,)
     - ``score``: detector score, or None when the detector gives none
-    - ``points``: float32 (68, 2), iBUG 68-point order
+    - ``points``: float32 (K, 2) in the face model's scheme (iBUG 68-point
+      order for the shipped models)
     - ``eye_points``: float32 (12, 2), iBUG points 36-47, from the eye model
       (None without one)
     - ``ears``: eye aspect ratios ``{"right": float, "left": float}`` of the
       subject's right (points 36-41) and left (42-47) eye (None without an
       eye model)
-    - ``inside``: bool (68,), False for points outside the image (a face cut
+    - ``inside``: bool (K,), False for points outside the image (a face cut
       by the border gets its hidden points guessed outside; None if unknown)
     - ``point_scores``: float32 (68,) in [0, 1], the face model's confidence
       in each point (None for models without scores); :attr:`quality` is
@@ -74,8 +78,8 @@ def face_to_dict(face: FaceResult, face_id: int | None = None, blinks: int | Non
                  digits: int = 2) -> dict:
     """The JSON form of one face (the one place that defines it):
     ``{"id"?, "box": [x0,y0,x1,y1], "face_box": [...], "score": float|null,
-    "points": [[x, y] * 68], "eye_points"?: [[x, y] * 12],
-    "inside"?: [bool * 68], "ears"?: {"right": float, "left": float},
+    "points": [[x, y] * K], "eye_points"?: [[x, y] * 12],
+    "inside"?: [bool * K], "ears"?: {"right": float, "left": float},
     "blinks"?: int, "pose"?: {"yaw", "pitch", "roll": degrees, "rotation":
     [3], "translation": [3]}, "chip"?: {"path": str, "matrix": [[a, b, c],
     [d, e, f]]}}``, pixels of the input image; ``inside`` is false for a
@@ -146,7 +150,8 @@ def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
 class FaceLandmarker:
     """Detect faces and predict their landmarks.
 
-    ``weights``: face checkpoint (task "face", 68 points), or its ``.onnx``
+    ``weights``: face checkpoint (task "face"; 68 points, or any scheme,
+    ``.scheme`` says which), or its ``.onnx``
     export (run with ONNX Runtime; so can ``eye_weights``); None: the shipped
     model for the device (:func:`common.landmark_model.default_weights`). ``eye_weights``: optional
     eye checkpoint (task "eyes", points 36-47), "default" for the shipped one;
@@ -165,6 +170,11 @@ class FaceLandmarker:
     average (lower error; with ``refine`` only the final pass is mirrored:
     1.5x the network time). ``pose``: also estimate every face's head pose
     (``FaceResult.pose``, :func:`common.pose.estimate_pose`). Bad checkpoints raise :class:`common.errors.CheckpointError`.
+    The eye model and pose need a face model whose scheme gives the 68 iBUG
+    points (else :class:`common.errors.InputError`). A face model of another
+    scheme gets detector boxes converted by the calibration its checkpoint
+    records for the detector, or an uncalibrated one derived from ibug68's
+    (:func:`common.schemes.detector_calibration`; ``calibration_source`` says which).
     """
 
     def __init__(self, weights: str | None = None, eye_weights: str | None = None,
@@ -176,23 +186,42 @@ class FaceLandmarker:
         self.weights_reason = self.eye_weights_reason = None
         if not weights:
             weights, self.weights_reason = default_weights("face", self.device)
-        if eye_weights == "default":
-            eye_weights, self.eye_weights_reason = default_weights("eyes", self.device)
-        self.weights, self.eye_weights = weights, eye_weights
+        self.weights = weights
         self.face_model = LandmarkModel(weights, "face", self.device)
-        self._face_pos = self.face_model.positions(range(68))
-        self.eye_model = LandmarkModel(eye_weights, "eyes", self.device) if eye_weights else None
-        if self.eye_model is not None:
-            self._right = self.eye_model.positions(RIGHT_EYE)
-            self._left = self.eye_model.positions(LEFT_EYE)
-            self._eye_pos = self.eye_model.positions(RIGHT_EYE + LEFT_EYE)
+        self.face_model.flip_test = flip_test
+        self.scheme = self.face_model.scheme
         self.detector = detector if isinstance(detector, FaceDetector) else make_detector(
             detector, detector_model, min_face)
+        name = type(self.detector).__name__.lower().replace("detector", "")
+        calibration, self.calibration_source = detector_calibration(
+            self.scheme, name, type(self.detector).calibration)   # the class's: measured for ibug68
+        if self.scheme.ibug_points is None:
+            self.detector.calibration = calibration
         self.refine = refine
+        if pose:
+            require_ibug68(self.scheme, "pose")
         self.pose = pose
-        for m in (self.face_model, self.eye_model):
-            if m is not None:
-                m.flip_test = flip_test
+        self.eye_model = None
+        self.eye_weights = None
+        if eye_weights:
+            self.add_eye_model(eye_weights)
+
+    def add_eye_model(self, eye_weights: str) -> None:
+        """Load the eye model (a path, or "default" for the shipped one); it
+        needs a face model that gives the 68 iBUG points."""
+        require_ibug68(self.scheme, "the eye model")
+        if eye_weights == "default":
+            eye_weights, self.eye_weights_reason = default_weights("eyes", self.device)
+        self.eye_weights = eye_weights
+        self.eye_model = LandmarkModel(eye_weights, "eyes", self.device)
+        self.eye_model.flip_test = self.face_model.flip_test
+        self._eye_pos = self.eye_model.positions(RIGHT_EYE + LEFT_EYE)
+
+    def ibug68(self, points: np.ndarray) -> np.ndarray:
+        """The 68 iBUG points ``(68, 2)`` of a face's ``(K, 2)`` points
+        (raises :class:`common.errors.InputError` for a scheme without them)."""
+        require_ibug68(self.scheme, "this")
+        return np.asarray(points)[list(self.scheme.ibug68)]
 
     def choice_lines(self) -> list[str]:
         """One log line per model picked by default, saying which and why."""
@@ -231,7 +260,6 @@ class FaceLandmarker:
         if self.refine if refine is None else refine:
             boxes = refined_boxes(self.face_model, gray, boxes)
         points, scores = self.face_model.predict_boxes_with_scores(gray, boxes)
-        points = points[:, self._face_pos]
         eyes = None
         if self.eye_model is not None:
             eyes = self.eye_model.predict_boxes(gray, boxes)[:, self._eye_pos]
@@ -242,12 +270,12 @@ class FaceLandmarker:
                            d.score, points[i].astype(np.float32))
             r.inside = points_inside(r.points, (h, w))
             if scores is not None:
-                r.point_scores = scores[i, self._face_pos].astype(np.float32)
+                r.point_scores = scores[i].astype(np.float32)
             if eyes is not None:
                 r.eye_points = eyes[i].astype(np.float32)
                 r.ears = eye_ratios(r.eye_points)
             if self.pose:
-                r.pose = estimate_pose(r.points, gray.shape[:2])
+                r.pose = estimate_pose(self.ibug68(r.points), gray.shape[:2])
             results.append(r)
         return results
 

@@ -38,14 +38,15 @@ def calibration_batches(description: dict, data: list[str], faces: int = 256, ba
         raise CheckpointError("no training faces to calibrate on in " + ", ".join(data))
     rng = np.random.default_rng(seed)
     chosen = [train[i] for i in sorted(rng.choice(len(train), min(faces, len(train)), replace=False))]
-    size, task = int(description["input_size"]), description["task"]
+    from .schemes import scheme_of
+    size, crop = int(description["input_size"]), scheme_of(description).crop
     norm = description.get("normalisation") or {}
     mean, std = float(norm.get("mean", 0.5)), float(norm.get("std", 0.25))
     crops, last_path, gray = [], None, None
     for r in chosen:
         if r.image_path != last_path:
             gray, last_path = rgb_to_gray(read_image(r.image_path)), r.image_path
-        region = T.jitter_region(T.task_region(task, landmark_box(r.points)), rng)
+        region = T.jitter_region(T.task_region(crop, landmark_box(r.points)), rng)
         crops.append(T.region_tensor(gray, region, size, mean, std).numpy())
     stacked = np.stack(crops).astype(np.float32)
     return [stacked[i:i + batch] for i in range(0, len(stacked), batch)], len(held)

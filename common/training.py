@@ -24,7 +24,8 @@ from .readers import dataset_name, read_datasets
 from .device import autocast_dtype, describe_device, native_bf16, select_device
 from .metrics import nme_per_face, summarize
 from .errors import CheckpointError, DatasetFormatError, InputError
-from .landmarks import EYE_INDICES, FACE_INDICES, normalisation_pair
+from .landmarks import EYE_INDICES, FACE_INDICES
+from .schemes import resolve_scheme, training_scheme
 from .losses import COORD_LOSSES, landmark_loss
 from .model import HEADS, build_model
 from .progress import Progress
@@ -48,11 +49,12 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Train a landmark model (68 face points or the 12 eye points 36-47) "
-                    "on dlib XML, 300-W .pts folders and keypoints CSV files, mixed.",
+        description="Train a landmark model (68 face points, the 12 eye points 36-47, or any scheme the data "
+                    "has) on dlib XML, 300-W .pts folders, keypoints CSV and WFLW files, mixed.",
         formatter_class=_HelpFormatter)
     p.add_argument("--data", nargs="+", metavar="PATH",
-                   help="training data: dlib/imglab .xml, folder of .pts files, or keypoints .csv (several allowed)")
+                   help="training data: dlib/imglab .xml, folder of .pts files, keypoints .csv or WFLW .txt "
+                        "(several allowed, all with the same number of points)")
     p.add_argument("--val-data", nargs="+", metavar="PATH", default=None,
                    help="separate validation data; if absent, part of --data is held out by photo/clip")
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of photos/clips held out for validation")
@@ -60,7 +62,21 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="hold out validation faces only from these datasets (paths or base names)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the photo/clip-level split")
     p.add_argument("--task", choices=sorted(TASK_INDICES), default="face",
-                   help="face: the 68 points; eyes: the 12 eye points 36-47")
+                   help="face: all the data's points; eyes: the 12 eye points 36-47 (68-point data only)")
+    p.add_argument("--scheme", default="auto", metavar="NAME",
+                   help="what the data's points are: auto (68 points: ibug68, 98: wflw98, else a custom scheme "
+                        "'custom<K>'), ibug68, wflw98, or the name to give a custom scheme (common/schemes.py)")
+    p.add_argument("--flip-permutation", default=None, metavar="FILE",
+                   help="custom schemes: the mirror partner of each point, as JSON or text (common/schemes.py's "
+                        "read_flip_file); default: <data>.scheme.json beside the first data set, else inferred "
+                        "by mirroring the mean shape (printed: check it)")
+    p.add_argument("--crop-margin", type=float, default=None, metavar="M",
+                   help="the crop's side is 1 + M times the longer side of the points' box (ibug68: 0.25); "
+                        "default for a custom scheme: from the data's face boxes, else 0.25 (common/schemes.py's "
+                        "measure_crop)")
+    p.add_argument("--image-root", default=None, metavar="DIR",
+                   help="WFLW .txt data: the folder its image paths are relative to (default: a WFLW_images "
+                        "folder beside the file or above it)")
     p.add_argument("--head", choices=HEADS, default="pip",
                    help="pip: pixel-in-pixel grid head (best measured); regression: the seed's linear head")
     p.add_argument("--input-size", type=int, default=128, help="network input side in pixels (multiple of 16)")
@@ -144,9 +160,12 @@ def _lr_lambda(args):
 
 
 def init_from_checkpoint(model, path: str, indices) -> int:
-    """Copy matching weights from a checkpoint; a head trained on more points
-    is sliced to ``indices``. Returns the number of tensors copied."""
+    """Copy matching weights from a checkpoint; a head trained on more iBUG
+    points is sliced to ``indices`` (None: never sliced, for schemes whose
+    points are not iBUG points). Returns the number of tensors copied."""
     src = C.load_checkpoint(path)
+    if indices is None or (src.get("scheme") or {"ibug_points": True}).get("ibug_points") is None:
+        indices = [-1]  # matches no source point: heads of another size are left as they are
     state = {k: v.float() if v.is_floating_point() else v
              for k, v in C.clean_state_dict(src["model"]).items()}
     src_idx = list(src["landmark_indices"])
@@ -303,15 +322,14 @@ def _train(args: argparse.Namespace) -> dict:
         print("note: --amp on this CPU emulates bfloat16 (no avx512_bf16 or AMX): expect it to be slower "
               "than float32", file=sys.stderr)
     _seed_everything(args.seed)
-    indices = TASK_INDICES[args.task]
-    pair = normalisation_pair(indices)
     loss_name = args.loss if args.loss != "auto" else ("mse" if args.head == "regression" else "l1")
     radius = args.offset_radius
 
     offsets = _mirror_offsets(args.data, args.mirror_offset)   # before the (slow) reading of the data
-    records = read_datasets(args.data, skip_bad=args.skip_bad)
+    records = read_datasets(args.data, skip_bad=args.skip_bad, image_root=args.image_root)
     if args.val_data:
-        train_recs, val_recs = records, read_datasets(args.val_data, skip_bad=args.skip_bad)
+        train_recs, val_recs = records, read_datasets(args.val_data, skip_bad=args.skip_bad,
+                                                      image_root=args.image_root)
     else:
         val_from = [dataset_name(v) for v in args.val_from] if args.val_from else None
         if val_from:
@@ -327,12 +345,17 @@ def _train(args: argparse.Namespace) -> dict:
     if not train_recs or not val_recs:
         raise DatasetFormatError(f"need training and validation faces, got {len(train_recs)} and "
                                  f"{len(val_recs)} (use --val-data or a larger --val-fraction)")
+    data_scheme = resolve_scheme(train_recs + val_recs, args.data, args.scheme, args.flip_permutation,
+                                 args.crop_margin)
+    scheme = training_scheme(data_scheme, args.task)
+    indices, pair = scheme.landmark_indices, scheme.norm
     aug = AugmentConfig(mirror=args.mirror, rotation=args.rotation, box_scale=args.box_scale,
                         box_shift=args.box_shift)
     t_cache = time.time()
-    train_ds = LandmarkDataset(train_recs, args.task, args.input_size, indices, True, aug, MEAN, STD,
-                               seed=args.seed, cache=args.cache, name="train", mirror_offsets=offsets)
-    val_ds = LandmarkDataset(val_recs, args.task, args.input_size, indices, False, aug, MEAN, STD,
+    train_ds = LandmarkDataset(train_recs, scheme.crop, args.input_size, indices, True, aug, MEAN, STD,
+                               seed=args.seed, cache=args.cache, name="train", mirror_offsets=offsets,
+                               flip=data_scheme.flip)
+    val_ds = LandmarkDataset(val_recs, scheme.crop, args.input_size, indices, False, aug, MEAN, STD,
                              cache=args.cache, name="validation")
     cache_s = time.time() - t_cache
 
@@ -353,7 +376,7 @@ def _train(args: argparse.Namespace) -> dict:
         print(f"resuming {run_dir} at epoch {start_epoch + 1}/{args.epochs}", file=sys.stderr)
     else:
         if args.init:
-            n = init_from_checkpoint(model, args.init, indices)
+            n = init_from_checkpoint(model, args.init, indices if scheme.ibug_points is not None else None)
             print(f"initialised {n} tensors from {args.init}", file=sys.stderr)
         run_dir = D.broadcast_object(new_run_dir(args.runs_dir, args.task) if D.is_main() else None)
     if args.ema:
@@ -376,7 +399,7 @@ def _train(args: argparse.Namespace) -> dict:
 
     config = {k: v for k, v in vars(args).items() if k != "resume"}
     config["world_size"] = world
-    describe = C.describe(model, args.task, indices, MEAN, STD)
+    describe = C.describe(model, args.task, indices, MEAN, STD, scheme.to_dict())
     pin = device.type == "cuda"
     val_loader = DataLoader(D.shard(val_ds), batch_size=max(args.batch_size, 32), shuffle=False,
                             num_workers=args.workers, pin_memory=pin)

@@ -54,8 +54,27 @@ def eye_region(box: np.ndarray) -> Region:
     return Region((x0 + x1) / 2.0, (y0 + y1) / 2.0 + EYE_CENTRE_DY * s, max(s * EYE_CONTEXT, 2.0))
 
 
-def task_region(task: str, box: np.ndarray) -> Region:
-    """The crop region a model of ``task`` ("face" or "eyes") sees for a face box."""
+@dataclass(frozen=True)
+class CropRule:
+    """A scheme's crop convention: a square of ``context`` times the longer
+    side of the points' box, centred on the box centre moved down by
+    ``centre_dy`` times that side (``common.schemes``)."""
+    context: float
+    centre_dy: float = 0.0
+
+
+def crop_region(rule: CropRule, box: np.ndarray) -> Region:
+    """The square crop of ``rule`` around a landmark-convention box ``(x0, y0, x1, y1)``."""
+    x0, y0, x1, y1 = [float(v) for v in box]
+    s = max(x1 - x0, y1 - y0)
+    return Region((x0 + x1) / 2.0, (y0 + y1) / 2.0 + rule.centre_dy * s, max(s * rule.context, 2.0))
+
+
+def task_region(task: "str | CropRule", box: np.ndarray) -> Region:
+    """The crop region a model of ``task`` ("face" or "eyes", or a scheme's
+    :class:`CropRule`) sees for a face box."""
+    if isinstance(task, CropRule):
+        return crop_region(task, box)
     if task == "face":
         return face_region(box)
     if task == "eyes":
@@ -176,10 +195,12 @@ class AugmentConfig:
     noise: float = 6.0
 
 
-def train_pipeline(task: str, input_size: int, indices: tuple[int, ...],
-                   aug: AugmentConfig, mean: float, std: float):
+def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, ...],
+                   aug: AugmentConfig, mean: float, std: float,
+                   permutation: tuple[int, ...] = FLIP_PERMUTATION_68):
     """Training transform: mirror, rotation, jittered task crop, resize,
-    tone jitter, brightness, noise, tensor. Takes 68-point landmarks (and the
+    tone jitter, brightness, noise, tensor. Takes the data's ``(N, 2)``
+    landmarks (``permutation``: their flip permutation; and the
     annotation's ``mirror_offset`` in the image's pixels, see :func:`mirror`) and
     returns ``(tensor (1,S,S), float32 (K,2) points in input pixels)``."""
     idx = list(indices)
@@ -187,7 +208,7 @@ def train_pipeline(task: str, input_size: int, indices: tuple[int, ...],
     def apply(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
               mirror_offset: float = 0.0):
         if aug.mirror and rng.random() < 0.5:
-            image, landmarks = mirror(image, landmarks, offset=mirror_offset)
+            image, landmarks = mirror(image, landmarks, permutation, offset=mirror_offset)
         if aug.rotation > 0:
             image, landmarks = rotate(image, landmarks, rng.uniform(-aug.rotation, aug.rotation))
         region = jitter_region(task_region(task, landmark_box(landmarks)), rng,
@@ -206,7 +227,7 @@ def train_pipeline(task: str, input_size: int, indices: tuple[int, ...],
     return apply
 
 
-def eval_pipeline(task: str, input_size: int, indices: tuple[int, ...], mean: float, std: float):
+def eval_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, ...], mean: float, std: float):
     """Evaluation transform for a face given by its box: the same task crop
     as inference, resize, tensor. ``apply(image, landmarks, box)`` returns
     ``(tensor, (K,2) points in input pixels, Region)``."""

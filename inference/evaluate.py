@@ -4,7 +4,7 @@
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout --boxes detector
 
 Prints the number of faces, NME (normalised by the distance between points 36
-and 45), median, failure rates at 8% and 10%, AUC at 8%, writes a CED plot,
+and 45, or by the model's scheme's rule: common/schemes.py), median, failure rates at 8% and 10%, AUC at 8%, writes a CED plot,
 and ends with one machine-readable line, e.g.
 ``NME=3.41 median=3.02 FR8=1.2 FR10=0.6 AUC8=57.3 n=330 detected=326``.
 
@@ -13,8 +13,9 @@ the evaluation crop; ``--boxes detector`` runs predict.py's detector, matches
 each ground-truth face to a detection, and also reports the detection rate
 (a second line counts missed faces as failures). ``--split heldout`` keeps
 only the photos that the checkpoint's training run held out for validation.
-Works for the eye model (its 12 points, same normalisation) and, with
-``--points eyes``, scores a face model on points 36-47 only.
+Works for the eye model (its 12 points, same normalisation), for a model of
+any scheme on data of that scheme and, with ``--points eyes``, scores an
+iBUG face model on points 36-47 only.
 """
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="checkpoint to evaluate (face or eyes), or its .onnx export (needs onnxruntime); "
                         "default: predict.py's face model for the device")
-    p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, or keypoints CSV")
+    p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, keypoints CSV or WFLW .txt")
+    p.add_argument("--image-root", default=None, metavar="DIR",
+                   help="WFLW .txt data: the folder its image paths are relative to")
     p.add_argument("--boxes", choices=("landmarks", "detector"), default="landmarks")
     p.add_argument("--split", choices=("all", "heldout", "train"), default="all",
                    help="heldout/train: the part of --data that the checkpoint's run held out / trained on")
@@ -76,8 +79,10 @@ def main(args: argparse.Namespace) -> int:
     from common.dataset import records_of_split
     from common.readers import dataset_name, read_datasets
     from common.detector import iou, make_detector
+    from common.errors import InputError
+    from common.schemes import detector_calibration
     from common.device import select_device
-    from common.metrics import ced_plot, nme_per_face, rank_correlation, summarize, summary_line
+    from common.metrics import ced_plot, nme_per_face, normaliser, rank_correlation, summarize, summary_line
     from common.images import read_image, rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
     from common.landmark_model import LandmarkModel, pick_weights, refined_boxes
@@ -95,13 +100,24 @@ def main(args: argparse.Namespace) -> int:
     if args.ced and os.path.exists(args.ced) and not args.force:
         print(f"error: {args.ced} exists (use --force to replace it, or another --ced)", file=sys.stderr)
         return 2
-    records = read_datasets([args.data], skip_bad=args.skip_bad)
+    records = read_datasets([args.data], skip_bad=args.skip_bad, image_root=args.image_root)
+    scheme = model.scheme
+    if records and any(len(r.points) != scheme.data_points for r in records):
+        raise InputError(f"{args.data}: its faces have {len(records[0].points)} points, but {args.weights} "
+                         f"predicts {scheme.describe()} (from {scheme.data_points}-point faces)")
     name = dataset_name(args.data)
     records = records_of_split(records, ckpt.get("config", {}), name, args.split, args.weights)
-    indices = list(EYE_INDICES) if args.points == "eyes" else model.indices
-    pos = model.positions(indices)
-    pair = normalisation_pair(indices)
+    if args.points == "eyes":
+        if scheme.ibug_points is None:
+            raise InputError(f"--points eyes needs a model of iBUG points; {args.weights} predicts {scheme.describe()}")
+        indices = list(EYE_INDICES)
+        pos, pair = model.positions(indices), normalisation_pair(indices)
+    else:
+        indices, pos, pair = model.indices, list(range(len(model.indices))), scheme.norm
     detector = make_detector(args.detector, args.detector_model, args.min_face) if args.boxes == "detector" else None
+    if detector is not None and scheme.ibug_points is None:
+        detector.calibration, source = detector_calibration(scheme, args.detector, type(detector).calibration)
+        print(f"detector boxes: {source}", file=sys.stderr)
 
     by_image: "OrderedDict[str, list]" = OrderedDict()
     for r in records:
@@ -169,8 +185,7 @@ def main(args: argparse.Namespace) -> int:
     if len(confidences) == len(preds):
         # How well the point scores predict error (negative: confident points err less).
         conf = np.stack(confidences)[found]
-        point_err = np.linalg.norm(preds - gts, axis=2)[found] / np.linalg.norm(
-            gts[found][:, pair[0]] - gts[found][:, pair[1]], axis=1, keepdims=True)
+        point_err = np.linalg.norm(preds - gts, axis=2)[found] / normaliser(gts[found], pair)[:, None]
         print(f"confidence: rank correlation with error, per face (quality vs NME) "
               f"{rank_correlation(conf.mean(axis=1), nmes[found]):+.2f}, per point (score vs error) "
               f"{rank_correlation(conf, point_err):+.2f}")

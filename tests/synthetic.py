@@ -163,8 +163,8 @@ def write_pts(path: str, points_0based: np.ndarray) -> None:
         f.write(pts_text(points_0based))
 
 
-def csv_header() -> str:
-    return "," + ",".join(f"{k}" for k in range(136))
+def csv_header(n_values: int = 136) -> str:
+    return "," + ",".join(f"{k}" for k in range(n_values))
 
 
 def csv_row(name: str, points: np.ndarray) -> str:
@@ -174,7 +174,7 @@ def csv_row(name: str, points: np.ndarray) -> str:
 def write_keypoints_csv(csv_path: str, rows: list[tuple[str, np.ndarray]]) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
     with open(csv_path, "w") as f:
-        f.write(csv_header() + "\n")
+        f.write(csv_header(2 * len(rows[0][1]) if rows else 136) + "\n")
         for name, pts in rows:
             f.write(csv_row(name, pts) + "\n")
 
@@ -192,3 +192,108 @@ def synthetic_xml_dataset(folder: str, n: int, seed: int, name: str = "faces.xml
     path = os.path.join(folder, name)
     write_dlib_xml(path, entries)
     return path
+
+
+# --- other landmark schemes, derived from the 68 points ---------------------------------------
+# Written out here without common.schemes, so that tests compare two descriptions.
+
+# 5 points: the subject's right eye centre (left of the photo), left eye
+# centre, nose tip, right and left mouth corners.
+FIVE_FLIP = (1, 0, 2, 4, 3)
+
+
+def five_points(pts68: np.ndarray) -> np.ndarray:
+    """float32 ``(5, 2)`` from ``(68, 2)`` iBUG points."""
+    p = np.asarray(pts68, np.float64)
+    return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]]).astype(np.float32)
+
+
+def _mid(p, a, b):
+    return (p[a] + p[b]) / 2
+
+
+def wflw98_points(pts68: np.ndarray) -> np.ndarray:
+    """float32 ``(98, 2)`` in WFLW's order, interpolated along the 68-point
+    contours: even contour points are the jaw points, odd ones midpoints;
+    lower brows between the upper brows and the eyes; two eyelid midpoints
+    per eye; pupils at the eye centres."""
+    p = np.asarray(pts68, np.float64)
+    out = np.zeros((98, 2))
+    for i in range(17):
+        out[2 * i] = p[i]
+    for i in range(16):
+        out[2 * i + 1] = _mid(p, i, i + 1)
+    out[33:38] = p[17:22]                                   # right brow, upper, outer to inner
+    for k in range(4):                                      # right brow, lower, inner to outer
+        out[38 + k] = 0.8 * _mid(p, 21 - k, 20 - k) + 0.2 * p[39 - k]
+    out[42:47] = p[22:27]                                   # left brow, upper, inner to outer
+    for k in range(4):                                      # left brow, lower, outer to inner
+        out[50 - k] = 0.8 * _mid(p, 22 + k, 23 + k) + 0.2 * p[42 + k]
+    out[51:60] = p[27:36]
+    out[60:68] = [p[36], p[37], _mid(p, 37, 38), p[38], p[39], p[40], _mid(p, 40, 41), p[41]]
+    out[68:76] = [p[42], p[43], _mid(p, 43, 44), p[44], p[45], p[46], _mid(p, 46, 47), p[47]]
+    out[76:96] = p[48:68]
+    out[96], out[97] = p[36:42].mean(0), p[42:48].mean(0)
+    return out.astype(np.float32)
+
+
+WFLW_FLIP = tuple([32 - i for i in range(33)] + [46, 45, 44, 43, 42, 50, 49, 48, 47, 37, 36, 35, 34, 33, 41, 40, 39, 38]
+                  + [51, 52, 53, 54, 59, 58, 57, 56, 55]
+                  + [72, 71, 70, 69, 68, 75, 74, 73, 64, 63, 62, 61, 60, 67, 66, 65]
+                  + [82, 81, 80, 79, 78, 77, 76, 87, 86, 85, 84, 83, 92, 91, 90, 89, 88, 95, 94, 93, 97, 96])
+
+
+def write_wflw(txt_path: str, rows: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    """WFLW annotation lines: ``[(image path relative to the image root,
+    points (98, 2), box (x_min, y_min, x_max, y_max)), ...]``, attribute
+    flags 0 except occlusion 1 on every other line."""
+    os.makedirs(os.path.dirname(os.path.abspath(txt_path)), exist_ok=True)
+    with open(txt_path, "w") as f:
+        for i, (rel, pts, box) in enumerate(rows):
+            nums = [f"{v:.4f}" for v in np.asarray(pts).reshape(-1)] + [f"{v:.0f}" for v in box]
+            f.write(" ".join(nums + ["0", "0", "0", "0", str(i % 2), "0", rel]) + "\n")
+
+
+def synthetic_scheme_dataset(folder: str, n: int, seed: int, fmt: str, name: str) -> str:
+    """``n`` generated faces annotated in another scheme and format: "xml5"
+    (dlib XML, 5 parts), "pts98" (a folder of .pts files, n_points 98),
+    "csv5" (keypoints CSV, 10 values a row) or "wflw98" (WFLW lines, images
+    under ``folder/WFLW_images``). Returns the path to pass as data."""
+    rng = np.random.default_rng(seed)
+    faces = [make_face(rng) for _ in range(n)]
+    derive = five_points if fmt.endswith("5") else wflw98_points
+    if fmt == "xml5":
+        entries = []
+        for i, (img, pts) in enumerate(faces):
+            rel = f"img/{name}-{i:03d}.png"
+            save_image(os.path.join(folder, rel), img)
+            entries.append((rel, [derive(pts)]))
+        path = os.path.join(folder, f"{name}.xml")
+        write_dlib_xml(path, entries)
+        return path
+    if fmt == "pts98":
+        sub = os.path.join(folder, name)
+        for i, (img, pts) in enumerate(faces):
+            save_image(os.path.join(sub, f"f{i:03d}.png"), img)
+            write_pts(os.path.join(sub, f"f{i:03d}.pts"), derive(pts))
+        return sub
+    if fmt == "csv5":
+        split = os.path.join(folder, name)
+        rows = []
+        for i, (img, pts) in enumerate(faces):
+            save_image(os.path.join(split, f"c{i:03d}.png"), img)
+            rows.append((f"c{i:03d}.png", derive(pts)))
+        path = os.path.join(folder, f"{name}_keypoints.csv")
+        write_keypoints_csv(path, rows)
+        return path
+    if fmt == "wflw98":
+        rows = []
+        for i, (img, pts) in enumerate(faces):
+            rel = f"0--Synthetic/{name}_{i:03d}.png"
+            save_image(os.path.join(folder, "WFLW_images", rel), img)
+            p98 = derive(pts)
+            rows.append((rel, p98, np.r_[np.floor(p98.min(0)) - 2, np.ceil(p98.max(0)) + 2]))
+        path = os.path.join(folder, "WFLW_annotations", f"list_98pt_{name}.txt")
+        write_wflw(path, rows)
+        return path
+    raise ValueError(fmt)
