@@ -194,11 +194,11 @@ def test_ctrl_c_keeps_a_playable_video_and_records_it(tmp_path, ckpts, monkeypat
     class Interrupting(predictor.FaceLandmarker):
         calls = 0
 
-        def detect_landmarks(self, image, colour="rgb"):
+        def landmarks_for_detections(self, *args, **kwargs):  # once per frame, tracked or not
             Interrupting.calls += 1
             if Interrupting.calls == 6:
                 raise KeyboardInterrupt
-            return super().detect_landmarks(image, colour)
+            return super().landmarks_for_detections(*args, **kwargs)
 
     write_video(tmp_path / "clip.mp4", frames=20)
     shutil.copy(portrait_path(), tmp_path / "z.jpg")
