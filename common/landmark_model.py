@@ -137,10 +137,17 @@ class LandmarkModel:
         image, so large photos cost no more than small ones here. ``flip``:
         average with the mirrored crop (None: :attr:`flip_test`).
         """
-        if len(boxes) == 0:
+        return self.predict_crops([(gray, box) for box in boxes], flip)
+
+    def predict_crops(self, items: list[tuple[np.ndarray, np.ndarray]], flip: bool | None = None) -> np.ndarray:
+        """Like :meth:`predict_boxes` for faces of several images in one
+        batch: ``items`` are ``(gray (H, W) uint8, box)`` pairs; returns
+        float32 ``(B, K, 2)``, each face in pixels of its own image."""
+        if len(items) == 0:
             return np.zeros((0, len(self.indices), 2), np.float32)
-        regions = [T.task_region(self.task, np.asarray(box, np.float32)) for box in boxes]
-        batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std) for r in regions])
+        regions = [T.task_region(self.task, np.asarray(box, np.float32)) for _, box in items]
+        batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std)
+                             for (gray, _), r in zip(items, regions)])
         out = self.backend.run(batch)
         if self.flip_test if flip is None else flip:
             mirrored = self.backend.run(torch.flip(batch, dims=[3]))[:, flip_permutation(self.indices)]
@@ -171,6 +178,11 @@ def refined_boxes(face_model: LandmarkModel, gray: np.ndarray, boxes: list[np.nd
     prediction in each of ``boxes``. This pass only places the crop, so it
     is never mirrored (``flip_test`` applies to the final pass)."""
     return [landmark_box(p) for p in face_model.predict_boxes(gray, boxes, flip=False)]
+
+
+def refined_crops(face_model: LandmarkModel, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """:func:`refined_boxes` for ``(gray, box)`` pairs of several images, in one batch."""
+    return [landmark_box(p) for p in face_model.predict_crops(items, flip=False)]
 
 
 def onnxruntime_available() -> bool:
