@@ -660,6 +660,9 @@ def main(args: argparse.Namespace) -> int:
                             **levers, "repeats": args.repeats, "warmup": args.warmup,
                             "startup_repeats": args.startup_repeats if args.startup else 0,
                             "detector": args.detector, "dlib_upsample": args.dlib_upsample,
+                            # MTCNN's networks: "onnx" (ONNX Runtime) or "torch" (no onnxruntime, or
+                            # the in-memory export failed, e.g. a protobuf too old for the onnx package)
+                            "detector_backend": getattr(getattr(fl.detector, "net", None), "backend", None),
                             "face_box": [round(float(v), 1) for v in box], "face_box_source": box_source},
                "models": {}, "input_size": {}, "head": {},
                "ms_per_face_batch1": {}, "faces_per_s_batch32": {}, "max_diff_px_vs_float32": {}}
