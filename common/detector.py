@@ -105,6 +105,7 @@ class FaceDetector:
     faces from ``min_face`` pixels up."""
     calibration = {"dx": 0.0, "dy": 0.0, "scale": 1.0}
     window = 24  # the smallest face the backend finds in its own input, pixels
+    thread_safe = False  # True: detect() may run in several threads at once
 
     def __init__(self, min_face: float | None = None):
         min_face = MIN_FACE if min_face is None else min_face
@@ -200,6 +201,7 @@ class MtcnnDetector(FaceDetector):
     CNNs; finds turned and tilted faces that the frontal Haar cascade misses."""
     calibration = MTCNN_CALIBRATION
     window = 12  # P-Net's window
+    thread_safe = True  # no state between calls: FaceLandmarker.iter_landmarks detects in several threads
 
     def __init__(self, model_path: str | None = None, min_face: float | None = None):
         super().__init__(min_face)

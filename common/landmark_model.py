@@ -159,16 +159,25 @@ class LandmarkModel:
         image, so large photos cost no more than small ones here. ``flip``:
         average with the mirrored crop (None: :attr:`flip_test`).
         """
-        return self.predict_boxes_with_scores(gray, boxes, flip)[0]
+        return self.predict_crops([(gray, box) for box in boxes], flip)[0]
 
     def predict_boxes_with_scores(self, gray: np.ndarray, boxes: list[np.ndarray],
                                   flip: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`predict_boxes` plus float32 ``(B, K)`` point scores in [0, 1]
         (None when the model has none: regression head, older ONNX exports)."""
-        if len(boxes) == 0:
+        return self.predict_crops([(gray, box) for box in boxes], flip)
+
+    def predict_crops(self, items: list[tuple[np.ndarray, np.ndarray]],
+                      flip: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Like :meth:`predict_boxes_with_scores` for faces of several images
+        in one batch: ``items`` are ``(gray (H, W) uint8, box)`` pairs; returns
+        float32 ``(B, K, 2)`` points, each face in pixels of its own image,
+        and ``(B, K)`` scores or None."""
+        if len(items) == 0:
             return np.zeros((0, len(self.indices), 2), np.float32), None
-        regions = [T.crop_region(self.scheme.crop, np.asarray(box, np.float32)) for box in boxes]
-        batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std) for r in regions])
+        regions = [T.crop_region(self.scheme.crop, np.asarray(box, np.float32)) for _, box in items]
+        batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std)
+                             for (gray, _), r in zip(items, regions)])
         out, scores = self.backend.run_with_scores(batch)
         if self.flip_test if flip is None else flip:
             perm = list(self.scheme.flip)
@@ -210,6 +219,11 @@ def refined_boxes(face_model: LandmarkModel, gray: np.ndarray, boxes: list[np.nd
     prediction in each of ``boxes``. This pass only places the crop, so it
     is never mirrored (``flip_test`` applies to the final pass)."""
     return [landmark_box(p) for p in face_model.predict_boxes(gray, boxes, flip=False)]
+
+
+def refined_crops(face_model: LandmarkModel, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """:func:`refined_boxes` for ``(gray, box)`` pairs of several images, in one batch."""
+    return [landmark_box(p) for p in face_model.predict_crops(items, flip=False)[0]]
 
 
 def onnxruntime_available() -> bool:

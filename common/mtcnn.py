@@ -28,10 +28,41 @@ PYRAMID_FACTOR = 0.709  # area ratio 1/2 between levels, as in the paper
 THRESHOLDS = (0.6, 0.7, 0.7)  # face probability kept after P-, R- and O-Net
 
 
-def _normalise(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` RGB -> float ``(B, 3, H, W)`` in about [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    return (t - 127.5) * 0.0078125
+def _normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 ``(B, H, W, 3)`` RGB -> contiguous float32 ``(B, 3, H, W)`` in about [-1, 1]."""
+    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+    x -= 127.5
+    x *= 0.0078125
+    return x
+
+
+def _onnx_sessions(nets: list[nn.Module], threads: int) -> list | None:
+    """The three networks exported (in memory) to ONNX Runtime sessions, or
+    None when onnxruntime or the export is unavailable. On a CPU this cuts the
+    detector's time by about a quarter, and its threads do not spin while
+    waiting, which matters on a machine shared with other work (torch's
+    OpenMP threads do: 2-threaded PyTorch was 10x slower there)."""
+    try:
+        import io
+        import warnings
+        import onnxruntime as ort
+        sessions = []
+        for i, net in enumerate(nets):
+            side = (24, 24, 48)[i]
+            x = torch.zeros(1, 3, 40, 48) if i == 0 else torch.zeros(2, 3, side, side)
+            axes = {"x": {0: "b", 2: "h", 3: "w"}} if i == 0 else {"x": {0: "b"}}
+            f = io.BytesIO()
+            with warnings.catch_warnings():  # the TorchScript exporter (needs no onnx package) is deprecated
+                warnings.simplefilter("ignore")
+                torch.onnx.export(net, (x,), f, input_names=["x"], dynamic_axes=axes, dynamo=False)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.log_severity_level = 3
+            sessions.append(ort.InferenceSession(f.getvalue(), opts, providers=["CPUExecutionProvider"]))
+        return sessions
+    except Exception:  # no onnxruntime, or an exporter that is gone: PyTorch runs them
+        return None
 
 
 class PNet(nn.Module):
@@ -161,7 +192,8 @@ class Mtcnn:
     ``detect(rgb, min_size)`` -> ``(boxes (N, 4), scores (N,), points (N, 5, 2))``
     for faces from ``min_size`` pixels up (not below P-Net's 12)."""
 
-    def __init__(self, state: dict, device: torch.device | str = "cpu", thresholds=THRESHOLDS):
+    def __init__(self, state: dict, device: torch.device | str = "cpu", thresholds=THRESHOLDS,
+                 backend: str = "auto"):
         self.device = torch.device(device)
         self.nets = []
         for name, cls in zip(NETS, (PNet, RNet, ONet)):
@@ -172,10 +204,18 @@ class Mtcnn:
                 raise MtcnnWeightsError(f"the MTCNN weights do not fit {name}: {str(exc).splitlines()[0]}") from None
             self.nets.append(net.eval().to(self.device))
         self.thresholds = tuple(thresholds)
+        # backend: "auto" (ONNX Runtime on a CPU when it is installed), "onnx" or "torch".
+        self.sessions = None
+        if backend != "torch" and self.device.type == "cpu":
+            self.sessions = _onnx_sessions(self.nets, torch.get_num_threads())
+        self.backend = "onnx" if self.sessions else "torch"
 
     def _run(self, net, images: np.ndarray):
+        x = _normalise(images)
+        if self.sessions is not None:
+            return self.sessions[self.nets.index(net)].run(None, {"x": x})
         with torch.inference_mode():
-            return [o.float().cpu().numpy() for o in net(_normalise(images).to(self.device))]
+            return [o.float().cpu().numpy() for o in net(torch.from_numpy(x).to(self.device))]
 
     def pyramid_scales(self, height: int, width: int, min_size: float) -> list[float]:
         s, scales = CELL / max(min_size, CELL), []

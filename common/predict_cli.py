@@ -54,6 +54,20 @@ says more frames follow; frames read, skipped and expected are reported.
 Ctrl-C stops cleanly: the video written so far is closed and playable, and
 the JSON records the interruption.
 
+folders at throughput: --workers threads read and detect the next images
+while the landmark models run, and the faces of several images share one
+network batch (the same points as one image at a time). --jsonl FILE writes
+one line per image as soon as it is done (the object of the JSON's
+"images" list); a run that is killed or interrupted keeps every line
+written, and the same command with --resume skips the images already in
+FILE and appends the rest (a partial last line is dropped first). Failed
+images get no line, so --resume tries them again. --shard I/N processes
+every N-th input of the expanded list, starting at the I-th (0-based; the
+list: folders and globs sorted by name, in argument order), so N processes
+or machines split one list without talking to each other; under torchrun
+RANK/WORLD_SIZE are the default. "{shard}" in --json and --jsonl names
+becomes I (one file per shard).
+
 exit codes:
   0  every input was processed (images without faces included: they are
      reported and have an empty face list in the JSON)
@@ -74,6 +88,9 @@ examples:
   python inference/predict.py photos/ --no-save --json photos.json    # JSON only
   python inference/predict.py clip.mp4 --eyes --json clip.json
   python inference/predict.py --camera 0 --eyes --show --max-frames 300
+  python inference/predict.py photos/ --no-save --jsonl photos.jsonl         # then, after a kill: add --resume
+  python inference/predict.py photos/ --no-save --shard 0/2 --jsonl part{shard}.jsonl &
+  python inference/predict.py photos/ --no-save --shard 1/2 --jsonl part{shard}.jsonl
 """
 
 
@@ -117,6 +134,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-boxes", dest="boxes", action="store_false", help="do not draw the face boxes")
     g.add_argument("--json", default=None, metavar="FILE",
                    help="write boxes, scores, points (and eye points, EARs) as JSON; '-' for stdout")
+    g = p.add_argument_group("folders at throughput")
+    g.add_argument("--jsonl", default=None, metavar="FILE",
+                   help="also write one JSON line per image as it is done (the JSON's \"images\" entries), "
+                        "flushed line by line; an output like the others (an existing FILE is an error "
+                        "without --resume or --force)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the --jsonl FILE of an interrupted or killed run: skip the images already "
+                        "in it and append the rest (--force instead replaces it)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="process only every N-th input of the expanded, name-sorted list, starting at the I-th "
+                        "(0 <= I < N); default: RANK/WORLD_SIZE when set (torchrun)")
+    g.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="threads that read and detect images ahead while the landmark models run on "
+                        "batches of several images' faces (default: %(default)s; 0: one image at a time)")
     g = p.add_argument_group("after the points")
     g.add_argument("--pose", action="store_true",
                    help="estimate each face's head pose (yaw, pitch, roll; common/pose.py states the signs), "
@@ -241,9 +272,10 @@ class OutputGuard:
         self.force, self.hint = force, hint
         self._writable: dict[str, str | None] = {}
 
-    def claim(self, path: str, what: str) -> None:
+    def claim(self, path: str, what: str, append: bool = False) -> None:
         """Reserve ``path`` for ``what`` (e.g. "annotated image of pic.jpg");
-        raises :class:`InputError` saying why it may not be written."""
+        raises :class:`InputError` saying why it may not be written.
+        ``append``: an existing file is continued, not replaced (``--resume``)."""
         real, inode = _file_id(path)
         src = self.inputs.get(real) or (self.inodes.get(inode) if inode is not None else None)
         if src is not None:
@@ -253,13 +285,22 @@ class OutputGuard:
                              + (f" ({self.hint})" if self.hint else ""))
         if os.path.isdir(path):
             raise InputError(f"{path}: the {what} needs a file name, this is a folder")
-        if os.path.exists(path) and not self.force:
+        if os.path.exists(path) and not self.force and not append:
+            if what == "JSONL output":
+                raise InputError(f"{path}: already exists (use --resume to continue it, or --force to replace it)")
             raise InputError(f"{path}: already exists (use --force to replace it"
                              + (", or --no-save for the JSON alone)" if what.startswith("annotated") else ")"))
         problem = self._folder_problem(os.path.dirname(os.path.abspath(path)))
         if problem:
             raise InputError(f"{path}: cannot write the {what} ({problem})")
         self.claimed[real] = what
+
+    def reserve(self, path: str, what: str) -> None:
+        """Note ``path`` as another shard's output: a later claim of the same
+        path fails as it would in one unsharded run (no other checks: that
+        shard makes them)."""
+        real, _ = _file_id(path)
+        self.claimed.setdefault(real, what)
 
     def _folder_problem(self, folder: str) -> str | None:
         """Why files cannot be created in ``folder`` (None: they can). Tried
@@ -293,6 +334,46 @@ def write_file_atomically(path: str, data: bytes) -> None:
         raise
 
 
+def read_jsonl(path: str) -> tuple[set[str], int, int]:
+    """What an earlier run wrote to a JSONL file: the ``path`` of every whole
+    line, the byte length of the whole lines, and the bytes of a partial
+    last line (a run killed while writing it; 0 if none). A whole line that
+    is not such an object raises :class:`InputError` (not our file, or damaged)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    done: set[str] = set()
+    for n, line in enumerate(data[:end].splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if not isinstance(rec, dict) or not isinstance(rec.get("path"), str):
+            raise InputError(f"{path}: line {n} is not an image record of predict.py --jsonl "
+                             "(damaged, or another file); --force replaces the file")
+        done.add(rec["path"])
+    return done, end, len(data) - end
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with 0 <= I < N; InputError otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not m or not int(m.group(2)) > int(m.group(1)) >= 0:
+        raise InputError(f"--shard takes I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_from_environment() -> tuple[int, int] | None:
+    """``(RANK, WORLD_SIZE)`` as torchrun sets them, when WORLD_SIZE > 1."""
+    try:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    except (KeyError, ValueError):
+        return None
+    return (rank, world) if world > 1 and 0 <= rank < world else None
+
+
 class Runner:
     """Processes inputs one by one with one :class:`FaceLandmarker`; every
     output is claimed through one :class:`OutputGuard` before the work."""
@@ -302,6 +383,7 @@ class Runner:
         self.images: list[dict] = []
         self.videos: list[dict] = []
         self.frames_lost = 0
+        self.jsonl = None  # the open --jsonl file (append mode)
 
     def say(self, msg: str) -> None:
         print(msg, file=self.log, flush=True)
@@ -353,16 +435,41 @@ class Runner:
 
     # -- stills ------------------------------------------------------------
     def image(self, path: str, out: str | None) -> None:
-        import cv2
-        from .drawing import draw_faces, draw_pose_axes, face_label, show_image
-        from .predictor import face_to_dict, prepare_image
+        """One still, read, detected and landmarked on its own."""
+        from .predictor import prepare_image
 
-        a = self.args
         t0 = time.time()
         rgb, gray = prepare_image(path)
         faces = self.fl.landmarks_for_detections(gray, self.fl.detector.detect(rgb))
         del gray  # full-size copies are costly on very large photos
-        ms = (time.time() - t0) * 1000
+        self.finish_image(path, out, rgb, faces, f" ({(time.time() - t0) * 1000:.0f} ms)")
+
+    def stills(self, jobs: list[tuple]):
+        """Stills at throughput (:meth:`FaceLandmarker.iter_landmarks`:
+        --workers threads read and detect ahead, faces of several images
+        share a batch). ``jobs``: planned ``(kind, src, name, out)``; yields
+        ``(index, None)`` for each image done and ``(index, exception)`` for
+        each that failed, in order."""
+        for i, src, rgb, faces in self.fl.iter_landmarks([j[1] for j in jobs], self.args.workers, keep_rgb=True):
+            if isinstance(faces, BaseException):
+                yield i, faces
+                continue
+            try:
+                self.finish_image(src, jobs[i][3], rgb, faces)
+            except Exception as exc:  # noqa: BLE001 - the caller reports it as this image's failure
+                yield i, exc
+                continue
+            yield i, None
+
+    def finish_image(self, path: str, out: str | None, rgb, faces, timing: str = "") -> None:
+        """Everything after the points: chips, the annotated copy (written
+        with the chips once all are ready), the log line, the JSON record and
+        its --jsonl line (last: a line means the image is wholly done)."""
+        import cv2
+        from .drawing import draw_faces, draw_pose_axes, face_label, show_image
+        from .predictor import face_to_dict
+
+        a = self.args
         h, w = rgb.shape[:2]
         chips = self.chips(path, rgb, faces) if a.chips else []
         if out or a.show:
@@ -387,9 +494,12 @@ class Runner:
         n = len(faces)
         what = f"{n} face{'s' if n != 1 else ''}" if n else "no face found"
         self.say(f"{path}: {what}" + (f" -> {out}" if out else "")
-                 + (f" (+ {n} chip{'s' if n != 1 else ''} in {a.chips})" if a.chips and n else "") + f" ({ms:.0f} ms)")
-        self.images.append({"path": path, "width": w, "height": h, "output": out,
-                            "faces": [face_to_dict(f) for f in faces]})
+                 + (f" (+ {n} chip{'s' if n != 1 else ''} in {a.chips})" if a.chips and n else "") + timing)
+        record = {"path": path, "width": w, "height": h, "output": out, "faces": [face_to_dict(f) for f in faces]}
+        self.images.append(record)
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self.jsonl.flush()
         if a.show:
             show_image(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB, dst=canvas), f"{path}: {what}")
 
@@ -572,8 +682,8 @@ def _argument_problem(args) -> str | None:
     """What is wrong with the arguments before anything is read (None: nothing)."""
     if not args.inputs and args.camera is None:
         return "no input: give image or video files, folders or globs, or --camera INDEX"
-    if not args.save and not args.show and not args.json:
-        return "nothing to do: --no-save without --show or --json"
+    if not args.save and not args.show and not args.json and not args.jsonl:
+        return "nothing to do: --no-save without --show, --json or --jsonl"
     if args.blink_frames < 1:
         return "--blink-frames must be at least 1"
     if not 0 < args.blink_ratio < 1:
@@ -586,6 +696,14 @@ def _argument_problem(args) -> str | None:
         return f"{args.output}: --output takes a folder for the annotated copies, not a file name"
     if args.detect_every is not None and args.detect_every < 1:
         return f"--detect-every must be at least 1, got {args.detect_every}"
+    if args.resume and not args.jsonl:
+        return "--resume continues a --jsonl file: give --jsonl FILE"
+    if args.jsonl == "-":
+        return "--jsonl takes a file name (use --json - for stdout)"
+    if args.workers < 0:
+        return f"--workers must be 0 or more, got {args.workers}"
+    if args.shard is not None and args.camera is not None:
+        return "--shard splits a list of files, not a camera"
     if args.chip_size < 16:
         return f"--chip-size must be at least 16 pixels, got {args.chip_size}"
     if args.chips and os.path.exists(args.chips) and not os.path.isdir(args.chips):
@@ -609,7 +727,26 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     log = sys.stderr if args.json == "-" else sys.stdout
 
-    files, errors, other = expand_inputs(args.inputs)
+    shard = None
+    try:
+        if args.shard is not None:
+            shard = parse_shard(args.shard)
+        elif args.camera is None and shard_from_environment():
+            shard = shard_from_environment()
+            if any(f and f != "-" and "{shard}" not in f for f in (args.json, args.jsonl)):
+                fail("RANK/WORLD_SIZE are set (torchrun): every process would write the same --json/--jsonl "
+                     "file; put {shard} in its name (e.g. --jsonl out/part{shard}.jsonl)")
+                return EXIT_FAILED
+            print(f"note: shard {shard[0]}/{shard[1]} from RANK/WORLD_SIZE", file=sys.stderr, flush=True)
+    except InputError as exc:
+        fail(str(exc))
+        return EXIT_FAILED
+    for key in ("json", "jsonl"):
+        if getattr(args, key) and getattr(args, key) != "-":
+            setattr(args, key, getattr(args, key).replace("{shard}", str(shard[0] if shard else 0)))
+
+    all_files, errors, other = expand_inputs(args.inputs)
+    files = all_files[shard[0]::shard[1]] if shard else all_files
     err_list = [{"path": path, "error": reason} for path, reason in errors]
     for path, reason in errors:
         fail(f"{path}: {reason}")
@@ -624,16 +761,32 @@ def main(args: argparse.Namespace) -> int:
     # Every output is claimed before any work: a bad location costs nothing.
     guard = OutputGuard(files, args.force, hint="use --output DIR to separate them" if not args.output else
                         "inputs of the same name from different folders: use separate --output folders")
-    if args.json and args.json != "-":
-        try:
+    done: set[str] = set()
+    jsonl_keep = jsonl_partial = 0
+    try:
+        if args.json and args.json != "-":
             guard.claim(args.json, "JSON output")
-        except InputError as exc:
-            fail(str(exc))
-            return EXIT_FAILED
+        if args.jsonl:
+            guard.claim(args.jsonl, "JSONL output", append=args.resume)
+            if args.resume and os.path.isfile(args.jsonl):
+                done, jsonl_keep, jsonl_partial = read_jsonl(args.jsonl)
+    except (InputError, OSError) as exc:
+        fail(str(exc) if isinstance(exc, InputError) else f"{args.jsonl}: cannot read ({exc.strerror or exc})")
+        return EXIT_FAILED
+    skipped = [f for f in files if f in done and not _is_video(f)]
+    if args.resume:
+        print(f"resuming {args.jsonl}: {len(skipped)} of {len(files)} inputs already done"
+              + (f", dropping a partial last line ({jsonl_partial} bytes)" if jsonl_partial else ""),
+              file=sys.stderr, flush=True)
     jobs = [("camera", args.camera)] if args.camera is not None else []
-    jobs += [("video" if _is_video(f) else "image", f) for f in files]
+    jobs += [("video" if _is_video(f) else "image", f) for f in files if f not in done or _is_video(f)]
     planned = []
     runner = Runner(args, None, log, guard)
+    if shard:  # other shards' outputs: a clash between two inputs fails as in one unsharded run
+        mine = set(files)
+        for f in all_files:
+            if f not in mine and args.save:
+                guard.reserve(output_path(f, args.output, video=_is_video(f)), f"annotated output of {f}")
     for kind, src in jobs:
         name = f"camera {src}" if kind == "camera" else src
         try:
@@ -644,6 +797,11 @@ def main(args: argparse.Namespace) -> int:
             fail(str(exc))
             err_list.append({"path": str(name), "error": str(exc)})
     if not planned:
+        if (skipped or (shard and not files)) and len(err_list) == 0:
+            print("nothing left to do: " + (f"all {len(skipped)} inputs are in {args.jsonl}" if skipped
+                                             else f"shard {shard[0]}/{shard[1]} of {len(all_files)} inputs is empty"),
+                  file=sys.stderr, flush=True)
+            return EXIT_OK
         return EXIT_FAILED
 
     t0 = time.time()
@@ -683,28 +841,59 @@ def main(args: argparse.Namespace) -> int:
     processed = 0
     failed = len(err_list)
     interrupted = None
-    for k, (kind, src, name, out) in enumerate(planned):
+    if args.jsonl:
         try:
-            if kind == "image":
-                runner.image(src, out)
-            else:
-                runner.video(src, name, out)
-            processed += 1
-        except KeyboardInterrupt:
-            interrupted = {"input": str(name), "inputs_done": processed,
-                           "inputs_not_started": [str(p[2]) for p in planned[k + 1:]]}
-            break
-        except (InputError, ImageReadError, ValueError, OSError, cv2.error) as exc:
-            failed += 1
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            if not msg.startswith(str(name)):
-                msg = f"{name}: {msg}"
-            fail(msg)
-            err_list.append({"path": str(name), "error": msg[len(str(name)) + 2:]})
-        except MemoryError:
-            failed += 1
-            fail(f"{name}: out of memory")
-            err_list.append({"path": str(name), "error": "out of memory"})
+            if args.resume and jsonl_partial:  # a line cut by a kill: the image is done again
+                os.truncate(args.jsonl, jsonl_keep)
+            runner.jsonl = open(args.jsonl, "a" if args.resume else "w", encoding="utf-8")
+        except OSError as exc:
+            fail(f"{args.jsonl}: cannot write the JSONL output ({exc.strerror or exc})")
+            return EXIT_FAILED
+    known = (InputError, ImageReadError, ValueError, OSError, cv2.error, MemoryError)
+
+    def failure(name, exc) -> None:
+        if not isinstance(exc, known):
+            raise exc
+        msg = "out of memory" if isinstance(exc, MemoryError) else (
+            str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)
+        if not msg.startswith(str(name)):
+            msg = f"{name}: {msg}"
+        fail(msg)
+        err_list.append({"path": str(name), "error": msg[len(str(name)) + 2:]})
+
+    nxt = 0  # the first planned input not yet done or failed
+    try:
+        while nxt < len(planned):
+            kind, src, name, out = planned[nxt]
+            if kind == "image" and args.workers > 0:
+                # A run of stills: read and detected ahead, their faces batched together.
+                first, end = nxt, nxt
+                while end < len(planned) and planned[end][0] == "image":
+                    end += 1
+                for i, exc in runner.stills(planned[first:end]):
+                    if exc is None:
+                        processed += 1
+                    else:
+                        failed += 1
+                        failure(planned[first + i][2], exc)
+                    nxt = first + i + 1
+                continue
+            try:
+                if kind == "image":
+                    runner.image(src, out)
+                else:
+                    runner.video(src, name, out)
+                processed += 1
+            except known as exc:
+                failed += 1
+                failure(name, exc)
+            nxt += 1
+    except KeyboardInterrupt:
+        interrupted = {"input": str(planned[min(nxt, len(planned) - 1)][2]), "inputs_done": processed,
+                       "inputs_not_started": [str(p[2]) for p in planned[nxt + 1:]]}
+    finally:
+        if runner.jsonl is not None:
+            runner.jsonl.close()
     json_problem = None
     wrote_json = bool(args.json) and (processed > 0 or interrupted is not None or runner.videos)
     if wrote_json:
@@ -718,7 +907,9 @@ def main(args: argparse.Namespace) -> int:
             [args.json] if wrote_json and args.json != "-" and not json_problem else [])
         print(f"interrupted during {interrupted['input']} ({processed} of {len(planned)} inputs done); "
               + (f"kept {', '.join(_short(k) for k in kept)}; " if kept else "")
-              + "to run again, add --force (it replaces this run's outputs)", file=sys.stderr, flush=True)
+              + ("to continue, run the same command with --resume (--jsonl keeps every image done)"
+                 if args.jsonl else "to run again, add --force (it replaces this run's outputs)"),
+              file=sys.stderr, flush=True)
         return 130
     if processed == 0:
         return EXIT_FAILED

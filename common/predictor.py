@@ -23,7 +23,7 @@ import torch
 from .detector import DEFAULT_DETECTOR, Detection, FaceDetector, make_detector
 from .device import select_device
 from .images import read_image, rgb_to_gray, to_uint8
-from .landmark_model import LandmarkModel, choice_line, default_weights, refined_boxes
+from .landmark_model import LandmarkModel, choice_line, default_weights, refined_boxes, refined_crops  # noqa: F401
 from .landmarks import eye_aspect_ratio
 from .pose import Pose, estimate_pose
 from .schemes import detector_calibration, require_ibug68
@@ -254,30 +254,109 @@ class FaceLandmarker:
         one batch. ``refine``: None follows the landmarker's setting (a
         video's tracked faces pass False: their boxes already come from
         points)."""
-        if not detections:
-            return []
-        boxes = [d.face_box for d in detections]
+        return self.landmarks_for_images([(gray, detections)], refine)[0]
+
+    def landmarks_for_images(self, items: list[tuple[np.ndarray, list[Detection]]],
+                             refine: bool | None = None) -> list[list[FaceResult]]:
+        """:meth:`landmarks_for_detections` for several images at once: the
+        faces of all ``(gray, detections)`` items share each model's batch
+        (the same points as one image at a time, within float tolerance)."""
+        crops = [(gray, d.face_box) for gray, dets in items for d in dets]
+        if not crops:
+            return [[] for _ in items]
         if self.refine if refine is None else refine:
-            boxes = refined_boxes(self.face_model, gray, boxes)
-        points, scores = self.face_model.predict_boxes_with_scores(gray, boxes)
-        eyes = None
-        if self.eye_model is not None:
-            eyes = self.eye_model.predict_boxes(gray, boxes)[:, self._eye_pos]
-        results = []
-        h, w = gray.shape[:2]
-        for i, d in enumerate(detections):
-            r = FaceResult(np.asarray(d.box, np.float32), np.asarray(d.face_box, np.float32),
-                           d.score, points[i].astype(np.float32))
-            r.inside = points_inside(r.points, (h, w))
-            if scores is not None:
-                r.point_scores = scores[i].astype(np.float32)
-            if eyes is not None:
-                r.eye_points = eyes[i].astype(np.float32)
-                r.ears = eye_ratios(r.eye_points)
-            if self.pose:
-                r.pose = estimate_pose(self.ibug68(r.points), gray.shape[:2])
-            results.append(r)
-        return results
+            crops = [(gray, box) for (gray, _), box in zip(crops, refined_crops(self.face_model, crops))]
+        points, scores = self.face_model.predict_crops(crops)
+        eyes = self.eye_model.predict_crops(crops)[0][:, self._eye_pos] if self.eye_model is not None else None
+        out, i = [], 0
+        for gray, dets in items:
+            results = []
+            for d in dets:
+                r = FaceResult(np.asarray(d.box, np.float32), np.asarray(d.face_box, np.float32),
+                               d.score, points[i].astype(np.float32))
+                r.inside = points_inside(r.points, gray.shape[:2])
+                if scores is not None:
+                    r.point_scores = scores[i].astype(np.float32)
+                if eyes is not None:
+                    r.eye_points = eyes[i].astype(np.float32)
+                    r.ears = eye_ratios(r.eye_points)
+                if self.pose:
+                    r.pose = estimate_pose(self.ibug68(r.points), gray.shape[:2])
+                results.append(r)
+                i += 1
+            out.append(results)
+        return out
+
+    def iter_landmarks(self, sources, workers: int = 2, batch_faces: int = 16, colour: str = "rgb",
+                       keep_rgb: bool = False):
+        """Landmarks for many images at throughput: a pool of ``workers``
+        threads reads and detects ahead (decoding and ONNX Runtime release
+        the GIL), and the faces of consecutive images share the landmark
+        models' batches (up to about ``batch_faces`` faces). Yields
+        ``(index, source, rgb, faces)`` in input order; ``rgb`` is the
+        decoded image when ``keep_rgb`` (else None) and ``faces`` a list of
+        :class:`FaceResult`, or the exception that reading or detecting that
+        image raised (the caller decides; the rest go on). ``workers`` 0:
+        everything in the calling thread, one image at a time ahead."""
+        import threading
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Detectors other than MTCNN keep state between calls (OpenCV's
+        # cascade and YuNet): one thread at a time.
+        lock = None if getattr(self.detector, "thread_safe", False) else threading.Lock()
+
+        def load(src):
+            rgb, gray = prepare_image(src, colour)
+            if lock is None:
+                dets = self.detector.detect(rgb)
+            else:
+                with lock:
+                    dets = self.detector.detect(rgb)
+            return (rgb if keep_rgb else None), gray, dets
+
+        sources = iter(enumerate(sources))
+        pool = ThreadPoolExecutor(workers) if workers > 0 else None
+        ahead: deque = deque()
+        depth = max(2 * workers, 1) + batch_faces // 4  # images decoded ahead: bounded memory
+
+        def submit():
+            for i, src in sources:
+                ahead.append((i, src, pool.submit(load, src) if pool else src))
+                if len(ahead) >= depth:
+                    return
+
+        def result(job):
+            if pool is not None:
+                return job.result()
+            return load(job)
+
+        try:
+            submit()
+            pending: list = []
+            while ahead or pending:
+                n_faces = sum(len(p[4]) for p in pending)
+                failure = None
+                if ahead and n_faces < batch_faces:
+                    i, src, job = ahead.popleft()
+                    submit()
+                    try:
+                        rgb, gray, dets = result(job)
+                        pending.append((i, src, rgb, gray, dets))
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - one image's failure, handed to the caller
+                        failure = (i, src, None, exc)
+                # A full batch, the end, or a failure (yielded in order, after the images before it).
+                if pending:
+                    faces = self.landmarks_for_images([(p[3], p[4]) for p in pending])
+                    for (i2, src2, rgb2, _, _), f in zip(pending, faces):
+                        yield i2, src2, rgb2, f
+                    pending = []
+                if failure is not None:
+                    yield failure
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 def points_inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -5,6 +5,8 @@ Install:  pip install -r requirements-cpu.txt                   # includes onnxr
           pip install onnx onnxscript                   # optional: --backend onnx (exports .pt first)
           pip install dlib-bin face_recognition_models  # optional: the dlib columns
                                             # (dlib-bin: prebuilt dlib; "pip install dlib" compiles)
+          pip install mediapipe==0.10.21                # optional: mediapipe's face mesh rows (the
+                                            # last wheel that ships its model; it pins numpy<2)
 Run (on a quiet machine: other work on the cores makes the figures meaningless):
     python inference/benchmark.py --json bench.json             # shipped defaults (int8 ONNX on a CPU)
     python inference/benchmark.py --min-face 80 --json bench_80.json
@@ -24,6 +26,13 @@ Figures (medians of --repeats runs after --warmup runs):
   model), on matplotlib's
   Grace Hopper portrait (public domain), 2x2 and 3x3 tilings of it, and the
   images of --images DIR;
+- folder (images/s): --folder-images JPEGs made from the portrait (random
+  crops, scales, mirror flips) in a temporary folder, read from disk: the
+  per-image loop (detect_landmarks(path) one after the other) against
+  FaceLandmarker.iter_landmarks (--workers threads read and detect ahead,
+  faces of several images share a batch, as predict.py runs folders);
+- mediapipe's face mesh (468 points, its own detector; static image mode)
+  on the same per-image images, when mediapipe is importable;
 - start-up (s): a fresh interpreter importing the predictor and loading the
   models, as predict.py does, measured from the parent (median of
   --startup-repeats);
@@ -94,7 +103,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="fresh processes for start-up time and peak memory")
     g.add_argument("--no-startup", dest="startup", action="store_false",
                    help="skip the fresh processes (startup_s and peak_mb are then null)")
+    g.add_argument("--folder-images", type=int, default=200, metavar="N",
+                   help="photos in the folder figure (default: %(default)s; 0 skips it)")
+    g.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="reading and detecting threads of the folder figure (predict.py --workers)")
     g.add_argument("--no-dlib", dest="dlib", action="store_false", help="skip the dlib comparison")
+    g.add_argument("--no-mediapipe", dest="mediapipe", action="store_false",
+                   help="skip mediapipe's face mesh even when it is installed")
     g.add_argument("--dlib-model", default=None, metavar="FILE",
                    help="dlib's shape_predictor_68_face_landmarks.dat (default: the copy in the "
                         "face_recognition_models package)")
@@ -142,6 +157,55 @@ def benchmark_images(folder: str | None) -> list[tuple[str, "object"]]:
             except ImageReadError as exc:
                 print(f"skipped: {exc}", file=sys.stderr)
     return out
+
+
+FOLDER_IMAGES = 200
+
+
+def make_photo_folder(folder: str, n: int = FOLDER_IMAGES, seed: int = 0) -> list[str]:
+    """``n`` JPEG photos made from the portrait in ``folder``: random crops
+    (60-100% of each side), scales (0.5-1.5x) and mirror flips, so that
+    decoding, detection and the landmark models all see varied input.
+    Returns the paths, sorted."""
+    import cv2
+    import numpy as np
+    from matplotlib import cbook
+    bgr = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    rng = np.random.default_rng(seed)
+    h, w = bgr.shape[:2]
+    paths = []
+    for k in range(n):
+        ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
+        y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        img = bgr[y0:y0 + ch, x0:x0 + cw]
+        s = rng.uniform(0.5, 1.5)
+        img = cv2.resize(img, (max(1, round(cw * s)), max(1, round(ch * s))), interpolation=cv2.INTER_AREA)
+        if rng.random() < 0.5:
+            img = img[:, ::-1]
+        path = os.path.join(folder, f"photo_{k:03d}.jpg")
+        cv2.imwrite(path, np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths
+
+
+def folder_figures(fl, paths: list[str], workers: int, batch_faces: int) -> dict:
+    """Images/s over a folder of photos read from disk: today's per-image
+    loop (``detect_landmarks(path)`` one after the other) and
+    ``FaceLandmarker.iter_landmarks`` (decoding and detection in a pool of
+    ``workers`` threads, faces of several images in one batch), each run
+    once, alternately, twice; the better of each pair."""
+    one, many, faces = [], [], 0
+    for _ in range(2):
+        t = time.perf_counter()
+        for p in paths:
+            fl.detect_landmarks(p)
+        one.append(len(paths) / (time.perf_counter() - t))
+        t = time.perf_counter()
+        faces = sum(len(f) for _, _, _, f in fl.iter_landmarks(paths, workers, batch_faces) if isinstance(f, list))
+        many.append(len(paths) / (time.perf_counter() - t))
+    return {"folder_images_per_s": max(many), "folder_images_per_s_one_by_one": max(one),
+            "folder": {"images": len(paths), "faces": faces, "workers": workers, "batch_faces": batch_faces,
+                       "speedup": max(many) / max(one)}}
 
 
 class Levered:
@@ -402,6 +466,25 @@ def dlib_figures(args, images, box) -> dict:
     return out
 
 
+def mediapipe_figures(images, repeats: int, warmup: int) -> dict:
+    """mediapipe's face mesh (static image mode, up to 10 faces) on the
+    per-image images: ms per image and faces found; ``available`` False with
+    a note when mediapipe cannot be imported or run."""
+    try:
+        import mediapipe as mp
+        mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=10)
+    except Exception as exc:  # ImportError, or a wheel without its model / a clashing protobuf
+        return {"available": False, "version": None,
+                "note": f"skipped: mediapipe not usable ({exc.__class__.__name__}; pip install mediapipe==0.10.21)"}
+    out = {"available": True, "version": getattr(mp, "__version__", None), "note": None,
+           "ms_per_image": {}, "faces_per_image": {}}
+    for name, rgb in images:
+        out["ms_per_image"][name] = median_s(lambda: mesh.process(rgb), repeats, warmup) * 1000
+        out["faces_per_image"][name] = len(mesh.process(rgb).multi_face_landmarks or [])
+    mesh.close()
+    return out
+
+
 # -- report --------------------------------------------------------------------
 
 def _fmt(v, digits=1) -> str:
@@ -442,6 +525,16 @@ def print_table(doc: dict) -> None:
     for task, diff in doc["max_diff_px_vs_float32"].items():
         if diff is not None:
             rows.append((f"{task} model: largest point shift vs plain float32 torch, px", diff, None, 3))
+    if doc.get("folder_images_per_s") is not None:
+        f = doc["folder"]
+        rows.append((f"folder of {f['images']} photos, {f['workers']} workers, batches of faces: images/s",
+                     doc["folder_images_per_s"], None, 1))
+        rows.append((f"folder of {f['images']} photos, one by one: images/s", doc["folder_images_per_s_one_by_one"],
+                     None, 1))
+    mp = doc.get("mediapipe") or {}
+    for name, ms in (mp.get("ms_per_image") or {}).items():
+        rows.append((f"mediapipe face mesh {name} (faces {mp['faces_per_image'][name]}): ms/image, "
+                     f"ours/mediapipe {_fmt(ratio(doc['ms_per_image'][name], ms), 2)}", ms, None, 1))
     rows.append(("start-up: s", doc["startup_s"], doc["dlib_startup_s"], 2))
     rows.append(("peak memory: MB", doc["peak_mb"], doc["dlib_peak_mb"], 0))
     width = max(len(r[0]) for r in rows)
@@ -470,6 +563,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.warmup < 0 or args.startup_repeats < 1:
         return fail("--repeats and --startup-repeats must be at least 1, --warmup at least 0")
+    if args.folder_images < 0 or args.workers < 0:
+        return fail("--folder-images and --workers must be 0 or more")
     if args.threads is not None and args.threads < 1:
         return fail("--threads must be at least 1")
     if args.min_face is None:
@@ -565,6 +660,9 @@ def main(args: argparse.Namespace) -> int:
                             **levers, "repeats": args.repeats, "warmup": args.warmup,
                             "startup_repeats": args.startup_repeats if args.startup else 0,
                             "detector": args.detector, "dlib_upsample": args.dlib_upsample,
+                            # MTCNN's networks: "onnx" (ONNX Runtime) or "torch" (no onnxruntime, or
+                            # the in-memory export failed, e.g. a protobuf too old for the onnx package)
+                            "detector_backend": getattr(getattr(fl.detector, "net", None), "backend", None),
                             "face_box": [round(float(v), 1) for v in box], "face_box_source": box_source},
                "models": {}, "input_size": {}, "head": {},
                "ms_per_face_batch1": {}, "faces_per_s_batch32": {}, "max_diff_px_vs_float32": {}}
@@ -596,6 +694,15 @@ def main(args: argparse.Namespace) -> int:
             doc["ms_per_image"][name] = median_s(lambda: per_image.detect_landmarks(rgb), args.repeats,
                                                  args.warmup) * 1000
             doc["faces_per_image"][name] = len(per_image.detect_landmarks(rgb))
+        doc["folder_images_per_s"] = doc["folder_images_per_s_one_by_one"] = doc["folder"] = None
+        if args.folder_images:
+            with tempfile.TemporaryDirectory(prefix="bench-folder-") as folder:
+                doc.update(folder_figures(per_image, make_photo_folder(folder, args.folder_images),
+                                          args.workers, 16))
+        doc["mediapipe"] = (mediapipe_figures(images, args.repeats, args.warmup) if args.mediapipe else
+                            {"available": False, "version": None, "note": "skipped (--no-mediapipe)"})
+        if not doc["mediapipe"]["available"] and args.mediapipe:
+            print(f"mediapipe comparison {doc['mediapipe']['note']}")
         ours = fresh_processes(args, "ours", weights, eye_weights) if args.startup else {}
         doc["startup_s"], doc["peak_mb"] = ours.get("startup_s"), ours.get("peak_mb")
 
