@@ -31,6 +31,11 @@ Figures (medians of --repeats runs after --warmup runs):
   per-image loop (detect_landmarks(path) one after the other) against
   FaceLandmarker.iter_landmarks (--workers threads read and detect ahead,
   faces of several images share a batch, as predict.py runs folders);
+- video (frames/s): --video-frames frames of 640 x 480 with the portrait
+  panning across, one face, through common.video.VideoLandmarker as
+  predict.py runs video: tracking (video_fps_tracking) and detecting every
+  frame (video_fps_detect_every_frame), in memory (no decoding); and
+  mediapipe's face mesh in video mode on the same frames;
 - mediapipe's face mesh (468 points, its own detector; static image mode)
   on the same per-image images, when mediapipe is importable;
 - start-up (s): a fresh interpreter importing the predictor and loading the
@@ -105,6 +110,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="skip the fresh processes (startup_s and peak_mb are then null)")
     g.add_argument("--folder-images", type=int, default=200, metavar="N",
                    help="photos in the folder figure (default: %(default)s; 0 skips it)")
+    g.add_argument("--video-frames", type=int, default=150, metavar="N",
+                   help="frames of the video figures (0: skip them)")
     g.add_argument("--workers", type=int, default=2, metavar="N",
                    help="reading and detecting threads of the folder figure (predict.py --workers)")
     g.add_argument("--no-dlib", dest="dlib", action="store_false", help="skip the dlib comparison")
@@ -466,6 +473,52 @@ def dlib_figures(args, images, box) -> dict:
     return out
 
 
+def video_frames(n: int) -> list:
+    """``n`` BGR frames of 640 x 480: the portrait at half size panning
+    smoothly left and right (one face throughout)."""
+    import cv2
+    import numpy as np
+    from matplotlib import cbook
+    bgr = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    bgr = cv2.resize(bgr, None, fx=0.6, fy=0.6)
+    frames = []
+    for i in range(n):
+        dx = 320 - bgr.shape[1] / 2 + 150 * np.sin(2 * np.pi * i / max(n, 1))
+        m = np.float32([[1, 0, dx], [0, 1, 240 - bgr.shape[0] / 2]])
+        frames.append(cv2.warpAffine(bgr, m, (640, 480), borderMode=cv2.BORDER_REPLICATE))
+    return frames
+
+
+def video_figures(fl, frames: list) -> dict:
+    """Frames/s of one face at 640 x 480, tracking and detecting every frame
+    (each mode twice, alternately; the better run), and mediapipe's face
+    mesh in video mode when it is importable."""
+    from common.tracking import FaceTracker
+    from common.video import VideoLandmarker
+    rates = {True: [], False: []}
+    for _ in range(2):
+        for track in (True, False):
+            stream = VideoLandmarker(fl, FaceTracker(), track=track)
+            t = time.perf_counter()
+            for f in frames:
+                stream.process(f, colour="bgr")
+            rates[track].append(len(frames) / (time.perf_counter() - t))
+    out = {"video_fps_tracking": max(rates[True]), "video_fps_detect_every_frame": max(rates[False]),
+           "video_fps_mediapipe": None}
+    try:
+        import cv2
+        import mediapipe as mp
+        mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1)
+        rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
+        t = time.perf_counter()
+        for f in rgb:
+            mesh.process(f)
+        out["video_fps_mediapipe"] = len(frames) / (time.perf_counter() - t)
+    except Exception:  # not installed, or unusable here: the note comes from mediapipe_figures
+        pass
+    return out
+
+
 def mediapipe_figures(images, repeats: int, warmup: int) -> dict:
     """mediapipe's face mesh (static image mode, up to 10 faces) on the
     per-image images: ms per image and faces found; ``available`` False with
@@ -532,6 +585,11 @@ def print_table(doc: dict) -> None:
         rows.append((f"folder of {f['images']} photos, one by one: images/s", doc["folder_images_per_s_one_by_one"],
                      None, 1))
     mp = doc.get("mediapipe") or {}
+    if doc.get("video_fps_tracking") is not None:
+        rows.append(("video 640x480, one face, tracking: frames/s", doc["video_fps_tracking"], None, 1))
+        rows.append(("video, detecting every frame: frames/s", doc["video_fps_detect_every_frame"], None, 1))
+        if doc.get("video_fps_mediapipe") is not None:
+            rows.append(("video, mediapipe face mesh: frames/s", doc["video_fps_mediapipe"], None, 1))
     for name, ms in (mp.get("ms_per_image") or {}).items():
         rows.append((f"mediapipe face mesh {name} (faces {mp['faces_per_image'][name]}): ms/image, "
                      f"ours/mediapipe {_fmt(ratio(doc['ms_per_image'][name], ms), 2)}", ms, None, 1))
@@ -563,8 +621,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.warmup < 0 or args.startup_repeats < 1:
         return fail("--repeats and --startup-repeats must be at least 1, --warmup at least 0")
-    if args.folder_images < 0 or args.workers < 0:
-        return fail("--folder-images and --workers must be 0 or more")
+    if args.folder_images < 0 or args.video_frames < 0 or args.workers < 0:
+        return fail("--folder-images, --video-frames and --workers must be 0 or more")
     if args.threads is not None and args.threads < 1:
         return fail("--threads must be at least 1")
     if args.min_face is None:
@@ -699,6 +757,8 @@ def main(args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory(prefix="bench-folder-") as folder:
                 doc.update(folder_figures(per_image, make_photo_folder(folder, args.folder_images),
                                           args.workers, 16))
+        doc.update(video_figures(per_image, video_frames(args.video_frames)) if args.video_frames else
+                   {"video_fps_tracking": None, "video_fps_detect_every_frame": None, "video_fps_mediapipe": None})
         doc["mediapipe"] = (mediapipe_figures(images, args.repeats, args.warmup) if args.mediapipe else
                             {"available": False, "version": None, "note": "skipped (--no-mediapipe)"})
         if not doc["mediapipe"]["available"] and args.mediapipe:

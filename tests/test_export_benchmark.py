@@ -228,10 +228,11 @@ def test_export_refuses_to_overwrite(tmp_path):
 def test_benchmark_writes_its_figures(small_checkpoint, tmp_path):
     out = tmp_path / "bench.json"
     r = _run(BENCHMARK, "--weights", small_checkpoint, "--no-eyes", "--repeats", "1", "--warmup", "0",
-             "--no-startup", "--folder-images", "4", "--no-mediapipe", "--json", out)
+             "--no-startup", "--folder-images", "4", "--video-frames", "6", "--no-mediapipe", "--json", out)
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert doc["folder_images_per_s"] > 0 and doc["folder_images_per_s_one_by_one"] > 0
+    assert doc["video_fps_tracking"] > 0 and doc["video_fps_detect_every_frame"] > 0
     assert doc["folder"]["images"] == 4 and doc["folder"]["faces"] == 4 and doc["folder"]["workers"] == 2
     assert doc["mediapipe"] == {"available": False, "version": None, "note": "skipped (--no-mediapipe)"}
     assert doc["format"] == "face-landmark-benchmark" and doc["version"] == 1
