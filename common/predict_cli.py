@@ -290,7 +290,7 @@ class OutputGuard:
                 raise InputError(f"{path}: already exists (use --resume to continue it, or --force to replace it)")
             raise InputError(f"{path}: already exists (use --force to replace it"
                              + (", or --no-save for the JSON alone)" if what.startswith("annotated") else ")"))
-        problem = self._folder_problem(os.path.dirname(os.path.abspath(path)))
+        problem = self.folder_problem(os.path.dirname(os.path.abspath(path)))
         if problem:
             raise InputError(f"{path}: cannot write the {what} ({problem})")
         self.claimed[real] = what
@@ -302,7 +302,7 @@ class OutputGuard:
         real, _ = _file_id(path)
         self.claimed.setdefault(real, what)
 
-    def _folder_problem(self, folder: str) -> str | None:
+    def folder_problem(self, folder: str) -> str | None:
         """Why files cannot be created in ``folder`` (None: they can). Tried
         for real with a temporary file: permission bits alone do not say it
         (root, read-only mounts)."""
@@ -409,7 +409,7 @@ class Runner:
         earlier = sorted(glob.glob(os.path.join(glob.escape(a.chips), f"{glob.escape(stem)}_face*.png")))
         if earlier and not a.force:
             raise InputError(f"{earlier[0]}: already exists (use --force to replace earlier chips)")
-        problem = self.guard._folder_problem(os.path.abspath(a.chips))
+        problem = self.guard.folder_problem(os.path.abspath(a.chips))
         if problem:
             raise InputError(f"{a.chips}: cannot write chips ({problem})")
 
