@@ -52,7 +52,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-disagreement", type=float, default=None, metavar="PCT",
                    help="drop frames whose plain/mirrored disagreement exceeds PCT (% of the 36-45 distance)")
     p.add_argument("--force", action="store_true", help="replace an existing OUT and OUT.json")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="label at most this many frames, evenly spread over --data (0: all); neighbouring "
+                        "frames of a clip are near-duplicates, so a spread subset keeps most of the variety")
     p.add_argument("--batch-size", type=int, default=32, help="frames per network batch")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (0: torch's default; 1 is fastest on a busy machine)")
     p.add_argument("--device", default="auto")
     return p
 
@@ -135,12 +140,18 @@ def main(args: argparse.Namespace) -> int:
     if not args.out.lower().endswith(".csv"):
         print(f"error: {args.out}: the output must be a .csv file", file=sys.stderr)
         return 2
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     device = select_device(args.device)
     models = [load_landmark_model(w, "face", device) for w in args.weights]
     records = read_dataset(args.data)
     if not records:
         print(f"error: {args.data}: no faces", file=sys.stderr)
         return 2
+    if args.max_frames and len(records) > args.max_frames:
+        keep_idx = np.unique(np.linspace(0, len(records) - 1, args.max_frames).round().astype(int))
+        records = [records[i] for i in keep_idx]
 
     rows, frames = [], []
     bar = Progress(len(records), desc="pseudo-labelling", unit="faces")
@@ -181,6 +192,7 @@ def main(args: argparse.Namespace) -> int:
         "teachers": [{"path": os.path.abspath(w), "sha256": sha256(w), "input_size": m.input_size,
                       "flip_offset_input_px": m.flip_offset} for w, m in zip(args.weights, models)],
         "settings": {"flip_test": args.flip_test, "max_disagreement_pct": args.max_disagreement,
+                     "max_frames": args.max_frames,
                      "crop": "landmark box of the frame's own annotation, then the refine pass",
                      "disagreement": "mean distance between the plain and the un-mirrored mirrored "
                                      "prediction, % of the 36-45 distance of the label, mean over teachers"},

@@ -104,3 +104,13 @@ def test_batched_labels_match_predict_boxes_with_refine(frames):
             want = m.predict_boxes(g, refined_boxes(m, g, [b]), flip=flip)[0]
             np.testing.assert_allclose(lab, want, atol=1e-3)
     assert np.all(dis >= 0)
+
+
+def test_max_frames_spreads_the_subset(frames, tmp_path):
+    from common.datasets import read_datasets
+    mod = _script()
+    out = str(tmp_path / "two.csv")
+    assert _run(mod, "--data", frames["csv"], "--out", out, "--weights", frames["teacher"],
+                "--max-frames", "2", "--threads", "1", "--device", "cpu") == 0
+    names = [os.path.basename(r.image_path) for r in read_datasets([out])]
+    assert names == ["Clip_0_00.png", "Clip_3_03.png"]   # first and last: evenly spread
