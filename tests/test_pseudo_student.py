@@ -1,0 +1,45 @@
+"""training/pseudo_student.sh: labels the training frames once (never the test
+frames), trains the student with the labels' own mirror offset, resumes, and
+releases it like recipe.sh. ``python`` is the stand-in of test_recipe.py."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from test_recipe import env  # noqa: F401  (the fixture: a logging stand-in for python)
+from inference_helpers import REPO
+
+SCRIPT = REPO / "training" / "pseudo_student.sh"
+
+
+def _run(env, *args):  # noqa: F811
+    calls = Path(env["CALLS"])
+    calls.unlink(missing_ok=True)
+    proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+    return proc, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_labels_trains_resumes_and_releases(env, tmp_path):  # noqa: F811
+    out = tmp_path / "ps"
+    env = {**env, "OUT": str(out)}
+    proc, calls = _run(env)
+    # the stand-in writes no labels: the script stops, saying why
+    assert proc.returncode == 2 and "mirror_offset_photo_px" in proc.stderr
+    assert calls[0].startswith(f"inference/pseudo_label.py --data {env['YT']} --weights weights/face192.pt "
+                               f"--flip-test --max-frames 1200 --out {out}/ytf_train_300w.csv")
+    assert "test_frames" not in calls[0]
+    (out / "ytf_train_300w.csv").write_text("")
+    (out / "ytf_train_300w.csv.json").write_text(json.dumps({"mirror_offset_photo_px": 0.358}))
+    proc, calls = _run(env, "3")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(c.startswith("inference/pseudo_label.py") for c in calls)  # labels kept
+    train = calls[0]
+    assert train.startswith(f"training/face/cpu/train.py --data {env['XML']} {out}/ytf_train_300w.csv "
+                            "--val-from labels.xml --val-fraction 0.2 --init weights/face.pt")
+    assert "--mirror-offset 0.99 0.358 --epochs 3" in train and "--lr 1e-3 --ema 0.99" in train
+    assert calls[1].startswith(f"inference/release_weights.py {out}/face/1/best.pt")
+    assert calls[-1].startswith(f"inference/export_onnx.py --weights {out}/release/student.pt --int8")
+    proc, calls = _run(env, "3")
+    assert proc.returncode == 0, proc.stderr
+    assert calls[0] == f"training/face/cpu/train.py --resume {out}/face/1 --epochs 3"
