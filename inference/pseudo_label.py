@@ -91,40 +91,30 @@ def label_batch(models, grays: list[np.ndarray], boxes: list[np.ndarray],
     mean over teachers of the plain/mirrored disagreement ``(B,)`` (mean
     point distance, image pixels) and of the label's mirror offset ``(B,)``
     (the teacher's own offset scaled to image pixels)."""
-    import torch
     from common import transforms as T
-    from common.landmarks import flip_permutation, landmark_box
-
-    def crops(m, bxs):
-        regions = [T.task_region(m.task, np.asarray(b, np.float32)) for b in bxs]
-        batch = torch.stack([T.region_tensor(g, r, m.input_size, m.mean, m.std) for g, r in zip(grays, regions)])
-        return regions, batch
-
-    def to_image(m, out, regions):
-        return np.stack([T.region_to_image(p, r, m.input_size) for p, r in zip(out, regions)])
+    from common.landmarks import landmark_box
 
     labels, disagree, offsets = [], [], []
     for m in models:
-        regions, batch = crops(m, boxes)
-        first = to_image(m, m.run_batch(batch), regions)
-        regions, batch = crops(m, [landmark_box(p) for p in first])
-        plain_in = m.run_batch(batch)
-        mirrored_in = m.run_batch(torch.flip(batch, dims=[3]))[:, flip_permutation(m.indices)]
-        mirrored_in[..., 0] = (m.input_size - 1 + 2.0 * m.flip_offset) - mirrored_in[..., 0]
-        plain, mirrored = to_image(m, plain_in, regions), to_image(m, mirrored_in, regions)
-        labels.append((plain + mirrored) / 2 if flip else plain)
+        first, _ = m.predict_crops(list(zip(grays, boxes)), flip=False)
+        items = [(g, landmark_box(p)) for g, p in zip(grays, first)]
+        plain, _ = m.predict_crops(items, flip=False)
+        both, _ = m.predict_crops(items, flip=True)      # (plain + un-mirrored mirror) / 2
+        mirrored = 2 * both - plain
+        labels.append(both if flip else plain)
         disagree.append(np.linalg.norm(plain - mirrored, axis=2).mean(1))
-        offsets.append(np.array([m.flip_offset * r.side / m.input_size for r in regions]))
+        sides = [T.crop_region(m.scheme.crop, np.asarray(b, np.float32)).side for _, b in items]
+        offsets.append(np.array([m.flip_offset * side / m.input_size for side in sides]))
     return np.mean(labels, 0).astype(np.float32), np.mean(disagree, 0), np.mean(offsets, 0)
 
 
 def main(args: argparse.Namespace) -> int:
     from common.cli import output_problem
-    from common.datasets import read_dataset
+    from common.readers import read_dataset
     from common.device import select_device
-    from common.imageio import read_image
+    from common.images import read_image
     from common.landmarks import landmark_box
-    from common.predictor import load_landmark_model
+    from common.landmark_model import LandmarkModel
     from common.progress import Progress
 
     if is_test_split(args.data):
@@ -144,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
         import torch
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    models = [load_landmark_model(w, "face", device) for w in args.weights]
+    models = [LandmarkModel(w, "face", device) for w in args.weights]
     records = read_dataset(args.data)
     if not records:
         print(f"error: {args.data}: no faces", file=sys.stderr)

@@ -44,7 +44,7 @@ def _run(mod, *argv):
 
 
 def test_labels_read_back_with_sidecar(frames, tmp_path):
-    from common.datasets import read_datasets
+    from common.readers import read_datasets
     mod = _script()
     out = str(tmp_path / "sub" / "pseudo.csv")
     assert _run(mod, "--data", frames["csv"], "--out", out, "--weights", frames["teacher"],
@@ -88,13 +88,13 @@ def test_refuses_the_test_split(frames, tmp_path, capsys):
 
 def test_batched_labels_match_predict_boxes_with_refine(frames):
     """The batched teacher gives what predict.py's path gives one image at a time."""
-    from common.datasets import read_datasets
+    from common.readers import read_datasets
     from common.device import select_device
-    from common.imageio import read_image
+    from common.images import read_image
     from common.landmarks import landmark_box
-    from common.predictor import load_landmark_model, refined_boxes
+    from common.landmark_model import LandmarkModel, refined_boxes
     mod = _script()
-    m = load_landmark_model(frames["teacher"], "face", select_device("cpu"))
+    m = LandmarkModel(frames["teacher"], "face", select_device("cpu"))
     recs = read_datasets([frames["csv"]])
     grays = [read_image(r.image_path, gray=True) for r in recs]
     boxes = [landmark_box(r.points) for r in recs]
@@ -107,7 +107,7 @@ def test_batched_labels_match_predict_boxes_with_refine(frames):
 
 
 def test_max_frames_spreads_the_subset(frames, tmp_path):
-    from common.datasets import read_datasets
+    from common.readers import read_datasets
     mod = _script()
     out = str(tmp_path / "two.csv")
     assert _run(mod, "--data", frames["csv"], "--out", out, "--weights", frames["teacher"],

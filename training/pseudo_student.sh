@@ -6,12 +6,7 @@
 # weights/face.pt), FRAMES=... (frames to label, evenly spread; 0: all 3,462), OUT=... (default runs/pseudo-student).
 # Same held-out split as the shipped models (--val-from the XML, --val-fraction 0.2). Run it again after an
 # interruption: the labels are kept and training resumes from its last finished epoch.
-# ABLATION, not part of the recipe: measured 2026-12-01 (busy shared 2-core CPU; teacher face192.pt with
-# --flip-test, 1,200 frames, student lr 1e-3 run 4 epochs, the first two under a longer cosine schedule),
-# held-out 300-W, MTCNN + refine: student int8 3.75% against face.int8.onnx 3.69% (landmark boxes 3.72%
-# against 3.68%); YouTube-Faces test, landmark boxes: 5.65% against 5.60%. Validation NME rose from
-# epoch 1 (3.72%) to 4 (3.76%) while the training loss fell. At lr 2e-4 (3 epochs) validation 3.70-3.71%,
-# against 3.68% for the same fine-tune on the 300-W faces alone: the labelled frames cost accuracy. Not shipped.
+# An ablation, not part of the recipe: its measured result is in weights/README.md, "Ablations".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-4}
