@@ -37,9 +37,8 @@ DETECT_MAX_SIDE = 1280
 MIN_FACE = 40
 # Haar cascade settings, chosen with inference/tune_detector.py on the 970
 # training faces of the 300-W subset (held-out photos excluded), smallest face
-# 40 px: scale factor 1.1 with 3 neighbours found 89.5% of the faces (0.10
-# unmatched detections per photo), against 87.3% with 5 neighbours (0.04) and
-# 88.0% with factor 1.15 and 3 neighbours (0.07; 22% faster on the portrait).
+# 40 px: the most faces found for few unmatched detections (the measurements:
+# docs/history.md).
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 HAAR_SCALE_FACTOR = 1.1
 HAAR_MIN_NEIGHBORS = 3

@@ -235,10 +235,9 @@ def default_weights(task: str, device: torch.device) -> tuple[str, str]:
     why it was picked (for a log line). The one rule for every command:
 
     - on a GPU: ``weights/face192.pt`` (:data:`ACCURATE_FACE_WEIGHTS`, the
-      most accurate; up to twice the network time of ``face.pt``, little on
-      a GPU) for the face task, ``weights/eyes.pt`` for the eye task;
+      most accurate, for more network time: little on a GPU) for the face task, ``weights/eyes.pt`` for the eye task;
     - on a CPU with onnxruntime installed: ``weights/<task>.int8.onnx``
-      (about 4x faster per face than ``<task>.pt`` on a CPU, same accuracy);
+      (faster than ``<task>.pt`` on a CPU at the same accuracy: weights/README.md);
     - on a CPU without onnxruntime: ``weights/<task>.pt``.
 
     A file missing from ``weights/`` falls back to ``weights/<task>.pt``.

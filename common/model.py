@@ -53,8 +53,7 @@ def _backbone(pip: bool) -> nn.Sequential:
     """ResNet-18's feature layers with a 1-channel stem, parameter for
     parameter torchvision's ``resnet18`` (same names and shapes, so weights
     move between the two; tests/test_model_checkpoint.py checks it). Written out here so
-    that inference does not import torchvision (inference/benchmark.py:
-    float32 start-up 2.75 s with it, 1.65 s without).
+    that inference does not import torchvision (a slower start-up).
     For ``pip``, layer4 keeps stride 16 (its first block does not downsample),
     as in PIPNet."""
     stem = [nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ablation runs behind the table in weights/README.md; each changes one lever and
 # reports the best and the last validation NME on the held-out 300-W photos (from the run's log.csv).
-#   bash training/ablations.sh [EPOCHS]      # short runs from scratch on both data sets (~20 min on 2 cores)
+#   bash training/ablations.sh [EPOCHS]      # short runs from scratch on both data sets
 #   bash training/ablations.sh last [INIT]   # the last stage: 24 epochs on the 300-W faces alone from the
 #                                            # stage-1 face model (INIT, default runs/recipe/mixed/face/1/best.pt),
 #                                            # in bfloat16 (--amp) where the CPU has it natively: about 10 minutes
@@ -56,7 +56,7 @@ fi
 run "regression-mse (seed head)" --head regression --loss mse
 run "pip-l1 (shipped head)" --head pip
 run "pip-l1 160px input" --head pip --input-size 160
-# Mirroring (model card, "Mirroring and the annotation's offset"): keeping each set's offset, or none
+# Mirroring (model card, "Ablations"): keeping each set's offset, or none
 run "pip-l1 mirror offset 0.99 0.73" --head pip --mirror-offset 0.99 0.73
 run "pip-l1 no mirroring" --head pip --no-mirror
 run "pip-wing loss" --head pip --loss wing

@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
 # The shipped recipe end to end (weights/README.md, "Training recipe", explains each stage):
-#   bash training/recipe.sh [cpu|cuda|rocm]     # default cpu: about 2 h 5 min on an idle 2-core CPU
+#   bash training/recipe.sh [cpu|cuda|rocm]     # default cpu; its time: weights/README.md, "Training recipe"
 #   TRAIN_ARGS=--amp bash training/recipe.sh    # bfloat16 mixed precision: faster on CPUs with avx512_bf16
 # Stages write to runs/recipe/<stage>/<task>/1 (RUNS=DIR to change runs/recipe). Run it
 # again after an interruption: finished stages are skipped and an unfinished one resumes
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
 # eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
 # LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the most accurate
-# model (the default on a GPU), up to twice the landmark network's time (weights/README.md, "The larger-input face models");
-# stage 3 then takes about 32 minutes longer on an idle CPU (LAST_SIZE=160: about 14). Any multiple of
+# model (the default on a GPU), for more network time and a longer stage 3. Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
-# mirrored one): at 192 px 3.48% instead of 3.47%, in about 2 h 5 min instead of 2 h 37 min
-# (weights/README.md). Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
+# mirrored one). Accuracy and times of each: weights/README.md. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md).
 set -euo pipefail
@@ -44,7 +42,7 @@ stage() {  # name task epochs [train.py arguments for a fresh run...]
 
 # Both data sets place their points about one pixel right of mirror symmetry; mirrored copies keep
 # that offset (--mirror-offset, in photo pixels, one per data set, measured with inference/mirror_offset.py;
-# weights/README.md, "Mirroring and the annotation's offset"). OFF_XML=0 OFF_YT=0 gives a plain mirror.
+# weights/README.md, "Ablations"; the measurements: docs/history.md). OFF_XML=0 OFF_YT=0 gives a plain mirror.
 OFF_XML=${OFF_XML:-0.99}
 OFF_YT=${OFF_YT:-0.73}
 LAST_SIZE=${LAST_SIZE:-128}
@@ -64,9 +62,9 @@ stage mixed face 24 --data "$XML" "$YT" --head pip --input-size 128 --mirror-off
 stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/best.pt" --warmup-epochs 0 --lr 5e-4 \
     --mirror-offset "$OFF_XML" "$OFF_YT"
 # 3. each model on the 300-W faces alone (same held-out photos), saving a moving average of the weights
-#    (model card, "Last-stage levers"): the face model twice from the same stage-1 model, at learning
+#    (model card, "Ablations"): the face model twice from the same stage-1 model, at learning
 #    rate 1e-3, with the offset-keeping mirror and without mirroring; the release averages the two
-#    runs' weights ("Averaging two last-stage runs"; LAST_RUNS=1: the mirrored run alone). The eye
+#    runs' weights ("Ablations"; LAST_RUNS=1: the mirrored run alone). The eye
 #    model once, without mirroring.
 stage "${FACE_DIRS[0]}" face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --input-size "$LAST_SIZE" \
     --warmup-epochs 0 --lr 1e-3 --mirror-offset "$OFF_XML" --ema 0.99
