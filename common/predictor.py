@@ -147,6 +147,16 @@ def prepare_image(image, colour: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
     return rgb, rgb_to_gray(rgb)
 
 
+def gray_image(image, colour: str = "rgb") -> np.ndarray:
+    """The ``(H, W)`` uint8 grayscale that :func:`prepare_image` gives, without
+    its RGB copy when ``image`` is a plain 3-channel uint8 array (a video
+    frame that only needs the landmark pass)."""
+    a = np.asarray(image) if isinstance(image, np.ndarray) else None
+    if a is not None and a.ndim == 3 and a.shape[2] == 3 and a.dtype == np.uint8 and colour in ("rgb", "bgr"):
+        return cv2.cvtColor(a, cv2.COLOR_BGR2GRAY if colour == "bgr" else cv2.COLOR_RGB2GRAY)
+    return prepare_image(image, colour)[1]
+
+
 class FaceLandmarker:
     """Detect faces and predict their landmarks.
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .detector import Detection
 from .landmarks import landmark_box
-from .predictor import FaceLandmarker, FaceResult, prepare_image
+from .predictor import FaceLandmarker, FaceResult, gray_image, prepare_image
 from .tracking import FaceTracker, Track
 
 # A tracked face whose points' box changes size by more than this factor
@@ -68,14 +68,14 @@ class VideoLandmarker:
         self._since_detection += 1
         detect = (not self.track or self._lost or not self._faces
                   or self._since_detection >= self.detect_every)
-        rgb, gray = prepare_image(frame, colour)
         if detect:
+            rgb, gray = prepare_image(frame, colour)
             faces = self.fl.landmarks_for_detections(gray, self.fl.detector.detect(rgb))
             tracks = self.tracker.match([f.box for f in faces])
             self._since_detection = 0
             self._lost = False
-        else:
-            faces, tracks = self._follow(gray)
+        else:  # the landmark pass needs only the gray image
+            faces, tracks = self._follow(gray_image(frame, colour))
         self.detected = detect
         self._faces, self._tracks = faces, tracks
         return list(zip(faces, tracks))

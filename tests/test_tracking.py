@@ -126,3 +126,12 @@ def test_video_tracking_follows_the_face_and_detects_on_schedule():
     tracked.process(np.full_like(frames[0], 127))
     tracked.process(frames[0])
     assert tracked.detected
+
+
+def test_gray_image_matches_prepare_image():
+    """Tracked video frames take the gray image alone: the same pixels."""
+    from common.predictor import gray_image, prepare_image
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    for colour in ("bgr", "rgb"):
+        np.testing.assert_array_equal(gray_image(frame, colour), prepare_image(frame, colour)[1])
+    np.testing.assert_array_equal(gray_image(frame[:, :, 0]), frame[:, :, 0])
