@@ -109,12 +109,15 @@ class LandmarkDataset(Dataset):
                  indices: tuple[int, ...], train: bool, aug: T.AugmentConfig,
                  mean: float, std: float, seed: int = 0, cache: bool = True,
                  name: str = "data", mirror_offsets: dict[str, float] | None = None,
-                 flip: tuple[int, ...] = T.FLIP_PERMUTATION_68):
+                 flip: tuple[int, ...] = T.FLIP_PERMUTATION_68,
+                 teacher_view: tuple[int, float, float] | None = None):
         self.records, self.task, self.train, self.seed = records, task, train, seed
         offsets = mirror_offsets or {}
         self.mirror_offsets = [float(offsets.get(r.group.split("::", 1)[0], 0.0)) for r in records]
-        self.input_size, self.cache, self.epoch = input_size, cache, 0
-        self.train_tf = T.train_pipeline(task, input_size, indices, aug, mean, std, flip)
+        self.cache, self.epoch = cache, 0
+        # the cache keeps the resolution of the larger of the two views
+        self.cache_size = max(input_size, teacher_view[0] if teacher_view and train else 0)
+        self.train_tf = T.train_pipeline(task, input_size, indices, aug, mean, std, flip, teacher_view)
         self.eval_tf = T.eval_pipeline(task, input_size, indices, mean, std)
         self.faces: list[CachedFace] | None = None
         if cache:
@@ -123,7 +126,7 @@ class LandmarkDataset(Dataset):
     def _build_cache(self, name: str) -> list[CachedFace]:
         faces, t0, n = [], time.time(), len(self.records)
         for i, r in enumerate(self.records):
-            faces.append(load_face(r, self.task, self.input_size, cache=True))
+            faces.append(load_face(r, self.task, self.cache_size, cache=True))
             if (i + 1) % 500 == 0 or i + 1 == n:
                 mb = sum(f.image.nbytes for f in faces) / 2**20
                 print(f"\rcaching {name}: {i + 1}/{n} faces, {mb:.0f} MB, "
@@ -139,10 +142,11 @@ class LandmarkDataset(Dataset):
 
     def __getitem__(self, i: int):
         face = self.faces[i] if self.faces is not None else \
-            load_face(self.records[i], self.task, self.input_size, cache=False)
+            load_face(self.records[i], self.task, self.cache_size, cache=False)
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            x, pts = self.train_tf(face.image, face.points, rng, self.mirror_offsets[i] * face.scale)
+            x, pts, *teacher = self.train_tf(face.image, face.points, rng, self.mirror_offsets[i] * face.scale)
         else:
             x, pts, _ = self.eval_tf(face.image, face.points, landmark_box(face.points))
-        return x, torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32))
+            teacher = []
+        return (x, torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)), *teacher)

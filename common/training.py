@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from . import checkpoint as C
 from . import distributed as D
 from .dataset import LandmarkDataset, split_records
+from .distill import Teacher
 from .readers import dataset_name, read_datasets
 from .device import autocast_dtype, describe_device, native_bf16, select_device
 from .metrics import nme_per_face, summarize
@@ -113,6 +114,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-faces", type=int, default=0, help="use at most this many training faces (0: all)")
     p.add_argument("--init", metavar="CKPT", default=None,
                    help="initialise weights from a checkpoint (e.g. the face model for the eye model)")
+    p.add_argument("--teacher", metavar="CKPT", default=None,
+                   help="distillation: a trained model of the same points (e.g. weights/face192.pt) labels every "
+                        "training crop at its own input size; the student learns --teacher-weight of its points "
+                        "and the rest of the annotation's (common/distill.py)")
+    p.add_argument("--teacher-weight", type=float, default=0.5, metavar="W",
+                   help="with --teacher: the teacher's share of each target point (0: the annotation only, "
+                        "1: the teacher only)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (ROCm GPUs are 'cuda' too)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -237,18 +245,22 @@ def validate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: 
 
 def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, epoch: int,
                     epochs: int, amp: bool, ema: WeightAverage | None = None,
-                    offset_radius: int = 0) -> tuple[float, float]:
+                    offset_radius: int = 0, teacher: Teacher | None = None) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean loss, images per second), over
-    all processes under torchrun (``model`` may be DistributedDataParallel)."""
+    all processes under torchrun (``model`` may be DistributedDataParallel).
+    With a ``teacher`` the loader's samples carry its crop third, and the
+    targets are :meth:`~common.distill.Teacher.targets`."""
     model.train()
     net, world = D.unwrap(model), D.world_size()
     bar = Progress(len(loader), desc=f"epoch {epoch + 1}/{epochs}")
     total = torch.zeros((), device=device)
     seen, t0, data_t, t_last = 0, time.time(), 0.0, time.time()
     running = None
-    for step, (x, pts) in enumerate(loader, start=1):
+    for step, (x, pts, *x_teacher) in enumerate(loader, start=1):
         data_t += time.time() - t_last
         x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
+        if teacher is not None:
+            pts = teacher.targets(pts, x_teacher[0].to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
             out = model(x)
         loss = landmark_loss(net, out, pts, loss_name, offset_radius)
@@ -351,10 +363,13 @@ def _train(args: argparse.Namespace) -> dict:
     indices, pair = scheme.landmark_indices, scheme.norm
     aug = AugmentConfig(mirror=args.mirror, rotation=args.rotation, box_scale=args.box_scale,
                         box_shift=args.box_shift)
+    teacher = None
+    if args.teacher:
+        teacher = Teacher(args.teacher, indices, args.input_size, args.teacher_weight, device)
     t_cache = time.time()
     train_ds = LandmarkDataset(train_recs, scheme.crop, args.input_size, indices, True, aug, MEAN, STD,
                                seed=args.seed, cache=args.cache, name="train", mirror_offsets=offsets,
-                               flip=data_scheme.flip)
+                               flip=data_scheme.flip, teacher_view=teacher.view if teacher else None)
     val_ds = LandmarkDataset(val_recs, scheme.crop, args.input_size, indices, False, aug, MEAN, STD,
                              cache=args.cache, name="validation")
     cache_s = time.time() - t_cache
@@ -388,6 +403,8 @@ def _train(args: argparse.Namespace) -> dict:
     precision = f"{str(autocast_dtype(device)).replace('torch.', '')} mixed" if amp else "float32"
     if ema is not None:
         precision += f"  weights: moving average (decay {args.ema:g})"
+    if teacher is not None:
+        precision += f"\nteacher: {args.teacher} ({teacher.size}px), {args.teacher_weight:g} of each target"
     print(f"run folder: {run_dir}\ndevice: {describe_device(device)}  task: {args.task}  head: {args.head}  "
           f"input: {args.input_size}px  loss: {loss_name}  "
           f"precision: {precision}\ntrain faces: {len(train_recs)}  "
@@ -419,7 +436,7 @@ def _train(args: argparse.Namespace) -> dict:
                                 drop_last=len(train_ds) > args.batch_size * world)
             lr = optimizer.param_groups[0]["lr"]
             train_loss, ips = train_one_epoch(train_model, loader, optimizer, scaler, device, loss_name,
-                                              epoch, args.epochs, amp, ema, radius)
+                                              epoch, args.epochs, amp, ema, radius, teacher)
             scheduler.step()
             D.broadcast_buffers(scored)  # every rank validates what rank 0 saves
             val = validate(scored, val_loader, device, loss_name, pair, amp, radius)

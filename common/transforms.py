@@ -197,12 +197,18 @@ class AugmentConfig:
 
 def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, ...],
                    aug: AugmentConfig, mean: float, std: float,
-                   permutation: tuple[int, ...] = FLIP_PERMUTATION_68):
+                   permutation: tuple[int, ...] = FLIP_PERMUTATION_68,
+                   teacher_view: tuple[int, float, float] | None = None):
     """Training transform: mirror, rotation, jittered task crop, resize,
     tone jitter, brightness, noise, tensor. Takes the data's ``(N, 2)``
     landmarks (``permutation``: their flip permutation; and the
     annotation's ``mirror_offset`` in the image's pixels, see :func:`mirror`) and
-    returns ``(tensor (1,S,S), float32 (K,2) points in input pixels)``."""
+    returns ``(tensor (1,S,S), float32 (K,2) points in input pixels)``.
+
+    ``teacher_view`` ``(size, mean, std)``: also return, third, the same
+    crop (same mirror, rotation and jitter) for a teacher network at its
+    own input size and normalisation, without the tone, brightness and
+    noise jitter: the teacher labels the clean view of what the student sees."""
     idx = list(indices)
 
     def apply(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
@@ -214,6 +220,10 @@ def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, 
         region = jitter_region(task_region(task, landmark_box(landmarks)), rng,
                                aug.box_scale, aug.box_shift)
         image, landmarks = crop(image, landmarks, region)
+        teacher = None
+        if teacher_view is not None:
+            size, t_mean, t_std = teacher_view
+            teacher, _ = to_tensor(resize(image, landmarks, size)[0], landmarks, t_mean, t_std)
         image, landmarks = resize(image, landmarks, input_size)
         if aug.colour:
             image, landmarks = colour_jitter(image, landmarks, rng)
@@ -222,6 +232,8 @@ def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, 
         if aug.noise > 0:
             image, landmarks = gaussian_noise(image, landmarks, rng, aug.noise)
         tensor, landmarks = to_tensor(image, landmarks, mean, std)
+        if teacher is not None:
+            return tensor, landmarks[idx], teacher
         return tensor, landmarks[idx]
 
     return apply

@@ -15,7 +15,9 @@ from common import checkpoint as C
 from common import training
 from common.cli import run_script
 from common.dataset import LandmarkDataset
-from common.errors import InputError
+from common.distill import Teacher
+from common.errors import CheckpointError, InputError
+from common.readers import read_datasets
 from common.landmarks import EYE_INDICES, FACE_INDICES, landmark_box
 from common.model import build_model
 from common.transforms import AugmentConfig, task_region
@@ -367,3 +369,58 @@ def test_help_shows_no_default_for_switches():
     text = training.get_args_parser().format_help()
     assert "(default: True)" not in text and "(default: False)" not in text
     assert "(default: 32)" in text  # other options keep theirs
+
+
+def _constant_teacher(path, size, where=0.3, task="face"):
+    """A regression checkpoint at ``size`` px that puts every point at
+    ``where`` x the crop side, whatever the input."""
+    idx = FACE_INDICES if task == "face" else EYE_INDICES
+    model = build_model(len(idx), "regression", size)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.fill_(where)
+    C.atomic_save({**C.describe(model, task, idx, 0.5, 0.25), "config": {}, "scores": {}, "epoch": 0,
+                   "model": C.clean_state_dict(model.state_dict())}, str(path))
+    return str(path)
+
+
+def test_distillation_targets_blend_the_teachers_points_in_student_pixels(tiny_face_set, tmp_path, monkeypatch):
+    """--teacher: each target is --teacher-weight of the teacher's points
+    (seen at its own 48 px, mapped to the student's 32 px) plus the rest of
+    the annotation's; the teacher is recorded in the run's config."""
+    teacher = _constant_teacher(tmp_path / "teacher.pt", 48)
+    where = 0.3 * 32 - 0.5                          # the teacher's points in student pixels
+    seen, losses = [], []
+    real_targets, real_loss = Teacher.targets, training.landmark_loss
+
+    def spy_targets(self, points, x):
+        seen.append((points.clone(), self.points(x)))
+        return real_targets(self, points, x)
+
+    def spy_loss(model, out, points, *a):
+        losses.append(points.clone())
+        return real_loss(model, out, points, *a)
+
+    monkeypatch.setattr(Teacher, "targets", spy_targets)
+    monkeypatch.setattr(training, "landmark_loss", spy_loss)
+    result = training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                                 "--input-size", "32", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"),
+                                 "--teacher", teacher, "--teacher-weight", "0.25"))
+    assert len(seen) == 3                            # 24 faces, batch 8: every training step
+    for (points, t_points), target in zip(seen, losses):
+        torch.testing.assert_close(t_points, torch.full_like(t_points, where), atol=1e-4, rtol=0)
+        assert points.shape == (8, 68, 2) and float(points.std()) > 3   # the annotation: a face's points
+        torch.testing.assert_close(target, 0.75 * points + 0.25 * t_points)   # what the loss trains towards
+    ck = C.load_checkpoint(os.path.join(result["run_dir"], "best.pt"))
+    assert ck["config"]["teacher"] == teacher and ck["config"]["teacher_weight"] == 0.25
+
+
+def test_distillation_refuses_a_teacher_of_other_points_or_a_bad_weight(tiny_face_set, tmp_path):
+    teacher = _constant_teacher(tmp_path / "eyes_teacher.pt", 48, task="eyes")
+    common = ["--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"], "--input-size", "32",
+              "--epochs", "1", "--runs-dir", str(tmp_path / "runs")]
+    with pytest.raises(CheckpointError, match="predicts 12 points, not the 68"):
+        training.main(_args(*common, "--teacher", teacher))
+    with pytest.raises(InputError, match="--teacher-weight must be between 0 and 1"):
+        training.main(_args(*common, "--teacher", teacher, "--teacher-weight", "1.5"))
+    assert not os.path.exists(tmp_path / "runs")      # refused before any run folder

@@ -210,3 +210,31 @@ def test_mirror_offset_keeps_the_annotation_offset():
             np.testing.assert_allclose(m[i] - dot, [expected, 0], atol=0.15)
     # Mirroring twice with the same offset gives the annotation back.
     np.testing.assert_allclose(T.mirror(*T.mirror(img, labels, offset=c), offset=c)[1], labels, atol=1e-4)
+
+
+def test_teacher_view_is_the_same_crop_at_the_teachers_size():
+    """train_pipeline's teacher view: same mirror, rotation and jitter as the
+    student's crop, at the teacher's own size, without tone jitter."""
+    h, w = 150, 190
+    pts = (TEMPLATE * 100 + [95, 80]).astype(np.float32)
+    img = blob_image(pts[DOTS], h, w, sigma=2.5).astype(np.uint8)
+    aug = T.AugmentConfig(noise=6.0)
+    student = T.train_pipeline("face", 64, FACE_INDICES, aug, 0.5, 0.25)
+    both = T.train_pipeline("face", 64, FACE_INDICES, aug, 0.5, 0.25, teacher_view=(96, 0.4, 0.2))
+    clean = T.train_pipeline("face", 96, FACE_INDICES, T.AugmentConfig(colour=False, brightness=0.0, noise=0.0),
+                             0.4, 0.2)
+    for seed in range(4):
+        x, p = student(img, pts, np.random.default_rng(seed))
+        x2, p2, xt = both(img, pts, np.random.default_rng(seed))
+        assert torch.equal(x, x2) and np.array_equal(p, p2)       # the student's sample is unchanged
+        assert xt.shape == (1, 96, 96)
+        out = (xt[0].numpy() * 0.2 + 0.4) * 255.0                 # the teacher's normalisation undone
+        p_t = (p + 0.5) * 96 / 64 - 0.5                           # the student's points in teacher pixels
+        checked = 0
+        for i in DOTS:
+            if well_inside(p_t[i], 96, 3):
+                assert np.abs(blob_centre(out, p_t[i], radius=3) - p_t[i]).max() < 0.3, (seed, i)
+                checked += 1
+        assert checked >= 6
+        # clean: exactly the crop a 96 px pipeline without tone, brightness and noise jitter makes
+        assert torch.equal(xt, clean(img, pts, np.random.default_rng(seed))[0])
