@@ -13,6 +13,8 @@ the evaluation crop; ``--boxes detector`` runs predict.py's detector, matches
 each ground-truth face to a detection, and also reports the detection rate
 (a second line counts missed faces as failures). ``--split heldout`` keeps
 only the photos that the checkpoint's training run held out for validation.
+``--degrade`` measures the same faces on dimmed, flattened, blurred or
+JPEG-damaged photos (common/degrade.py), detector included.
 Works for the eye model (its 12 points, same normalisation), for a model of
 any scheme on data of that scheme and, with ``--points eyes``, scores an
 iBUG face model on points 36-47 only.
@@ -52,6 +54,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-weights", default=None,
                    help="for an eye model with --refine: the face model whose prediction gives the box "
                         "(default: predict.py's face model for the device)")
+    p.add_argument("--degrade", choices=("none", "low-contrast", "dark", "blur", "jpeg"), default="none",
+                   help="degrade every photo first (common/degrade.py): half the contrast, 0.35x the light, "
+                        "Gaussian blur of sigma 2 px, or JPEG at quality 15")
     add_detector_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
@@ -87,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
     from common.landmark_model import LandmarkModel, pick_weights, refined_boxes
     from common.progress import Progress
+    from common.degrade import DEGRADATIONS
 
     device = select_device(args.device)
     args.weights = pick_weights(args.weights, "face", device)
@@ -127,6 +133,8 @@ def main(args: argparse.Namespace) -> int:
     t0, done = time.time(), 0
     for path, recs in by_image.items():
         rgb = read_image(path)
+        if args.degrade != "none":
+            rgb = DEGRADATIONS[args.degrade](rgb)
         gray = rgb_to_gray(rgb)
         boxes, ok = [], []
         dets = detector.detect(rgb) if detector else None
@@ -159,8 +167,8 @@ def main(args: argparse.Namespace) -> int:
     what = (f"{ckpt['task']} model ({ckpt['head']} head, {ckpt['input_size']}px, {provenance(ckpt)}"
             f"{', int8' if 'quantization' in ckpt else ''})")
     print(f"weights: {args.weights}: {what}")
-    print(f"data: {args.data} [{args.split}], boxes: {args.boxes}{' + refine' if args.refine else ''}"
-          f"{' + flip-test' if args.flip_test else ''}, "
+    print(f"data: {args.data} [{args.split}]{'' if args.degrade == 'none' else ', degraded: ' + args.degrade}, "
+          f"boxes: {args.boxes}{' + refine' if args.refine else ''}{' + flip-test' if args.flip_test else ''}, "
           f"points: {args.points} ({len(indices)}), faces: {len(records)}, "
           f"{(time.time() - t0) / max(len(records), 1) * 1000:.0f} ms/face")
     extra = {}
@@ -175,7 +183,7 @@ def main(args: argparse.Namespace) -> int:
         f"{os.path.splitext(name)[0]}_{args.split}_{args.boxes}"
         f"{'_' + args.detector if args.boxes == 'detector' else ''}"
         f"{'_eyes' if args.points == 'eyes' else ''}{'_refine' if args.refine else ''}"
-        f"{'_flip' if args.flip_test else ''}.png"))
+        f"{'_flip' if args.flip_test else ''}{'' if args.degrade == 'none' else '_' + args.degrade}.png"))
     os.makedirs(os.path.dirname(os.path.abspath(ced)), exist_ok=True)
     ced_plot({f"{ckpt['task']} model, {args.boxes} boxes": nmes[found]}, ced,
              title=f"{name} [{args.split}], n={int(found.sum())}")

@@ -1,0 +1,40 @@
+"""Fixed photo degradations for measuring robustness (``evaluate.py
+--degrade``): what a model's error becomes on dim, flat, blurred or heavily
+compressed photos, and whether an int8 export keeps up with its float model
+on pictures unlike its calibration crops.
+
+Each takes a uint8 image (RGB ``(H, W, 3)`` or gray ``(H, W)``) and returns
+one of the same shape and type; the landmarks do not move.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def low_contrast(image: np.ndarray) -> np.ndarray:
+    """Half the contrast around mid-gray."""
+    return np.clip((image.astype(np.float32) - 128.0) * 0.5 + 128.0, 0, 255).round().astype(np.uint8)
+
+
+def dark(image: np.ndarray) -> np.ndarray:
+    """About a stop and a half under-exposed: 0.35 x the intensity."""
+    return np.clip(image.astype(np.float32) * 0.35, 0, 255).round().astype(np.uint8)
+
+
+def blur(image: np.ndarray) -> np.ndarray:
+    """Gaussian blur, sigma 2 photo pixels (defocus or motion on a small face)."""
+    return cv2.GaussianBlur(image, (0, 0), 2.0)
+
+
+def jpeg(image: np.ndarray) -> np.ndarray:
+    """Re-encoded as JPEG at quality 15 (blocking, as in messaging apps' thumbnails)."""
+    flip = image.ndim == 3  # OpenCV encodes BGR
+    ok, buf = cv2.imencode(".jpg", image[..., ::-1] if flip else image, [cv2.IMWRITE_JPEG_QUALITY, 15])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a JPEG")
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR if flip else cv2.IMREAD_GRAYSCALE)
+    return np.ascontiguousarray(out[..., ::-1]) if flip else out
+
+
+DEGRADATIONS = {"low-contrast": low_contrast, "dark": dark, "blur": blur, "jpeg": jpeg}
