@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from . import checkpoint as C
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError
 
 
 class Teacher:
@@ -22,8 +22,6 @@ class Teacher:
     annotation's."""
 
     def __init__(self, path: str, indices, student_size: int, weight: float, device: torch.device):
-        if not 0.0 <= weight <= 1.0:
-            raise InputError(f"--teacher-weight must be between 0 and 1, got {weight}")
         self.model, ckpt = C.load_model(path)
         if [int(i) for i in ckpt["landmark_indices"]] != [int(i) for i in indices]:
             raise CheckpointError(f"--teacher {path}: predicts {len(ckpt['landmark_indices'])} points, not the "

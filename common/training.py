@@ -108,6 +108,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation", type=float, default=20.0, help="max random rotation in degrees")
     p.add_argument("--box-scale", type=float, default=0.10, help="random crop scale jitter (+-fraction)")
     p.add_argument("--box-shift", type=float, default=0.05, help="random crop shift jitter (+-fraction of side)")
+    p.add_argument("--blur", type=float, default=0.0, metavar="P",
+                   help="share of training crops blurred (Gaussian, sigma 0.3-1.5 input pixels)")
+    p.add_argument("--jpeg", type=float, default=0.0, metavar="P",
+                   help="share of training crops re-encoded as JPEG (quality 10-90)")
+    p.add_argument("--occlusion", type=float, default=0.0, metavar="P",
+                   help="share of training crops with a random gray rectangle over 4-20%% of them (the points "
+                        "underneath are still trained)")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="decode photos every epoch instead of caching face regions in memory")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed records instead of stopping")
@@ -302,6 +309,11 @@ def _train(args: argparse.Namespace) -> dict:
     state = None
     if not 0 < args.val_fraction < 1:
         raise DatasetFormatError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    for name in ("blur", "jpeg", "occlusion"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise InputError(f"--{name} is a probability between 0 and 1, got {getattr(args, name)}")
+    if not 0.0 <= args.teacher_weight <= 1.0:
+        raise InputError(f"--teacher-weight must be between 0 and 1, got {args.teacher_weight}")
     if args.resume:
         last = _resolve_resume(args.resume)
         if not os.path.exists(last) and os.path.isdir(os.path.dirname(last) or "."):
@@ -362,7 +374,7 @@ def _train(args: argparse.Namespace) -> dict:
     scheme = training_scheme(data_scheme, args.task)
     indices, pair = scheme.landmark_indices, scheme.norm
     aug = AugmentConfig(mirror=args.mirror, rotation=args.rotation, box_scale=args.box_scale,
-                        box_shift=args.box_shift)
+                        box_shift=args.box_shift, blur=args.blur, jpeg=args.jpeg, occlusion=args.occlusion)
     teacher = None
     if args.teacher:
         teacher = Teacher(args.teacher, indices, args.input_size, args.teacher_weight, device)

@@ -176,6 +176,35 @@ def gaussian_noise(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Gene
     return np.clip(img, 0, 255), landmarks
 
 
+def blur(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+         sigma: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian blur with a random sigma in ``[0.3, sigma]`` pixels (defocus, motion, upscaled video)."""
+    return cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.3, sigma))), landmarks
+
+
+def jpeg(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+         worst: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Re-encode a uint8 image as JPEG at a random quality in ``[worst, 90]``."""
+    q = int(rng.integers(worst, 91))
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, q])
+    return (cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else image), landmarks
+
+
+def occlude(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+            area: tuple[float, float] = (0.04, 0.2)) -> tuple[np.ndarray, np.ndarray]:
+    """Cover a random rectangle (``area`` of the image, aspect 1:3 to 3:1)
+    with a flat random gray: hands, microphones, hair. The points stay
+    where they are: the model learns to place hidden ones from the rest."""
+    h, w = image.shape[:2]
+    a = rng.uniform(*area) * h * w
+    aspect = float(np.exp(rng.uniform(np.log(1 / 3), np.log(3))))
+    rh, rw = min(int(round(np.sqrt(a * aspect))), h), min(int(round(np.sqrt(a / aspect))), w)
+    y, x = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
+    out = image.copy()
+    out[y:y + rh, x:x + rw] = rng.integers(0, 256)
+    return out, landmarks
+
+
 def to_tensor(image: np.ndarray, landmarks: np.ndarray, mean: float = 0.5,
               std: float = 0.25) -> tuple[torch.Tensor, np.ndarray]:
     """``(H, W)`` 0-255 image to a normalised float32 ``(1, H, W)`` tensor."""
@@ -193,6 +222,9 @@ class AugmentConfig:
     colour: bool = True
     brightness: float = 0.2
     noise: float = 6.0
+    blur: float = 0.0           # probability of each (0: off, and no random draw)
+    jpeg: float = 0.0
+    occlusion: float = 0.0
 
 
 def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, ...],
@@ -200,7 +232,8 @@ def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, 
                    permutation: tuple[int, ...] = FLIP_PERMUTATION_68,
                    teacher_view: tuple[int, float, float] | None = None):
     """Training transform: mirror, rotation, jittered task crop, resize,
-    tone jitter, brightness, noise, tensor. Takes the data's ``(N, 2)``
+    (with their probabilities) blur, JPEG and occlusion, tone jitter,
+    brightness, noise, tensor. Takes the data's ``(N, 2)``
     landmarks (``permutation``: their flip permutation; and the
     annotation's ``mirror_offset`` in the image's pixels, see :func:`mirror`) and
     returns ``(tensor (1,S,S), float32 (K,2) points in input pixels)``.
@@ -225,6 +258,9 @@ def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, 
             size, t_mean, t_std = teacher_view
             teacher, _ = to_tensor(resize(image, landmarks, size)[0], landmarks, t_mean, t_std)
         image, landmarks = resize(image, landmarks, input_size)
+        for p, step in ((aug.blur, blur), (aug.jpeg, jpeg), (aug.occlusion, occlude)):
+            if p > 0 and rng.random() < p:
+                image, landmarks = step(image, landmarks, rng)
         if aug.colour:
             image, landmarks = colour_jitter(image, landmarks, rng)
         if aug.brightness > 0:

@@ -238,3 +238,35 @@ def test_teacher_view_is_the_same_crop_at_the_teachers_size():
         assert checked >= 6
         # clean: exactly the crop a 96 px pipeline without tone, brightness and noise jitter makes
         assert torch.equal(xt, clean(img, pts, np.random.default_rng(seed))[0])
+
+
+@pytest.mark.parametrize("step", [T.blur, T.jpeg, T.occlude], ids=["blur", "jpeg", "occlude"])
+def test_damage_steps_change_the_pixels_not_the_points(step):
+    rng = np.random.default_rng(0)
+    rgb, pts = make_face(rng)
+    gray = rgb[..., 1]
+    out, p = step(gray, pts, rng)
+    assert out.shape == gray.shape and out.dtype == np.uint8 and np.array_equal(p, pts)
+    assert np.abs(out.astype(int) - gray).mean() > 0.2
+
+
+def test_occlusion_covers_a_flat_rectangle_of_the_stated_area():
+    img = np.random.default_rng(1).integers(0, 256, (100, 100)).astype(np.uint8)
+    for seed in range(20):
+        out, _ = T.occlude(img, np.zeros((0, 2), np.float32), np.random.default_rng(seed))
+        changed = out != img
+        ys, xs = np.nonzero(changed)
+        box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        assert 0.03 * 100 * 100 <= box <= 0.21 * 100 * 100, box
+        assert len(np.unique(out[ys.min():ys.max() + 1, xs.min():xs.max() + 1])) == 1
+
+
+def test_damage_steps_in_the_pipeline_change_the_crop_not_the_geometry():
+    rng = np.random.default_rng(3)
+    rgb, pts = make_face(rng)
+    off = T.train_pipeline("face", 64, FACE_INDICES, T.AugmentConfig(), 0.5, 0.25)
+    on = T.train_pipeline("face", 64, FACE_INDICES, T.AugmentConfig(blur=1.0, jpeg=1.0, occlusion=1.0), 0.5, 0.25)
+    x, p = off(rgb[..., 1], pts, np.random.default_rng(5))
+    x_on, p_on = on(rgb[..., 1], pts, np.random.default_rng(5))
+    assert np.array_equal(p, p_on)                  # the geometry is drawn first either way
+    assert not torch.equal(x, x_on)                 # the steps, when on, change the crop
