@@ -6,6 +6,9 @@
 #                                            # stage-1 face model (INIT, default runs/recipe/mixed/face/1/best.pt),
 #                                            # in bfloat16 (--amp) where the CPU has it natively: about 10 minutes
 #                                            # per run (float32 elsewhere: about 17 minutes)
+#   bash training/ablations.sh finetune      # fine-tunes of weights/face.pt on the 300-W faces alone, with and
+#                                            # without distillation from weights/face192.pt and damage
+#                                            # augmentation: 8-12 epochs, 6-30 minutes a run on a 2-core CPU
 #   ONLY=160 bash training/ablations.sh      # only the runs whose name contains "160"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,9 @@ if [[ ${1:-} == last ]]; then
     AMP=$(python -c 'from common.device import native_bf16; print("--amp" if native_bf16() else "--no-amp")')
     COMMON=(--data "$XML" "${SPLIT[@]}" --init "$INIT" --warmup-epochs 0 --lr 3e-4 --epochs 24 "$AMP"
             --runs-dir "$OUT")
+elif [[ ${1:-} == finetune ]]; then
+    OUT=runs/ablations/finetune
+    COMMON=(--data "$XML" "${SPLIT[@]}" --init weights/face.pt --warmup-epochs 0 --ema 0.99 --runs-dir "$OUT")
 else
     OUT=runs/ablations
     COMMON=(--data "${DATA[@]}" "${SPLIT[@]}" --epochs "${1:-4}" --runs-dir "$OUT")
@@ -51,6 +57,15 @@ if [[ ${1:-} == last ]]; then
     run "no mirroring, lr 1e-3, ema" --no-mirror --lr 1e-3 --ema 0.99
     # Mirroring that keeps 300-W's horizontal annotation offset (inference/mirror_offset.py, model card)
     run "mirror offset 0.99, lr 1e-3, ema" --mirror-offset 0.99 --lr 1e-3 --ema 0.99
+    exit 0
+fi
+if [[ ${1:-} == finetune ]]; then
+    T=(--teacher weights/face192.pt --teacher-weight 0.5)
+    run "8 epochs, lr 3e-4" --epochs 8 --lr 3e-4 --mirror-offset 0.99
+    run "8 epochs, lr 3e-4, teacher" --epochs 8 --lr 3e-4 --mirror-offset 0.99 "${T[@]}"
+    run "12 epochs, lr 1e-3" --epochs 12 --lr 1e-3 --mirror-offset 0.99
+    run "12 epochs, lr 1e-3, teacher" --epochs 12 --lr 1e-3 --mirror-offset 0.99 "${T[@]}"
+    run "12 epochs, lr 1e-3, damage" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --blur 0.3 --jpeg 0.3 --occlusion 0.3
     exit 0
 fi
 run "regression-mse (seed head)" --head regression --loss mse
