@@ -266,9 +266,9 @@ def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, ep
     for step, (x, pts, *x_teacher) in enumerate(loader, start=1):
         data_t += time.time() - t_last
         x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
-        if teacher is not None:
-            pts = teacher.targets(pts, x_teacher[0].to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
+            if teacher is not None:  # its points are decoded in float32 whatever the precision
+                pts = teacher.targets(pts, x_teacher[0].to(device, non_blocking=True))
             out = model(x)
         loss = landmark_loss(net, out, pts, loss_name, offset_radius)
         optimizer.zero_grad(set_to_none=True)
@@ -314,6 +314,8 @@ def _train(args: argparse.Namespace) -> dict:
             raise InputError(f"--{name} is a probability between 0 and 1, got {getattr(args, name)}")
     if not 0.0 <= args.teacher_weight <= 1.0:
         raise InputError(f"--teacher-weight must be between 0 and 1, got {args.teacher_weight}")
+    if args.teacher and not os.path.isfile(args.teacher):
+        raise InputError(f"--teacher {args.teacher}: no such file")
     if args.resume:
         last = _resolve_resume(args.resume)
         if not os.path.exists(last) and os.path.isdir(os.path.dirname(last) or "."):

@@ -423,4 +423,8 @@ def test_distillation_refuses_a_teacher_of_other_points_or_a_bad_weight(tiny_fac
         training.main(_args(*common, "--teacher", teacher))
     with pytest.raises(InputError, match="--teacher-weight must be between 0 and 1"):
         training.main(_args(*common, "--teacher", teacher, "--teacher-weight", "1.5"))
+    with pytest.raises(InputError, match="--teacher .*nothere.pt: no such file"):
+        training.main(_args(*common, "--teacher", str(tmp_path / "nothere.pt")))
+    with pytest.raises(InputError, match="--occlusion is a probability between 0 and 1"):
+        training.main(_args(*common, "--occlusion", "2"))
     assert not os.path.exists(tmp_path / "runs")      # refused before any run folder
