@@ -164,3 +164,16 @@ def test_last_size_trains_and_releases_the_larger_face_model(env, size):
     assert any(f"--write {runs}/release/face{size}.pt" in c for c in released)
     assert any(c.startswith(f"inference/export_onnx.py --weights {runs}/release/face{size}.pt --int8")
                for c in released)
+
+
+def test_teacher_distils_into_both_last_stage_face_runs_in_their_own_folders(env, tmp_path):
+    runs, teacher = env["RUNS"], tmp_path / "face192.pt"
+    teacher.write_text("")
+    proc, calls = run_recipe({**env, "TEACHER": str(teacher)})
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if c.startswith("training/")]
+    with_teacher = [c for c in trains if f"--teacher {teacher} --teacher-weight 0.5" in c]
+    assert with_teacher == trains[2:4]                      # 3a and 3b, not stage 1, 2 or the eyes
+    assert f"--runs-dir {runs}/300w-distil" in trains[2] and f"--runs-dir {runs}/300w-nomirror-distil" in trains[3]
+    proc, calls = run_recipe({**env, "TEACHER": str(tmp_path / "missing.pt")})
+    assert proc.returncode == 2 and "TEACHER=" in proc.stderr and not calls

@@ -9,7 +9,8 @@
 # LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the most accurate
 # model (the default on a GPU), for more network time and a longer stage 3. Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
-# mirrored one). Accuracy and times of each: weights/README.md. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
+# mirrored one). TEACHER=weights/face192.pt distils that model into the last-stage face runs
+# (train.py --teacher, half of each target; its own run folders). Accuracy and times of each: weights/README.md. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md).
 set -euo pipefail
@@ -55,6 +56,12 @@ case $LAST_SIZE in
     128) FACE_DIRS=(300w 300w-nomirror); FACE_NAME=face;;
     *) FACE_DIRS=("300w-$LAST_SIZE" "300w-nomirror-$LAST_SIZE"); FACE_NAME=face$LAST_SIZE;;
 esac
+LAST_ARGS=()
+if [[ -n ${TEACHER:-} ]]; then
+    [[ -f $TEACHER ]] || { echo "error: TEACHER=$TEACHER not found" >&2; exit 2; }
+    LAST_ARGS=(--teacher "$TEACHER" --teacher-weight 0.5)
+    FACE_DIRS=("${FACE_DIRS[0]}-distil" "${FACE_DIRS[1]}-distil")
+fi
 
 # 1. face on both data sets: 24 epochs, cosine schedule
 stage mixed face 24 --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT"
@@ -67,10 +74,10 @@ stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/best.pt" --warmup
 #    runs' weights ("Ablations"; LAST_RUNS=1: the mirrored run alone). The eye
 #    model once, without mirroring.
 stage "${FACE_DIRS[0]}" face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --input-size "$LAST_SIZE" \
-    --warmup-epochs 0 --lr 1e-3 --mirror-offset "$OFF_XML" --ema 0.99
+    --warmup-epochs 0 --lr 1e-3 --mirror-offset "$OFF_XML" --ema 0.99 "${LAST_ARGS[@]}"
 if (( LAST_RUNS == 2 )); then
     stage "${FACE_DIRS[1]}" face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --input-size "$LAST_SIZE" \
-        --warmup-epochs 0 --lr 1e-3 --no-mirror --ema 0.99
+        --warmup-epochs 0 --lr 1e-3 --no-mirror --ema 0.99 "${LAST_ARGS[@]}"
 fi
 stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/best.pt" --warmup-epochs 0 --lr 2e-4 --no-mirror --ema 0.99
 
