@@ -7,8 +7,8 @@
 #                                            # in bfloat16 (--amp) where the CPU has it natively: about 10 minutes
 #                                            # per run (float32 elsewhere: about 17 minutes)
 #   bash training/ablations.sh finetune      # fine-tunes of weights/face.pt on the 300-W faces alone, with and
-#                                            # without distillation from weights/face192.pt and damage
-#                                            # augmentation: 8-12 epochs, 6-30 minutes a run on a 2-core CPU
+#                                            # without distillation from weights/face192.pt: 8-20 epochs,
+#                                            # 6-45 minutes a run on a 2-core CPU
 #   ONLY=160 bash training/ablations.sh      # only the runs whose name contains "160"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,7 +65,11 @@ if [[ ${1:-} == finetune ]]; then
     run "8 epochs, lr 3e-4, teacher" --epochs 8 --lr 3e-4 --mirror-offset 0.99 "${T[@]}"
     run "12 epochs, lr 1e-3" --epochs 12 --lr 1e-3 --mirror-offset 0.99
     run "12 epochs, lr 1e-3, teacher" --epochs 12 --lr 1e-3 --mirror-offset 0.99 "${T[@]}"
-    run "12 epochs, lr 1e-3, damage" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --blur 0.3 --jpeg 0.3 --occlusion 0.3
+    # the pair a last stage averages (3a, 3b), with the teacher; then, to score their average:
+    #   python inference/release_weights.py $OUT/face/<a>/best.pt $OUT/face/<b>/best.pt $OUT/distil.pt
+    #   python inference/evaluate.py --weights $OUT/distil.pt --data $XML --split heldout
+    run "20 epochs, lr 1e-3, teacher" --epochs 20 --lr 1e-3 --mirror-offset 0.99 "${T[@]}"
+    run "20 epochs, lr 1e-3, teacher, no mirroring" --epochs 20 --lr 1e-3 --no-mirror "${T[@]}"
     exit 0
 fi
 run "regression-mse (seed head)" --head regression --loss mse
