@@ -22,15 +22,15 @@ def dark(image: np.ndarray) -> np.ndarray:
     return np.clip(image.astype(np.float32) * 0.35, 0, 255).round().astype(np.uint8)
 
 
-def blur(image: np.ndarray) -> np.ndarray:
-    """Gaussian blur, sigma 2 photo pixels (defocus or motion on a small face)."""
-    return cv2.GaussianBlur(image, (0, 0), 2.0)
+def blur(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """Gaussian blur, by default of sigma 2 pixels (defocus or motion on a small face)."""
+    return cv2.GaussianBlur(image, (0, 0), float(sigma))
 
 
-def jpeg(image: np.ndarray) -> np.ndarray:
-    """Re-encoded as JPEG at quality 15 (blocking, as in messaging apps' thumbnails)."""
+def jpeg(image: np.ndarray, quality: int = 15) -> np.ndarray:
+    """Re-encoded as JPEG, by default at quality 15 (blocking, as in messaging apps' thumbnails)."""
     flip = image.ndim == 3  # OpenCV encodes BGR
-    ok, buf = cv2.imencode(".jpg", image[..., ::-1] if flip else image, [cv2.IMWRITE_JPEG_QUALITY, 15])
+    ok, buf = cv2.imencode(".jpg", image[..., ::-1] if flip else image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("OpenCV could not encode a JPEG")
     out = cv2.imdecode(buf, cv2.IMREAD_COLOR if flip else cv2.IMREAD_GRAYSCALE)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from . import degrade
 from .landmarks import FLIP_PERMUTATION_68, landmark_box
 
 # Side of the square face crop, relative to the larger side of the tight
@@ -179,15 +180,13 @@ def gaussian_noise(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Gene
 def blur(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
          sigma: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian blur with a random sigma in ``[0.3, sigma]`` pixels (defocus, motion, upscaled video)."""
-    return cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.3, sigma))), landmarks
+    return degrade.blur(image, rng.uniform(0.3, sigma)), landmarks
 
 
 def jpeg(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
          worst: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Re-encode a uint8 image as JPEG at a random quality in ``[worst, 90]``."""
-    q = int(rng.integers(worst, 91))
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, q])
-    return (cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else image), landmarks
+    return degrade.jpeg(image, int(rng.integers(worst, 91))), landmarks
 
 
 def occlude(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
