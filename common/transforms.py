@@ -239,8 +239,8 @@ def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, 
 
     ``teacher_view`` ``(size, mean, std)``: also return, third, the same
     crop (same mirror, rotation and jitter) for a teacher network at its
-    own input size and normalisation, without the tone, brightness and
-    noise jitter: the teacher labels the clean view of what the student sees."""
+    own input size and normalisation, without the damage, tone, brightness
+    and noise steps: the teacher labels the clean view of what the student sees."""
     idx = list(indices)
 
     def apply(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
