@@ -68,6 +68,8 @@ if [[ ${1:-} == finetune ]]; then
     # the pair a last stage averages (3a, 3b), with the teacher; then, to score their average:
     #   python inference/release_weights.py $OUT/face/<a>/best.pt $OUT/face/<b>/best.pt $OUT/distil.pt
     #   python inference/evaluate.py --weights $OUT/distil.pt --data $XML --split heldout
+    #   python inference/export_onnx.py --weights $OUT/distil.pt --int8 --calib-data "${DATA[@]}"   # its int8 twin,
+    #   then evaluate.py on $OUT/distil.int8.onnx with --boxes detector --refine (as predict.py runs)
     run "20 epochs, lr 1e-3, teacher" --epochs 20 --lr 1e-3 --mirror-offset 0.99 "${T[@]}"
     run "20 epochs, lr 1e-3, teacher, no mirroring" --epochs 20 --lr 1e-3 --no-mirror "${T[@]}"
     exit 0
