@@ -115,6 +115,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--occlusion", type=float, default=0.0, metavar="P",
                    help="share of training crops with a random gray rectangle over 4-20%% of them (the points "
                         "underneath are still trained)")
+    p.add_argument("--tight", type=float, default=0.0, metavar="P",
+                   help="share of training crops blacked out beyond the landmark box plus 0-25%% of its side "
+                        "(photos already cut tight around the face)")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="decode photos every epoch instead of caching face regions in memory")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed records instead of stopping")
@@ -309,7 +312,7 @@ def _train(args: argparse.Namespace) -> dict:
     state = None
     if not 0 < args.val_fraction < 1:
         raise DatasetFormatError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
-    for name in ("blur", "jpeg", "occlusion"):
+    for name in ("blur", "jpeg", "occlusion", "tight"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise InputError(f"--{name} is a probability between 0 and 1, got {getattr(args, name)}")
     if not 0.0 <= args.teacher_weight <= 1.0:
@@ -376,7 +379,8 @@ def _train(args: argparse.Namespace) -> dict:
     scheme = training_scheme(data_scheme, args.task)
     indices, pair = scheme.landmark_indices, scheme.norm
     aug = AugmentConfig(mirror=args.mirror, rotation=args.rotation, box_scale=args.box_scale,
-                        box_shift=args.box_shift, blur=args.blur, jpeg=args.jpeg, occlusion=args.occlusion)
+                        box_shift=args.box_shift, blur=args.blur, jpeg=args.jpeg, occlusion=args.occlusion,
+                        tight=args.tight)
     teacher = None
     if args.teacher:
         teacher = Teacher(args.teacher, indices, args.input_size, args.teacher_weight, device)

@@ -204,6 +204,13 @@ def occlude(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
     return out, landmarks
 
 
+def frame_tight(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+                margin: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Black beyond the landmark box grown by a random ``[0, margin]`` x its
+    side: the crop of a photo that was already cut tight around the face."""
+    return degrade.tight(image, [landmark_box(landmarks)], rng.uniform(0.0, margin)), landmarks
+
+
 def to_tensor(image: np.ndarray, landmarks: np.ndarray, mean: float = 0.5,
               std: float = 0.25) -> tuple[torch.Tensor, np.ndarray]:
     """``(H, W)`` 0-255 image to a normalised float32 ``(1, H, W)`` tensor."""
@@ -224,6 +231,7 @@ class AugmentConfig:
     blur: float = 0.0           # probability of each (0: off, and no random draw)
     jpeg: float = 0.0
     occlusion: float = 0.0
+    tight: float = 0.0
 
 
 def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, ...],
@@ -231,7 +239,7 @@ def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, 
                    permutation: tuple[int, ...] = FLIP_PERMUTATION_68,
                    teacher_view: tuple[int, float, float] | None = None):
     """Training transform: mirror, rotation, jittered task crop, resize,
-    (with their probabilities) blur, JPEG and occlusion, tone jitter,
+    (with their probabilities) blur, JPEG, occlusion and tight framing, tone jitter,
     brightness, noise, tensor. Takes the data's ``(N, 2)``
     landmarks (``permutation``: their flip permutation; and the
     annotation's ``mirror_offset`` in the image's pixels, see :func:`mirror`) and
@@ -257,7 +265,8 @@ def train_pipeline(task: "str | CropRule", input_size: int, indices: tuple[int, 
             size, t_mean, t_std = teacher_view
             teacher, _ = to_tensor(resize(image, landmarks, size)[0], landmarks, t_mean, t_std)
         image, landmarks = resize(image, landmarks, input_size)
-        for p, step in ((aug.blur, blur), (aug.jpeg, jpeg), (aug.occlusion, occlude)):
+        for p, step in ((aug.blur, blur), (aug.jpeg, jpeg), (aug.occlusion, occlude),
+                        (aug.tight, frame_tight)):
             if p > 0 and rng.random() < p:
                 image, landmarks = step(image, landmarks, rng)
         if aug.colour:

@@ -13,8 +13,8 @@ the evaluation crop; ``--boxes detector`` runs predict.py's detector, matches
 each ground-truth face to a detection, and also reports the detection rate
 (a second line counts missed faces as failures). ``--split heldout`` keeps
 only the photos that the checkpoint's training run held out for validation.
-``--degrade`` measures the same faces on dimmed, flattened, blurred or
-JPEG-damaged photos (common/degrade.py), detector included.
+``--degrade`` measures the same faces on dimmed, flattened, blurred,
+JPEG-damaged or tightly cut photos (common/degrade.py), detector included.
 Works for the eye model (its 12 points, same normalisation), for a model of
 any scheme on data of that scheme and, with ``--points eyes``, scores an
 iBUG face model on points 36-47 only.
@@ -54,9 +54,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-weights", default=None,
                    help="for an eye model with --refine: the face model whose prediction gives the box "
                         "(default: predict.py's face model for the device)")
-    p.add_argument("--degrade", choices=("none", "low-contrast", "dark", "blur", "jpeg"), default="none",
+    p.add_argument("--degrade", choices=("none", "low-contrast", "dark", "blur", "jpeg", "tight"), default="none",
                    help="degrade every photo first (common/degrade.py): half the contrast, 0.35x the light, "
-                        "Gaussian blur of sigma 2 px, or JPEG at quality 15")
+                        "Gaussian blur of sigma 2 px, JPEG at quality 15, or black beyond the annotated faces' "
+                        "landmark boxes plus 10%% (a photo cut tight around the face)")
     add_detector_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
@@ -92,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
     from common.landmark_model import LandmarkModel, pick_weights, refined_boxes
     from common.progress import Progress
-    from common.degrade import DEGRADATIONS
+    from common.degrade import DEGRADATIONS, tight
 
     device = select_device(args.device)
     args.weights = pick_weights(args.weights, "face", device)
@@ -133,7 +134,9 @@ def main(args: argparse.Namespace) -> int:
     t0, done = time.time(), 0
     for path, recs in by_image.items():
         rgb = read_image(path)
-        if args.degrade != "none":
+        if args.degrade == "tight":
+            rgb = tight(rgb, [landmark_box(r.points) for r in recs])
+        elif args.degrade != "none":
             rgb = DEGRADATIONS[args.degrade](rgb)
         gray = rgb_to_gray(rgb)
         boxes, ok = [], []

@@ -92,3 +92,7 @@ def test_degrade_scores_the_same_faces_on_damaged_photos(setup, tmp_path):
     n = [LAST_LINE.match(r.stdout.strip().splitlines()[-1]) for r in (clean, dim)]
     assert n[0] and n[1] and n[0].group(1) == n[1].group(1) == "5"
     assert clean.stdout.strip().splitlines()[-1] != dim.stdout.strip().splitlines()[-1]
+    cut = _run("--weights", weights, "--data", setup["data"], "--degrade", "tight", "--ced", tmp_path / "c.png",
+               "--device", "cpu")
+    assert cut.returncode == 0 and "degraded: tight" in cut.stdout, cut.stderr
+    assert LAST_LINE.match(cut.stdout.strip().splitlines()[-1]).group(1) == "5"

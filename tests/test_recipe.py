@@ -177,3 +177,13 @@ def test_teacher_distils_into_both_last_stage_face_runs_in_their_own_folders(env
     assert f"--runs-dir {runs}/300w-distil" in trains[2] and f"--runs-dir {runs}/300w-nomirror-distil" in trains[3]
     proc, calls = run_recipe({**env, "TEACHER": str(tmp_path / "missing.pt")})
     assert proc.returncode == 2 and "TEACHER=" in proc.stderr and not calls
+
+
+def test_stage1_epochs_lengthens_stage_1_alone(env):
+    proc, calls = run_recipe({**env, "STAGE1_EPOCHS": "48"})
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if c.startswith("training/")]
+    assert "--epochs 48" in trains[0] and f"--runs-dir {env['RUNS']}/mixed" in trains[0]
+    assert len(trains) == 5 and all("--epochs 48" not in c for c in trains[1:])
+    proc, calls = run_recipe({**env, "STAGE1_EPOCHS": "many"})
+    assert proc.returncode == 2 and "STAGE1_EPOCHS must be" in proc.stderr and not calls

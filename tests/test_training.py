@@ -427,4 +427,6 @@ def test_distillation_refuses_a_teacher_of_other_points_or_a_bad_weight(tiny_fac
         training.main(_args(*common, "--teacher", str(tmp_path / "nothere.pt")))
     with pytest.raises(InputError, match="--occlusion is a probability between 0 and 1"):
         training.main(_args(*common, "--occlusion", "2"))
+    with pytest.raises(InputError, match="--tight is a probability between 0 and 1"):
+        training.main(_args(*common, "--tight", "-0.1"))
     assert not os.path.exists(tmp_path / "runs")      # refused before any run folder

@@ -250,6 +250,23 @@ def test_damage_steps_change_the_pixels_not_the_points(step):
     assert np.abs(out.astype(int) - gray).mean() > 0.2
 
 
+def test_tight_framing_keeps_the_landmark_box_and_blacks_out_beyond_its_margin():
+    rng = np.random.default_rng(2)
+    rgb, pts = make_face(rng)
+    gray = np.maximum(rgb[..., 1], 1)               # no black pixel before
+    x0, y0, x1, y1 = pts.min(axis=0).tolist() + pts.max(axis=0).tolist()
+    side = max(x1 - x0, y1 - y0)
+    for seed in range(10):
+        out, p = T.frame_tight(gray, pts, np.random.default_rng(seed))
+        assert np.array_equal(p, pts)
+        inside = out[int(np.ceil(y0)):int(y1), int(np.ceil(x0)):int(x1)]
+        assert inside.min() > 0                     # the face stays
+        ys, xs = np.nonzero(out)
+        assert xs.min() >= x0 - 0.25 * side - 1 and xs.max() <= x1 + 0.25 * side + 1
+        assert ys.min() >= y0 - 0.25 * side - 1 and ys.max() <= y1 + 0.25 * side + 1
+        assert (out == 0).any()                     # something beyond was blacked out
+
+
 def test_occlusion_covers_a_flat_rectangle_of_the_stated_area():
     img = np.random.default_rng(1).integers(0, 256, (100, 100)).astype(np.uint8)
     for seed in range(20):
@@ -265,7 +282,7 @@ def test_damage_steps_in_the_pipeline_change_the_crop_not_the_geometry():
     rng = np.random.default_rng(3)
     rgb, pts = make_face(rng)
     off = T.train_pipeline("face", 64, FACE_INDICES, T.AugmentConfig(), 0.5, 0.25)
-    on = T.train_pipeline("face", 64, FACE_INDICES, T.AugmentConfig(blur=1.0, jpeg=1.0, occlusion=1.0), 0.5, 0.25)
+    on = T.train_pipeline("face", 64, FACE_INDICES, T.AugmentConfig(blur=1.0, jpeg=1.0, occlusion=1.0, tight=1.0), 0.5, 0.25)
     x, p = off(rgb[..., 1], pts, np.random.default_rng(5))
     x_on, p_on = on(rgb[..., 1], pts, np.random.default_rng(5))
     assert np.array_equal(p, p_on)                  # the geometry is drawn first either way

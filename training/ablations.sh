@@ -72,6 +72,11 @@ if [[ ${1:-} == finetune ]]; then
     #   then evaluate.py on $OUT/distil.int8.onnx with --boxes detector --refine (as predict.py runs)
     run "20 epochs, lr 1e-3, teacher" --epochs 20 --lr 1e-3 --mirror-offset 0.99 "${T[@]}"
     run "20 epochs, lr 1e-3, teacher, no mirroring" --epochs 20 --lr 1e-3 --no-mirror "${T[@]}"
+    # damage augmentation (train.py --blur/--jpeg/--occlusion), against the 12-epoch run without it;
+    # then evaluate.py --degrade low-contrast|dark|blur|jpeg on both runs' best.pt
+    run "12 epochs, lr 1e-3, damage 0.3" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --blur 0.3 --jpeg 0.3 --occlusion 0.3
+    # tight framing (train.py --tight), the same way; then evaluate.py --degrade tight
+    run "12 epochs, lr 1e-3, tight 0.3" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --tight 0.3
     exit 0
 fi
 run "regression-mse (seed head)" --head regression --loss mse

@@ -10,14 +10,19 @@
 # model (the default on a GPU), for more network time and a longer stage 3. Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
 # mirrored one). TEACHER=weights/face192.pt distils that model into the last-stage face runs
-# (train.py --teacher, half of each target; its own run folders). Accuracy and times of each: weights/README.md. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
+# (train.py --teacher, half of each target; its own run folders). STAGE1_EPOCHS=48 trains stage 1
+# longer (default 24), in its own folder tree (runs/recipe-e48 unless RUNS= is set). Accuracy and
+# times of each: weights/README.md. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLATFORM=${1:-cpu}
 case $PLATFORM in cpu|cuda|rocm) ;; *) echo "error: platform must be cpu, cuda or rocm, got '$PLATFORM'" >&2; exit 2;; esac
-R=${RUNS:-runs/recipe}
+STAGE1_EPOCHS=${STAGE1_EPOCHS:-24}
+[[ $STAGE1_EPOCHS =~ ^[1-9][0-9]*$ ]] ||
+    { echo "error: STAGE1_EPOCHS must be a whole number of epochs, got '$STAGE1_EPOCHS'" >&2; exit 2; }
+if (( STAGE1_EPOCHS == 24 )); then R=${RUNS:-runs/recipe}; else R=${RUNS:-runs/recipe-e$STAGE1_EPOCHS}; fi
 XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
 YT=${YT:-../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv}
 for f in "$XML" "$YT"; do [[ -f $f ]] || { echo "error: $f not found (set XML= / YT=)" >&2; exit 2; }; done
@@ -63,8 +68,8 @@ if [[ -n ${TEACHER:-} ]]; then
     FACE_DIRS=("${FACE_DIRS[0]}-distil" "${FACE_DIRS[1]}-distil")
 fi
 
-# 1. face on both data sets: 24 epochs, cosine schedule
-stage mixed face 24 --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT"
+# 1. face on both data sets: 24 epochs (STAGE1_EPOCHS), cosine schedule
+stage mixed face "$STAGE1_EPOCHS" --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT"
 # 2. eyes on both data sets, from the stage-1 face model
 stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/best.pt" --warmup-epochs 0 --lr 5e-4 \
     --mirror-offset "$OFF_XML" "$OFF_YT"
