@@ -716,17 +716,24 @@ def _argument_problem(args) -> str | None:
     return None
 
 
-def main(args: argparse.Namespace) -> int:
-    """Process every input; returns the exit code (see the parser's epilog)."""
-    def fail(msg: str) -> None:
-        print(f"error: {msg}", file=sys.stderr, flush=True)
+class _Stop(Exception):
+    """Ends :func:`main` early with ``code``; what went wrong is already printed."""
 
-    problem = _argument_problem(args)
-    if problem:
-        fail(problem)
-        return EXIT_FAILED
-    log = sys.stderr if args.json == "-" else sys.stdout
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
 
+
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+
+
+def _note(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _resolve_shard(args) -> tuple[int, int] | None:
+    """``--shard I/N``, or RANK/WORLD_SIZE under torchrun; fills ``{shard}`` in the JSON names."""
     shard = None
     try:
         if args.shard is not None:
@@ -734,59 +741,60 @@ def main(args: argparse.Namespace) -> int:
         elif args.camera is None and shard_from_environment():
             shard = shard_from_environment()
             if any(f and f != "-" and "{shard}" not in f for f in (args.json, args.jsonl)):
-                fail("RANK/WORLD_SIZE are set (torchrun): every process would write the same --json/--jsonl "
-                     "file; put {shard} in its name (e.g. --jsonl out/part{shard}.jsonl)")
-                return EXIT_FAILED
-            print(f"note: shard {shard[0]}/{shard[1]} from RANK/WORLD_SIZE", file=sys.stderr, flush=True)
+                _fail("RANK/WORLD_SIZE are set (torchrun): every process would write the same --json/--jsonl "
+                      "file; put {shard} in its name (e.g. --jsonl out/part{shard}.jsonl)")
+                raise _Stop(EXIT_FAILED)
+            _note(f"note: shard {shard[0]}/{shard[1]} from RANK/WORLD_SIZE")
     except InputError as exc:
-        fail(str(exc))
-        return EXIT_FAILED
+        _fail(str(exc))
+        raise _Stop(EXIT_FAILED) from None
     for key in ("json", "jsonl"):
         if getattr(args, key) and getattr(args, key) != "-":
             setattr(args, key, getattr(args, key).replace("{shard}", str(shard[0] if shard else 0)))
+    return shard
 
+
+def _gather_inputs(args, shard) -> tuple[list[str], list[str], list[dict]]:
+    """Every input file, this shard's share of them, and the inputs that failed already."""
     all_files, errors, other = expand_inputs(args.inputs)
     files = all_files[shard[0]::shard[1]] if shard else all_files
-    err_list = [{"path": path, "error": reason} for path, reason in errors]
     for path, reason in errors:
-        fail(f"{path}: {reason}")
+        _fail(f"{path}: {reason}")
     if args.chips and any(_is_video(f) for f in files) or (args.chips and args.camera is not None):
-        print("note: --chips writes chips of still images only; videos and cameras get none",
-              file=sys.stderr, flush=True)
+        _note("note: --chips writes chips of still images only; videos and cameras get none")
     if other:
-        print(f"note: skipped {len(other)} file{'s' if len(other) > 1 else ''} of other types in the folders: "
-              + ", ".join(_short(f) for f in other[:5]) + (", ..." if len(other) > 5 else ""),
-              file=sys.stderr, flush=True)
+        _note(f"note: skipped {len(other)} file{'s' if len(other) > 1 else ''} of other types in the folders: "
+              + ", ".join(_short(f) for f in other[:5]) + (", ..." if len(other) > 5 else ""))
+    return all_files, files, [{"path": path, "error": reason} for path, reason in errors]
 
-    # Every output is claimed before any work: a bad location costs nothing.
-    guard = OutputGuard(files, args.force, hint="use --output DIR to separate them" if not args.output else
-                        "inputs of the same name from different folders: use separate --output folders")
-    done: set[str] = set()
-    jsonl_keep = jsonl_partial = 0
+
+def _claim_json(args, guard: OutputGuard) -> tuple[set[str], int, int]:
+    """Claim --json and --jsonl; with --resume, the images the JSONL file has
+    done, the bytes to keep and the length of a cut last line."""
     try:
         if args.json and args.json != "-":
             guard.claim(args.json, "JSON output")
         if args.jsonl:
             guard.claim(args.jsonl, "JSONL output", append=args.resume)
             if args.resume and os.path.isfile(args.jsonl):
-                done, jsonl_keep, jsonl_partial = read_jsonl(args.jsonl)
+                return read_jsonl(args.jsonl)
     except (InputError, OSError) as exc:
-        fail(str(exc) if isinstance(exc, InputError) else f"{args.jsonl}: cannot read ({exc.strerror or exc})")
-        return EXIT_FAILED
-    skipped = [f for f in files if f in done and not _is_video(f)]
-    if args.resume:
-        print(f"resuming {args.jsonl}: {len(skipped)} of {len(files)} inputs already done"
-              + (f", dropping a partial last line ({jsonl_partial} bytes)" if jsonl_partial else ""),
-              file=sys.stderr, flush=True)
+        _fail(str(exc) if isinstance(exc, InputError) else f"{args.jsonl}: cannot read ({exc.strerror or exc})")
+        raise _Stop(EXIT_FAILED) from None
+    return set(), 0, 0
+
+
+def _plan(args, runner: Runner, guard: OutputGuard, all_files, files, shard, done, err_list) -> list[tuple]:
+    """``(kind, source, name, output)`` of every input still to do, each output
+    claimed before any work: a bad location costs nothing."""
     jobs = [("camera", args.camera)] if args.camera is not None else []
     jobs += [("video" if _is_video(f) else "image", f) for f in files if f not in done or _is_video(f)]
-    planned = []
-    runner = Runner(args, None, log, guard)
     if shard:  # other shards' outputs: a clash between two inputs fails as in one unsharded run
         mine = set(files)
         for f in all_files:
             if f not in mine and args.save:
                 guard.reserve(output_path(f, args.output, video=_is_video(f)), f"annotated output of {f}")
+    planned = []
     for kind, src in jobs:
         name = f"camera {src}" if kind == "camera" else src
         try:
@@ -794,23 +802,20 @@ def main(args: argparse.Namespace) -> int:
                 runner.plan_chips(src)
             planned.append((kind, src, name, runner.plan(kind, src)))
         except InputError as exc:
-            fail(str(exc))
+            _fail(str(exc))
             err_list.append({"path": str(name), "error": str(exc)})
-    if not planned:
-        if (skipped or (shard and not files)) and len(err_list) == 0:
-            print("nothing left to do: " + (f"all {len(skipped)} inputs are in {args.jsonl}" if skipped
-                                             else f"shard {shard[0]}/{shard[1]} of {len(all_files)} inputs is empty"),
-                  file=sys.stderr, flush=True)
-            return EXIT_OK
-        return EXIT_FAILED
+    return planned
 
+
+def _load_landmarker(args):
+    """The models, loaded once; a bad checkpoint, device or detector ends the run."""
     t0 = time.time()
     # OpenCV and its FFmpeg backend print their own lines about unreadable
     # videos and absent cameras; ours are enough (set these to see theirs).
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     # Heavy imports only now: --help and argument errors stay instant.
-    from .errors import CheckpointError, DetectorError, DeviceError, ImageReadError
+    from .errors import CheckpointError, DetectorError, DeviceError
     from .predictor import FaceLandmarker
     from .schemes import require_ibug68
 
@@ -825,31 +830,38 @@ def main(args: argparse.Namespace) -> int:
             fl.add_eye_model(args.eye_weights or "default")
         fl.pose = args.pose
     except (CheckpointError, DeviceError, DetectorError, InputError) as exc:
-        fail(str(exc))
-        return EXIT_FAILED
+        _fail(str(exc))
+        raise _Stop(EXIT_FAILED) from None
     args.weights, args.eye_weights = fl.weights, fl.eye_weights
     for line in fl.choice_lines():
-        print(line, file=sys.stderr, flush=True)
-    print(f"loaded {_short(args.weights)}" + (f" and {_short(args.eye_weights)}" if args.eyes else "")
-          + f" on {fl.device} in {time.time() - t0:.1f}s", file=sys.stderr, flush=True)
+        _note(line)
+    _note(f"loaded {_short(args.weights)}" + (f" and {_short(args.eye_weights)}" if args.eyes else "")
+          + f" on {fl.device} in {time.time() - t0:.1f}s")
     if fl.scheme.ibug_points is None:
-        print(f"scheme: {fl.scheme.describe()}; detector boxes: {fl.calibration_source}",
-              file=sys.stderr, flush=True)
+        _note(f"scheme: {fl.scheme.describe()}; detector boxes: {fl.calibration_source}")
+    return fl
 
+
+def _open_jsonl(args, keep: int, partial: int):
+    """The --jsonl file, open for appending lines (None without --jsonl)."""
+    if not args.jsonl:
+        return None
+    try:
+        if args.resume and partial:  # a line cut by a kill: the image is done again
+            os.truncate(args.jsonl, keep)
+        return open(args.jsonl, "a" if args.resume else "w", encoding="utf-8")
+    except OSError as exc:
+        _fail(f"{args.jsonl}: cannot write the JSONL output ({exc.strerror or exc})")
+        raise _Stop(EXIT_FAILED) from None
+
+
+def _process(args, runner: Runner, planned: list[tuple], err_list: list[dict]) -> tuple[int, int, dict | None]:
+    """Run every planned input; returns ``(processed, failed, interrupted)``
+    (``interrupted``: what Ctrl-C stopped, or None)."""
     import cv2
-    runner.fl = fl
-    processed = 0
-    failed = len(err_list)
-    interrupted = None
-    if args.jsonl:
-        try:
-            if args.resume and jsonl_partial:  # a line cut by a kill: the image is done again
-                os.truncate(args.jsonl, jsonl_keep)
-            runner.jsonl = open(args.jsonl, "a" if args.resume else "w", encoding="utf-8")
-        except OSError as exc:
-            fail(f"{args.jsonl}: cannot write the JSONL output ({exc.strerror or exc})")
-            return EXIT_FAILED
+    from .errors import ImageReadError
     known = (InputError, ImageReadError, ValueError, OSError, cv2.error, MemoryError)
+    processed, failed = 0, len(err_list)
 
     def failure(name, exc) -> None:
         if not isinstance(exc, known):
@@ -858,7 +870,7 @@ def main(args: argparse.Namespace) -> int:
             str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)
         if not msg.startswith(str(name)):
             msg = f"{name}: {msg}"
-        fail(msg)
+        _fail(msg)
         err_list.append({"path": str(name), "error": msg[len(str(name)) + 2:]})
 
     nxt = 0  # the first planned input not yet done or failed
@@ -889,28 +901,65 @@ def main(args: argparse.Namespace) -> int:
                 failure(name, exc)
             nxt += 1
     except KeyboardInterrupt:
-        interrupted = {"input": str(planned[min(nxt, len(planned) - 1)][2]), "inputs_done": processed,
-                       "inputs_not_started": [str(p[2]) for p in planned[nxt + 1:]]}
+        return processed, failed, {"input": str(planned[min(nxt, len(planned) - 1)][2]), "inputs_done": processed,
+                                   "inputs_not_started": [str(p[2]) for p in planned[nxt + 1:]]}
     finally:
         if runner.jsonl is not None:
             runner.jsonl.close()
+    return processed, failed, None
+
+
+def _finish(args, runner: Runner, planned, err_list, processed: int, failed: int, interrupted, log) -> int:
+    """Write the JSON, report an interruption; returns the exit code."""
     json_problem = None
     wrote_json = bool(args.json) and (processed > 0 or interrupted is not None or runner.videos)
     if wrote_json:
         json_problem = _write_json(args.json, json_document(args, runner, err_list, interrupted))
         if json_problem:
-            fail(json_problem)
+            _fail(json_problem)
         elif args.json != "-":
             print(f"JSON written to {args.json}", file=log)
     if interrupted is not None:
         kept = [p[3] for p in planned if p[3] and os.path.exists(p[3])] + (
             [args.json] if wrote_json and args.json != "-" and not json_problem else [])
-        print(f"interrupted during {interrupted['input']} ({processed} of {len(planned)} inputs done); "
+        _note(f"interrupted during {interrupted['input']} ({processed} of {len(planned)} inputs done); "
               + (f"kept {', '.join(_short(k) for k in kept)}; " if kept else "")
               + ("to continue, run the same command with --resume (--jsonl keeps every image done)"
-                 if args.jsonl else "to run again, add --force (it replaces this run's outputs)"),
-              file=sys.stderr, flush=True)
+                 if args.jsonl else "to run again, add --force (it replaces this run's outputs)"))
         return 130
     if processed == 0:
         return EXIT_FAILED
     return EXIT_PARTIAL if (failed or json_problem or runner.frames_lost) else EXIT_OK
+
+
+def main(args: argparse.Namespace) -> int:
+    """Process every input; returns the exit code (see the parser's epilog)."""
+    problem = _argument_problem(args)
+    if problem:
+        _fail(problem)
+        return EXIT_FAILED
+    log = sys.stderr if args.json == "-" else sys.stdout
+    try:
+        shard = _resolve_shard(args)
+        all_files, files, err_list = _gather_inputs(args, shard)
+        guard = OutputGuard(files, args.force, hint="use --output DIR to separate them" if not args.output else
+                            "inputs of the same name from different folders: use separate --output folders")
+        done, jsonl_keep, jsonl_partial = _claim_json(args, guard)
+        skipped = [f for f in files if f in done and not _is_video(f)]
+        if args.resume:
+            _note(f"resuming {args.jsonl}: {len(skipped)} of {len(files)} inputs already done"
+                  + (f", dropping a partial last line ({jsonl_partial} bytes)" if jsonl_partial else ""))
+        runner = Runner(args, None, log, guard)
+        planned = _plan(args, runner, guard, all_files, files, shard, done, err_list)
+        if not planned:
+            if (skipped or (shard and not files)) and len(err_list) == 0:
+                _note("nothing left to do: " + (f"all {len(skipped)} inputs are in {args.jsonl}" if skipped else
+                                                f"shard {shard[0]}/{shard[1]} of {len(all_files)} inputs is empty"))
+                return EXIT_OK
+            return EXIT_FAILED
+        runner.fl = _load_landmarker(args)
+        runner.jsonl = _open_jsonl(args, jsonl_keep, jsonl_partial)
+    except _Stop as stop:
+        return stop.code
+    processed, failed, interrupted = _process(args, runner, planned, err_list)
+    return _finish(args, runner, planned, err_list, processed, failed, interrupted, log)
