@@ -57,11 +57,12 @@ the JSON records the interruption.
 folders at throughput: --workers threads read and detect the next images
 while the landmark models run, and the faces of several images share one
 network batch (the same points as one image at a time). --jsonl FILE writes
-one line per image as soon as it is done (the object of the JSON's
-"images" list); a run that is killed or interrupted keeps every line
-written, and the same command with --resume skips the images already in
-FILE and appends the rest (a partial last line is dropped first). Failed
-images get no line, so --resume tries them again. --shard I/N processes
+one line per image or video as soon as it is done (the object of the JSON's
+"images" or "videos" list: a video's has "frames"); a run that is killed or
+interrupted keeps every line written, and the same command with --resume
+skips the inputs already in FILE and appends the rest (a partial last line
+is dropped first). Failed inputs and a video cut short by Ctrl-C get no
+line, so --resume tries them again. --shard I/N processes
 every N-th input of the expanded list, starting at the I-th (0-based; the
 list: folders and globs sorted by name, in argument order), so N processes
 or machines split one list without talking to each other; under torchrun
@@ -136,11 +137,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="write boxes, scores, points (and eye points, EARs) as JSON; '-' for stdout")
     g = p.add_argument_group("folders at throughput")
     g.add_argument("--jsonl", default=None, metavar="FILE",
-                   help="also write one JSON line per image as it is done (the JSON's \"images\" entries), "
+                   help="also write one JSON line per image or video as it is done (the JSON's \"images\" "
+                        "or \"videos\" entries), "
                         "flushed line by line; an output like the others (an existing FILE is an error "
                         "without --resume or --force)")
     g.add_argument("--resume", action="store_true",
-                   help="continue the --jsonl FILE of an interrupted or killed run: skip the images already "
+                   help="continue the --jsonl FILE of an interrupted or killed run: skip the inputs already "
                         "in it and append the rest (--force instead replaces it)")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="process only every N-th input of the expanded, name-sorted list, starting at the I-th "
@@ -336,7 +338,7 @@ def write_file_atomically(path: str, data: bytes) -> None:
 
 def read_jsonl(path: str) -> tuple[set[str], int, int]:
     """What an earlier run wrote to a JSONL file: the ``path`` of every whole
-    line, the byte length of the whole lines, and the bytes of a partial
+    line (an image or a video done), the byte length of the whole lines, and the bytes of a partial
     last line (a run killed while writing it; 0 if none). A whole line that
     is not such an object raises :class:`InputError` (not our file, or damaged)."""
     with open(path, "rb") as f:
@@ -351,7 +353,7 @@ def read_jsonl(path: str) -> tuple[set[str], int, int]:
         except ValueError:
             rec = None
         if not isinstance(rec, dict) or not isinstance(rec.get("path"), str):
-            raise InputError(f"{path}: line {n} is not an image record of predict.py --jsonl "
+            raise InputError(f"{path}: line {n} is not a record of predict.py --jsonl "
                              "(damaged, or another file); --force replaces the file")
         done.add(rec["path"])
     return done, end, len(data) - end
@@ -387,6 +389,12 @@ class Runner:
 
     def say(self, msg: str) -> None:
         print(msg, file=self.log, flush=True)
+
+    def jsonl_line(self, record: dict) -> None:
+        """One input's whole record as a --jsonl line (none without --jsonl)."""
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self.jsonl.flush()
 
     def plan(self, kind: str, source) -> str | None:
         """Claim the annotated output of one input (None with --no-save)."""
@@ -497,9 +505,7 @@ class Runner:
                  + (f" (+ {n} chip{'s' if n != 1 else ''} in {a.chips})" if a.chips and n else "") + timing)
         record = {"path": path, "width": w, "height": h, "output": out, "faces": [face_to_dict(f) for f in faces]}
         self.images.append(record)
-        if self.jsonl is not None:
-            self.jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
-            self.jsonl.flush()
+        self.jsonl_line(record)
         if a.show:
             show_image(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB, dst=canvas), f"{path}: {what}")
 
@@ -616,6 +622,8 @@ class Runner:
                   "frames": frames}
         if interrupted:
             record["interrupted"] = True
+        else:  # a video cut short by Ctrl-C is done again by --resume
+            self.jsonl_line(record)
         self.videos.append(record)
         if lost:
             print(f"error: {name}: {lost} of {expected} frames could not be read ({skipped} unreadable "
@@ -788,7 +796,7 @@ def _plan(args, runner: Runner, guard: OutputGuard, all_files, files, shard, don
     """``(kind, source, name, output)`` of every input still to do, each output
     claimed before any work: a bad location costs nothing."""
     jobs = [("camera", args.camera)] if args.camera is not None else []
-    jobs += [("video" if _is_video(f) else "image", f) for f in files if f not in done or _is_video(f)]
+    jobs += [("video" if _is_video(f) else "image", f) for f in files if f not in done]
     if shard:  # other shards' outputs: a clash between two inputs fails as in one unsharded run
         mine = set(files)
         for f in all_files:
@@ -945,7 +953,7 @@ def main(args: argparse.Namespace) -> int:
         guard = OutputGuard(files, args.force, hint="use --output DIR to separate them" if not args.output else
                             "inputs of the same name from different folders: use separate --output folders")
         done, jsonl_keep, jsonl_partial = _claim_json(args, guard)
-        skipped = [f for f in files if f in done and not _is_video(f)]
+        skipped = [f for f in files if f in done]
         if args.resume:
             _note(f"resuming {args.jsonl}: {len(skipped)} of {len(files)} inputs already done"
                   + (f", dropping a partial last line ({jsonl_partial} bytes)" if jsonl_partial else ""))

@@ -1,5 +1,5 @@
 """Folders at throughput: batched faces of several images give the same points
-as one image at a time; --jsonl writes one line per image and --resume after
+as one image at a time; --jsonl writes one line per image or video and --resume after
 a kill (whole lines kept, a partial last line dropped) does only the rest;
 --shard I/N splits one list exactly; the JSONL file is guarded like every
 output. Untrained checkpoints: the plumbing, not the accuracy."""
@@ -82,6 +82,21 @@ def test_jsonl_and_resume_after_a_kill(tmp_path, photos, face_ckpt):
     # Everything done: nothing to do, exit 0, file unchanged.
     proc = run_predict("ph", "--no-save", "--jsonl", "run.jsonl", "--resume", "--weights", face_ckpt, cwd=tmp_path)
     assert proc.returncode == 0 and "nothing left to do" in proc.stderr
+    assert lines(tmp_path / "run.jsonl") == full
+
+
+def test_jsonl_keeps_a_video_of_the_folder_and_resume_skips_it(tmp_path, photos, face_ckpt):
+    from test_predict_outputs import write_video
+    write_video(tmp_path / "ph" / "clip.mp4", frames=4)
+    proc = run_predict("ph", "--no-save", "--jsonl", "run.jsonl", "--json", "run.json", "--weights", face_ckpt,
+                       cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    full = lines(tmp_path / "run.jsonl")
+    video = [r for r in full if r["path"] == "ph/clip.mp4"]
+    assert len(full) == N + 1 and len(video) == 1 and len(video[0]["frames"]) == 4
+    assert video == json.loads((tmp_path / "run.json").read_text())["videos"]  # the JSON's video object
+    proc = run_predict("ph", "--no-save", "--jsonl", "run.jsonl", "--resume", "--weights", face_ckpt, cwd=tmp_path)
+    assert proc.returncode == 0 and "nothing left to do" in proc.stderr, proc.stderr
     assert lines(tmp_path / "run.jsonl") == full
 
 
