@@ -7,8 +7,8 @@
 #                                            # in bfloat16 (--amp) where the CPU has it natively: about 10 minutes
 #                                            # per run (float32 elsewhere: about 17 minutes)
 #   bash training/ablations.sh finetune      # fine-tunes of weights/face.pt on the 300-W faces alone, with and
-#                                            # without distillation from weights/face192.pt: 8-20 epochs,
-#                                            # 6-45 minutes a run on a 2-core CPU
+#                                            # without distillation from weights/face192.pt, damage or tight
+#                                            # framing: 8-20 epochs, 6-45 minutes a run on a 2-core CPU
 #   ONLY=160 bash training/ablations.sh      # only the runs whose name contains "160"
 set -euo pipefail
 cd "$(dirname "$0")/.."
