@@ -338,8 +338,8 @@ def write_file_atomically(path: str, data: bytes) -> None:
 
 def read_jsonl(path: str) -> tuple[set[str], int, int]:
     """What an earlier run wrote to a JSONL file: the ``path`` of every whole
-    line (an image or a video done), the byte length of the whole lines, and the bytes of a partial
-    last line (a run killed while writing it; 0 if none). A whole line that
+    line (an image or a video done), the byte length of the whole lines, and
+    the bytes of a partial last line (a run killed while writing it; 0 if none). A whole line that
     is not such an object raises :class:`InputError` (not our file, or damaged)."""
     with open(path, "rb") as f:
         data = f.read()
@@ -777,7 +777,7 @@ def _gather_inputs(args, shard) -> tuple[list[str], list[str], list[dict]]:
 
 
 def _claim_json(args, guard: OutputGuard) -> tuple[set[str], int, int]:
-    """Claim --json and --jsonl; with --resume, the images the JSONL file has
+    """Claim --json and --jsonl; with --resume, the inputs the JSONL file has
     done, the bytes to keep and the length of a cut last line."""
     try:
         if args.json and args.json != "-":
