@@ -339,8 +339,9 @@ def write_file_atomically(path: str, data: bytes) -> None:
 def read_jsonl(path: str) -> tuple[set[str], int, int]:
     """What an earlier run wrote to a JSONL file: the ``path`` of every whole
     line (an image or a video done), the byte length of the whole lines, and
-    the bytes of a partial last line (a run killed while writing it; 0 if none). A whole line that
-    is not such an object raises :class:`InputError` (not our file, or damaged)."""
+    the bytes of a partial last line (a run killed while writing it; 0 if
+    none). A whole line that is not such an object raises
+    :class:`InputError` (not our file, or damaged)."""
     with open(path, "rb") as f:
         data = f.read()
     end = data.rfind(b"\n") + 1
