@@ -66,20 +66,21 @@ def test_recipe_runs_the_stages_in_order_then_skips_them(env):
     proc, calls = run_recipe(env, "cuda")
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
-    assert [c.split()[0] for c in trains] == ["training/face/cuda/train.py", "training/eyes/cuda/train.py",
-                                              "training/face/cuda/train.py", "training/face/cuda/train.py",
+    # the face stages first (1, 2a, 2b), so that the face model is ready before the eye stages (3, 4)
+    assert [c.split()[0] for c in trains] == ["training/face/cuda/train.py", "training/face/cuda/train.py",
+                                              "training/face/cuda/train.py", "training/eyes/cuda/train.py",
                                               "training/eyes/cuda/train.py"]
     assert "--epochs 24" in trains[0] and f"--runs-dir {runs}/mixed" in trains[0]
     assert "--mirror-offset 0.99 0.73" in trains[0]  # the annotation's offset, one value per data set
-    assert f"--init {runs}/mixed/face/1/best.pt" in trains[1] and "--epochs 8" in trains[1]
-    assert "--mirror-offset 0.99 0.73" in trains[1]
     # the two last-stage face runs, from the same stage-1 model
-    assert f"--init {runs}/mixed/face/1/best.pt" in trains[2] and "--lr 1e-3 --mirror-offset 0.99 --ema 0.99" in trains[2]
-    assert f"--init {runs}/mixed/face/1/best.pt" in trains[3] and "--lr 1e-3 --no-mirror --ema 0.99" in trains[3]
-    assert f"--runs-dir {runs}/300w-nomirror" in trains[3]
+    assert f"--init {runs}/mixed/face/1/best.pt" in trains[1] and "--lr 1e-3 --mirror-offset 0.99 --ema 0.99" in trains[1]
+    assert f"--init {runs}/mixed/face/1/best.pt" in trains[2] and "--lr 1e-3 --no-mirror --ema 0.99" in trains[2]
+    assert f"--runs-dir {runs}/300w-nomirror" in trains[2]
+    assert f"--init {runs}/mixed/face/1/best.pt" in trains[3] and "--epochs 8" in trains[3]
+    assert "--mirror-offset 0.99 0.73" in trains[3]
     assert f"--init {runs}/mixed/eyes/1/best.pt" in trains[4] and "--epochs 10" in trains[4]
     assert "--lr 2e-4 --no-mirror --ema 0.99" in trains[4]
-    assert env["YT"] not in trains[2] + trains[3] + trains[4]  # stage 3: the 300-W faces alone
+    assert env["YT"] not in trains[1] + trains[2] + trains[4]  # stages 2a, 2b and 4: the 300-W faces alone
     released = [c for c in calls if c.startswith("inference/")]
     assert len(released) == 6 and f"{runs}/release/face.int8" not in " ".join(released)
     # the released face model is the weight average of the two last-stage runs
@@ -125,8 +126,8 @@ def test_last_runs_1_releases_the_mirrored_last_stage_run_alone(env):
     proc, calls = run_recipe({**env, "LAST_SIZE": "192", "LAST_RUNS": "1"})
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
-    assert len(trains) == 4 and "--no-mirror" not in trains[2] and "--input-size 192" in trains[2]
-    assert f"--runs-dir {runs}/300w-192" in trains[2] and "300w-nomirror" not in " ".join(trains)
+    assert len(trains) == 4 and "--no-mirror" not in trains[1] and "--input-size 192" in trains[1]
+    assert f"--runs-dir {runs}/300w-192" in trains[1] and "300w-nomirror" not in " ".join(trains)
     released = [c for c in calls if c.startswith("inference/")]
     assert released[0] == (f"inference/release_weights.py {runs}/300w-192/face/1/best.pt "
                            f"{runs}/release/face192.plain.pt --force")
@@ -145,7 +146,7 @@ def test_mirror_offsets_can_be_set_for_other_data(env):
     proc, calls = run_recipe({**env, "OFF_XML": "0", "OFF_YT": "0.5"})
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
-    assert "--mirror-offset 0 0.5" in trains[0] and "--mirror-offset 0 --ema" in trains[2]
+    assert "--mirror-offset 0 0.5" in trains[0] and "--mirror-offset 0 --ema" in trains[1]
 
 
 @pytest.mark.parametrize("size", ["160", "192"])
@@ -155,9 +156,9 @@ def test_last_size_trains_and_releases_the_larger_face_model(env, size):
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
     assert "--input-size 128" in trains[0]  # stage 1 stays at 128 px
-    for t, d in ((trains[2], f"300w-{size}"), (trains[3], f"300w-nomirror-{size}")):
+    for t, d in ((trains[1], f"300w-{size}"), (trains[2], f"300w-nomirror-{size}")):
         assert f"--input-size {size}" in t and f"--runs-dir {runs}/{d}" in t
-    assert "--input-size" not in trains[1] + trains[4]  # the eye model keeps its stage-1 size
+    assert "--input-size" not in trains[3] + trains[4]  # the eye model keeps its stage-1 size
     released = [c for c in calls if c.startswith("inference/")]
     assert released[0].startswith(f"inference/release_weights.py {runs}/300w-{size}/face/1/best.pt "
                                   f"{runs}/300w-nomirror-{size}/face/1/best.pt {runs}/release/face{size}.plain.pt")
@@ -173,8 +174,8 @@ def test_teacher_distils_into_both_last_stage_face_runs_in_their_own_folders(env
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
     with_teacher = [c for c in trains if f"--teacher {teacher} --teacher-weight 0.5" in c]
-    assert with_teacher == trains[2:4]                      # 3a and 3b, not stage 1, 2 or the eyes
-    assert f"--runs-dir {runs}/300w-distil" in trains[2] and f"--runs-dir {runs}/300w-nomirror-distil" in trains[3]
+    assert with_teacher == trains[1:3]                      # 2a and 2b, not stage 1 or the eyes
+    assert f"--runs-dir {runs}/300w-distil" in trains[1] and f"--runs-dir {runs}/300w-nomirror-distil" in trains[2]
     proc, calls = run_recipe({**env, "TEACHER": str(tmp_path / "missing.pt")})
     assert proc.returncode == 2 and "TEACHER=" in proc.stderr and not calls
 

@@ -65,7 +65,7 @@ if [[ ${1:-} == finetune ]]; then
     run "8 epochs, lr 3e-4, teacher" --epochs 8 --lr 3e-4 --mirror-offset 0.99 "${T[@]}"
     run "12 epochs, lr 1e-3" --epochs 12 --lr 1e-3 --mirror-offset 0.99
     run "12 epochs, lr 1e-3, teacher" --epochs 12 --lr 1e-3 --mirror-offset 0.99 "${T[@]}"
-    # the pair a last stage averages (3a, 3b), with the teacher; then, to score their average:
+    # the pair a last stage averages (2a, 2b), with the teacher; then, to score their average:
     #   python inference/release_weights.py $OUT/face/<a>/best.pt $OUT/face/<b>/best.pt $OUT/distil.pt
     #   python inference/evaluate.py --weights $OUT/distil.pt --data $XML --split heldout
     #   python inference/export_onnx.py --weights $OUT/distil.pt --int8 --calib-data "${DATA[@]}"   # its int8 twin,

@@ -7,7 +7,7 @@
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
 # eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
 # LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the most accurate
-# model (the default on a GPU), for more network time and a longer stage 3. Any multiple of
+# model (the default on a GPU), for more network time and longer stages 2a/2b. Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
 # mirrored one). TEACHER=weights/face192.pt distils that model into the last-stage face runs
 # (train.py --teacher, half of each target; its own run folders). STAGE1_EPOCHS=48 trains stage 1
@@ -70,20 +70,19 @@ fi
 
 # 1. face on both data sets: 24 epochs (STAGE1_EPOCHS), cosine schedule
 stage mixed face "$STAGE1_EPOCHS" --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT"
-# 2. eyes on both data sets, from the stage-1 face model
-stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/best.pt" --warmup-epochs 0 --lr 5e-4 \
-    --mirror-offset "$OFF_XML" "$OFF_YT"
-# 3. each model on the 300-W faces alone (same held-out photos), saving a moving average of the weights
-#    (model card, "Ablations"): the face model twice from the same stage-1 model, at learning
-#    rate 1e-3, with the offset-keeping mirror and without mirroring; the release averages the two
-#    runs' weights ("Ablations"; LAST_RUNS=1: the mirrored run alone). The eye
-#    model once, without mirroring.
+# 2a, 2b. face on the 300-W faces alone (same held-out photos), saving a moving average of the
+#    weights (model card, "Ablations"): twice from the same stage-1 model, at learning rate 1e-3,
+#    with the offset-keeping mirror and without mirroring; the release averages the two runs'
+#    weights ("Ablations"; LAST_RUNS=1: the mirrored run alone).
 stage "${FACE_DIRS[0]}" face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --input-size "$LAST_SIZE" \
     --warmup-epochs 0 --lr 1e-3 --mirror-offset "$OFF_XML" --ema 0.99 "${LAST_ARGS[@]}"
 if (( LAST_RUNS == 2 )); then
     stage "${FACE_DIRS[1]}" face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --input-size "$LAST_SIZE" \
         --warmup-epochs 0 --lr 1e-3 --no-mirror --ema 0.99 "${LAST_ARGS[@]}"
 fi
+# 3. eyes on both data sets, from the stage-1 face model; 4. eyes on the 300-W faces alone, no mirroring
+stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/best.pt" --warmup-epochs 0 --lr 5e-4 \
+    --mirror-offset "$OFF_XML" "$OFF_YT"
 stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/best.pt" --warmup-epochs 0 --lr 2e-4 --no-mirror --ema 0.99
 
 mkdir -p "$R/release"
