@@ -1,4 +1,4 @@
-"""Accuracy metrics: NME by the outer eye-corner distance, failure rates, AUC, CED plot."""
+"""Accuracy metrics: NME by the outer eye-corner distance, failure rates, AUC, CED plot, a sheet of faces."""
 from __future__ import annotations
 
 import numpy as np
@@ -87,6 +87,36 @@ def ced_plot(curves: dict[str, np.ndarray], path: str, title: str = "",
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title(title or "Cumulative error distribution")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def faces_sheet(tiles: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: str, title: str = "",
+                columns: int = 4, margin: float = 0.25) -> None:
+    """A PNG of faces in a grid, each cut from its RGB photo around its points
+    (plus ``margin`` of the box's side), the annotated points in green and the
+    predicted ones in red. ``tiles``: ``(image, annotation (K, 2), prediction
+    (K, 2), caption)``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = max(1, -(-len(tiles) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows + 0.4), dpi=100, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (image, gt, pred, caption) in zip(axes.ravel(), tiles):
+        both = np.concatenate([gt, pred]).astype(np.float64)
+        lo, hi = both.min(axis=0), both.max(axis=0)
+        pad = margin * float((hi - lo).max())
+        x0, y0 = np.maximum(np.floor(lo - pad).astype(int), 0)
+        x1, y1 = np.ceil(hi + pad).astype(int)
+        ax.imshow(image[y0:y1 + 1, x0:x1 + 1], cmap="gray" if image.ndim == 2 else None)
+        for pts, colour in ((gt, "lime"), (pred, "red")):
+            ax.scatter(pts[:, 0] - x0, pts[:, 1] - y0, s=4, c=colour, linewidths=0)
+        ax.set_title(caption, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -15,6 +15,8 @@ each ground-truth face to a detection, and also reports the detection rate
 only the photos that the checkpoint's training run held out for validation.
 ``--degrade`` measures the same faces on dimmed, flattened, blurred,
 JPEG-damaged or tightly cut photos (common/degrade.py), detector included.
+``--worst N`` lists the N faces with the largest error and draws them, the
+annotation in green and the prediction in red, beside the CED plot.
 Works for the eye model (its 12 points, same normalisation), for a model of
 any scheme on data of that scheme and, with ``--points eyes``, scores an
 iBUG face model on points 36-47 only.
@@ -66,18 +68,39 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--ced", default=None,
                    help="CED plot path (default: runs/eval/<weights>_<data>_<split>_<boxes>[_...].png, "
                         "with _2, _3, ... added rather than replacing an earlier plot)")
-    p.add_argument("--force", action="store_true", help="replace an existing --ced file")
+    p.add_argument("--worst", type=int, default=0, metavar="N",
+                   help="list the N faces with the largest error and draw them (annotation green, prediction "
+                        "red) to the CED plot's path with _worst added")
+    p.add_argument("--force", action="store_true", help="replace an existing --ced file (and its _worst sheet)")
     return p
 
 
-def free_path(path: str) -> str:
-    """``path``, or ``<stem>_2<ext>``, ``_3``, ... when taken: never an earlier file."""
+def worst_path(ced: str) -> str:
+    """Where ``--worst`` draws its faces: the CED plot's path with ``_worst`` added."""
+    stem, ext = os.path.splitext(ced)
+    return f"{stem}_worst{ext or '.png'}"
+
+
+def free_path(path: str, worst: bool = False) -> str:
+    """``path``, or ``<stem>_2<ext>``, ``_3``, ... when taken (with ``worst``: when
+    its ``_worst`` sheet is taken, too): never an earlier file."""
     stem, ext = os.path.splitext(path)
     n = 1
-    while os.path.exists(path):
+    while os.path.exists(path) or (worst and os.path.exists(worst_path(path))):
         n += 1
         path = f"{stem}_{n}{ext}"
     return path
+
+
+def photo_as_scored(path: str, recs: list, degrade: str) -> np.ndarray:
+    """The RGB photo as the model and detector see it: read, then ``--degrade``d."""
+    from common.degrade import DEGRADATIONS, tight
+    from common.images import read_image
+    from common.landmarks import landmark_box
+    rgb = read_image(path)
+    if degrade == "tight":
+        return tight(rgb, [landmark_box(r.points) for r in recs])
+    return rgb if degrade == "none" else DEGRADATIONS[degrade](rgb)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,13 +111,14 @@ def main(args: argparse.Namespace) -> int:
     from common.errors import InputError
     from common.schemes import detector_calibration
     from common.device import select_device
-    from common.metrics import ced_plot, nme_per_face, normaliser, rank_correlation, summarize, summary_line
-    from common.images import read_image, rgb_to_gray
+    from common.metrics import ced_plot, faces_sheet, nme_per_face, normaliser, rank_correlation, summarize, summary_line
+    from common.images import rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
     from common.landmark_model import LandmarkModel, pick_weights, refined_boxes
     from common.progress import Progress
-    from common.degrade import DEGRADATIONS, tight
 
+    if args.worst < 0:
+        raise InputError(f"--worst must be 0 or more faces, got {args.worst}")
     device = select_device(args.device)
     args.weights = pick_weights(args.weights, "face", device)
     model = LandmarkModel(args.weights, None, device)
@@ -104,9 +128,11 @@ def main(args: argparse.Namespace) -> int:
     if args.refine:
         face_model = model if ckpt["task"] == "face" else LandmarkModel(
             pick_weights(args.face_weights, "face", device, "--face-weights"), "face", device)
-    if args.ced and os.path.exists(args.ced) and not args.force:
-        print(f"error: {args.ced} exists (use --force to replace it, or another --ced)", file=sys.stderr)
-        return 2
+    outputs = [args.ced, worst_path(args.ced)] if args.ced and args.worst else [args.ced]
+    for path in outputs:
+        if path and os.path.exists(path) and not args.force:
+            print(f"error: {path} exists (use --force to replace it, or another --ced)", file=sys.stderr)
+            return 2
     records = read_datasets([args.data], skip_bad=args.skip_bad, image_root=args.image_root)
     scheme = model.scheme
     if records and any(len(r.points) != scheme.data_points for r in records):
@@ -129,15 +155,11 @@ def main(args: argparse.Namespace) -> int:
     by_image: "OrderedDict[str, list]" = OrderedDict()
     for r in records:
         by_image.setdefault(r.image_path, []).append(r)
-    preds, gts, found, confidences = [], [], [], []
+    preds, gts, found, confidences, where = [], [], [], [], []
     bar = Progress(len(records), desc=f"evaluating {name}", unit="faces")
     t0, done = time.time(), 0
     for path, recs in by_image.items():
-        rgb = read_image(path)
-        if args.degrade == "tight":
-            rgb = tight(rgb, [landmark_box(r.points) for r in recs])
-        elif args.degrade != "none":
-            rgb = DEGRADATIONS[args.degrade](rgb)
+        rgb = photo_as_scored(path, recs, args.degrade)
         gray = rgb_to_gray(rgb)
         boxes, ok = [], []
         dets = detector.detect(rgb) if detector else None
@@ -157,7 +179,8 @@ def main(args: argparse.Namespace) -> int:
         out = out[:, pos]
         if scores is not None:
             confidences.extend(scores[:, pos])
-        for r, p, hit in zip(recs, out, ok):
+        for k, (r, p, hit) in enumerate(zip(recs, out, ok)):
+            where.append((path, k))
             preds.append(p)
             gts.append(r.points[indices])
             found.append(hit)
@@ -186,11 +209,24 @@ def main(args: argparse.Namespace) -> int:
         f"{os.path.splitext(name)[0]}_{args.split}_{args.boxes}"
         f"{'_' + args.detector if args.boxes == 'detector' else ''}"
         f"{'_eyes' if args.points == 'eyes' else ''}{'_refine' if args.refine else ''}"
-        f"{'_flip' if args.flip_test else ''}{'' if args.degrade == 'none' else '_' + args.degrade}.png"))
+        f"{'_flip' if args.flip_test else ''}{'' if args.degrade == 'none' else '_' + args.degrade}.png"),
+        worst=args.worst > 0)
     os.makedirs(os.path.dirname(os.path.abspath(ced)), exist_ok=True)
     ced_plot({f"{ckpt['task']} model, {args.boxes} boxes": nmes[found]}, ced,
              title=f"{name} [{args.split}], n={int(found.sum())}")
     print(f"CED plot: {ced}")
+    if args.worst:
+        worst = [i for i in np.argsort(-nmes, kind="stable") if found[i]][:args.worst]
+        tiles = []
+        print(f"worst {len(worst)} faces (NME, photo, face in photo):")
+        for i in worst:
+            path, k = where[i]
+            print(f"  {100 * nmes[i]:6.2f}  {path}  {k}")
+            tiles.append((photo_as_scored(path, by_image[path], args.degrade), gts[i], preds[i],
+                          f"{100 * nmes[i]:.2f}%  {os.path.basename(path)} #{k}"))
+        faces_sheet(tiles, worst_path(ced), title=f"{name} [{args.split}]: worst {len(worst)} faces "
+                                                  "(annotation green, prediction red)")
+        print(f"worst faces: {worst_path(ced)}")
     print(f"NME {s['nme']:.2f}%  median {s['median']:.2f}%  FR8 {s['fr8']:.1f}%  FR10 {s['fr10']:.1f}%  "
           f"AUC8 {s['auc8']:.1f}")
     if len(confidences) == len(preds):

@@ -96,3 +96,24 @@ def test_degrade_scores_the_same_faces_on_damaged_photos(setup, tmp_path):
                "--device", "cpu")
     assert cut.returncode == 0 and "degraded: tight" in cut.stdout, cut.stderr
     assert LAST_LINE.match(cut.stdout.strip().splitlines()[-1]).group(1) == "5"
+
+
+def test_worst_lists_and_draws_the_faces_with_the_largest_error(setup, tmp_path):
+    ced = tmp_path / "ced.png"
+    r = _run("--weights", setup["face"], "--data", setup["data"], "--device", "cpu", "--ced", ced, "--worst", "5")
+    assert r.returncode == 0, r.stderr
+    listed = re.findall(r"^\s+(\d+\.\d\d)\s+(\S+)\s+(\d+)$", r.stdout, re.M)
+    nmes = [float(n) for n, _, _ in listed]
+    assert len(nmes) == 5 and nmes == sorted(nmes, reverse=True)
+    assert all(os.path.isfile(path) for _, path, _ in listed)
+    # all 5 faces listed: their mean is the NME printed
+    nme = float(re.search(r"^NME=(\d+\.\d\d)", r.stdout.strip().splitlines()[-1]).group(1))
+    assert abs(sum(nmes) / 5 - nme) < 0.01
+    sheet = tmp_path / "ced_worst.png"
+    assert sheet.is_file() and sheet.stat().st_size > 5000 and f"worst faces: {sheet}" in r.stdout
+
+    ced.unlink()  # the sheet of the earlier run is still there: not replaced without --force
+    r = _run("--weights", setup["face"], "--data", setup["data"], "--device", "cpu", "--ced", ced, "--worst", "2")
+    assert r.returncode == 2 and str(sheet) in r.stderr and not ced.exists()
+    r = _run("--weights", setup["face"], "--data", setup["data"], "--device", "cpu", "--worst", "-1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--worst" in r.stderr
