@@ -48,13 +48,15 @@ def atomic_save(obj: dict, path: str) -> None:
 
 
 def clean_state_dict(state: dict) -> dict:
-    """Strip ``module.`` (DataParallel) and ``_orig_mod.`` (torch.compile) prefixes."""
+    """Strip ``module.`` (DataParallel) and ``_orig_mod.`` (torch.compile) prefixes,
+    and store every tensor in the standard (contiguous) layout, whatever the
+    memory format it was trained in (``--channels-last``)."""
     out = {}
     for k, v in state.items():
         for p in ("module.", "_orig_mod."):
             while k.startswith(p):
                 k = k[len(p):]
-        out[k] = v
+        out[k] = v.contiguous() if isinstance(v, torch.Tensor) else v
     return out
 
 

@@ -47,8 +47,8 @@ def landmark_loss(model, out, points: torch.Tensor, loss_name: str, offset_radiu
     flat = (cell[..., 1] * g + cell[..., 0]).long()      # (B, K)
     score_t = torch.zeros(b, k, g * g, device=scores.device)
     score_t.scatter_(2, flat.unsqueeze(2), 1.0)
-    score_loss = F.mse_loss(scores.float().view(b, k, g * g), score_t)
-    off = offsets.float().view(b, 2, k, g * g)
+    score_loss = F.mse_loss(scores.float().reshape(b, k, g * g), score_t)
+    off = offsets.float().reshape(b, 2, k, g * g)  # reshape: channels-last maps too
     preds, targets, valid = [], [], []
     for dy in range(-offset_radius, offset_radius + 1):
         for dx in range(-offset_radius, offset_radius + 1):

@@ -105,11 +105,11 @@ class LandmarkNet(nn.Module):
         negative scores counting as zero)."""
         s = self.input_size
         if self.head == "regression":
-            return (out.float().view(out.shape[0], -1, 2) * s) - 0.5
+            return (out.float().reshape(out.shape[0], -1, 2) * s) - 0.5
         scores, offsets = out
         b, k, g, _ = scores.shape
-        sc = scores.float().view(b, k, g * g)
-        off = offsets.float().view(b, 2, k, g * g)                         # x then y maps
+        sc = scores.float().reshape(b, k, g * g)                            # reshape: channels-last maps too
+        off = offsets.float().reshape(b, 2, k, g * g)                      # x then y maps
         idx = torch.arange(g * g, device=sc.device)
         col, row = (idx % g).float(), torch.div(idx, g, rounding_mode="floor").float()
         cell = s / g

@@ -138,6 +138,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="mixed precision (default: off): float16 on a GPU; bfloat16 on a CPU, where it pays "
                         "only on CPUs with avx512_bf16 or AMX (weights/README.md has the measured times) and is "
                         "emulated, so slower, elsewhere. Validation stays float32 on a CPU")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                   help="keep the network's weights and activations in channels-last memory layout: faster "
+                        "epochs on a CPU (weights/README.md, \"Training recipe\"); the same computation, summed "
+                        "in another order. Checkpoints are saved in the standard layout either way")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun: batch-norm statistics over the global batch (all processes) instead "
@@ -327,7 +331,7 @@ def _train(args: argparse.Namespace) -> dict:
         state = C.load_checkpoint(last)
         if "optimizer" not in state:
             raise CheckpointError(f"{last}: a released model, not a training state (use --init)")
-        keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "resume")}
+        keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "channels_last", "resume")}
         if args.epochs:  # a resumed run may be extended or shortened; the schedule follows
             keep["epochs"] = args.epochs
         # Options added after the run was started take their defaults.
@@ -393,6 +397,8 @@ def _train(args: argparse.Namespace) -> dict:
     cache_s = time.time() - t_cache
 
     model = build_model(len(indices), args.head, args.input_size).to(device)
+    if args.channels_last:  # checkpoints are saved in the standard layout either way (C.clean_state_dict)
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(args))
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")  # bfloat16 needs none
@@ -419,6 +425,7 @@ def _train(args: argparse.Namespace) -> dict:
     scored = ema.model if ema is not None else model  # what is validated and saved as best.pt
     train_model = D.wrap(model, device, args.sync_bn)  # model itself when single-process
     precision = f"{str(autocast_dtype(device)).replace('torch.', '')} mixed" if amp else "float32"
+    precision += ", channels-last" if args.channels_last else ""
     if ema is not None:
         precision += f"  weights: moving average (decay {args.ema:g})"
     if teacher is not None:

@@ -7,8 +7,8 @@
 #                                            # in bfloat16 (--amp) where the CPU has it natively: about 10 minutes
 #                                            # per run (float32 elsewhere: about 17 minutes)
 #   bash training/ablations.sh finetune      # fine-tunes of weights/face.pt on the 300-W faces alone, with and
-#                                            # without distillation from weights/face192.pt, damage or tight
-#                                            # framing: 8-20 epochs, 6-45 minutes a run on a 2-core CPU
+#                                            # without distillation from weights/face192.pt, damage, tight
+#                                            # framing or channels-last: 8-20 epochs, 6-45 minutes a run
 #   ONLY=160 bash training/ablations.sh      # only the runs whose name contains "160"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +77,8 @@ if [[ ${1:-} == finetune ]]; then
     run "12 epochs, lr 1e-3, damage 0.3" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --blur 0.3 --jpeg 0.3 --occlusion 0.3
     # tight framing (train.py --tight), the same way; then evaluate.py --degrade tight
     run "12 epochs, lr 1e-3, tight 0.3" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --tight 0.3
+    # channels-last memory layout (train.py --channels-last): its speed, and the same accuracy?
+    run "12 epochs, lr 1e-3, channels-last" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --channels-last
     exit 0
 fi
 run "regression-mse (seed head)" --head regression --loss mse
@@ -86,6 +88,7 @@ run "pip-l1 160px input" --head pip --input-size 160
 run "pip-l1 mirror offset 0.99 0.73" --head pip --mirror-offset 0.99 0.73
 run "pip-l1 no mirroring" --head pip --no-mirror
 run "pip-wing loss" --head pip --loss wing
-# Decoding photos every epoch vs the in-memory cache of face regions (speed only).
+# Decoding photos every epoch vs the in-memory cache of face regions, and the channels-last layout (speed only).
 run "cache (default), 1 epoch" --epochs 1 --max-faces 640
 run "no cache, 1 epoch" --epochs 1 --max-faces 640 --no-cache
+run "channels-last, 1 epoch" --epochs 1 --max-faces 640 --channels-last
