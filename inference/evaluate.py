@@ -111,7 +111,8 @@ def main(args: argparse.Namespace) -> int:
     from common.errors import InputError
     from common.schemes import detector_calibration
     from common.device import select_device
-    from common.metrics import ced_plot, faces_sheet, nme_per_face, normaliser, rank_correlation, summarize, summary_line
+    from common.metrics import (ced_plot, faces_sheet, nme_per_face, normaliser, rank_correlation, summarize,
+                                summary_line)
     from common.images import rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
     from common.landmark_model import LandmarkModel, pick_weights, refined_boxes
