@@ -58,6 +58,22 @@ def summarize(nmes: np.ndarray) -> dict:
             "auc8": 100 * auc(nmes, 0.08), "n": int(nmes.size)}
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int = 10000, seed: int = 0) -> dict:
+    """Mean of ``b - a`` over the same faces, with a 95% paired bootstrap
+    interval (faces resampled with replacement, the pairs kept together) and
+    how many faces got better (b < a) or worse (b > a)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"paired_difference needs two equal, non-empty 1-D arrays, got {a.shape} and {b.shape}")
+    d = b - a
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": float(d.mean()),
+            "low": float(lo), "high": float(hi), "better": int((d < 0).sum()), "worse": int((d > 0).sum()),
+            "n": int(d.size)}
+
+
 def summary_line(s: dict, **extra) -> str:
     """Machine-readable one-line summary, e.g. ``NME=3.41 median=3.02 FR8=1.2 ...``."""
     parts = [f"NME={s['nme']:.2f}", f"median={s['median']:.2f}", f"FR8={s['fr8']:.1f}",

@@ -71,7 +71,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int, default=0, metavar="N",
                    help="list the N faces with the largest error and draw them (annotation green, prediction "
                         "red) to the CED plot's path with _worst added")
-    p.add_argument("--force", action="store_true", help="replace an existing --ced file (and its _worst sheet)")
+    p.add_argument("--per-face", default=None, metavar="CSV",
+                   help="write every face's NME to CSV (photo, face in photo, detected, nme_percent), for a "
+                        "paired comparison of two models with inference/compare_evals.py")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --ced file (and its _worst sheet) or --per-face file")
     return p
 
 
@@ -90,6 +94,20 @@ def free_path(path: str, worst: bool = False) -> str:
         n += 1
         path = f"{stem}_{n}{ext}"
     return path
+
+
+def write_per_face(path: str, where: list, found: np.ndarray, nmes: np.ndarray) -> None:
+    """``--per-face``: one row per face in evaluation order; a missed face's NME is empty.
+    Written to a temporary file first, so an interrupted run leaves no half file."""
+    import csv
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.part"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["photo", "face", "detected", "nme_percent"])
+        for (photo, k), hit, e in zip(where, found, nmes):
+            w.writerow([photo, k, int(hit), f"{100 * e:.4f}" if hit else ""])
+    os.replace(tmp, path)
 
 
 def photo_as_scored(path: str, recs: list, degrade: str) -> np.ndarray:
@@ -130,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
         face_model = model if ckpt["task"] == "face" else LandmarkModel(
             pick_weights(args.face_weights, "face", device, "--face-weights"), "face", device)
     outputs = [args.ced, worst_path(args.ced)] if args.ced and args.worst else [args.ced]
-    for path in outputs:
+    for path in outputs + [args.per_face]:
         if path and os.path.exists(path) and not args.force:
             print(f"error: {path} exists (use --force to replace it, or another --ced)", file=sys.stderr)
             return 2
@@ -216,6 +234,9 @@ def main(args: argparse.Namespace) -> int:
     ced_plot({f"{ckpt['task']} model, {args.boxes} boxes": nmes[found]}, ced,
              title=f"{name} [{args.split}], n={int(found.sum())}")
     print(f"CED plot: {ced}")
+    if args.per_face:
+        write_per_face(args.per_face, where, found, nmes)
+        print(f"per-face NMEs: {args.per_face}")
     if args.worst:
         worst = [i for i in np.argsort(-nmes, kind="stable") if found[i]][:args.worst]
         tiles = []

@@ -33,13 +33,13 @@ def portrait_path() -> str:
     return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
-def make_random_checkpoint(path: Path, task: str) -> Path:
+def make_random_checkpoint(path: Path, task: str, seed: int = 0) -> Path:
     """An untrained but well-formed checkpoint: enough to test the plumbing."""
     import torch
     from common import checkpoint as C
     from common.landmarks import EYE_INDICES, FACE_INDICES
     from common.model import build_model
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     idx = FACE_INDICES if task == "face" else EYE_INDICES
     model = build_model(len(idx), "pip", 128)
     C.atomic_save({**C.describe(model, task, idx, 0.5, 0.25), "config": {}, "scores": {}, "epoch": 0,

@@ -117,3 +117,61 @@ def test_worst_lists_and_draws_the_faces_with_the_largest_error(setup, tmp_path)
     assert r.returncode == 2 and str(sheet) in r.stderr and not ced.exists()
     r = _run("--weights", setup["face"], "--data", setup["data"], "--device", "cpu", "--worst", "-1")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--worst" in r.stderr
+
+
+COMPARE = REPO / "inference" / "compare_evals.py"
+
+
+def _compare(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(COMPARE), *map(str, args)], cwd=str(REPO), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_per_face_file_and_paired_comparison(setup, tmp_path):
+    import csv
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    other = make_random_checkpoint(tmp_path / "other.pt", "face", seed=5)
+    for weights, out in ((setup["face"], first), (other, second)):
+        r = _run("--weights", weights, "--data", setup["data"], "--device", "cpu", "--ced", tmp_path / "c.png",
+                 "--force", "--per-face", out)
+        assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(first)))
+    assert len(rows) == 5 and all(r["detected"] == "1" for r in rows)
+    # the rows' mean is the NME printed (two decimals there, four here)
+    nme = float(re.search(r"^NME=(\d+\.\d\d)", r.stdout.strip().splitlines()[-1]).group(1))
+    second_rows = list(csv.DictReader(open(second)))
+    assert abs(sum(float(x["nme_percent"]) for x in second_rows) / 5 - nme) < 0.006
+    r = _compare(first, second)
+    assert r.returncode == 0, r.stderr
+    diff = float(re.search(r"^DIFF=([-+]\d+\.\d{4})", r.stdout.strip().splitlines()[-1]).group(1))
+    expected = sum(float(b["nme_percent"]) - float(a["nme_percent"]) for a, b in zip(rows, second_rows)) / 5
+    assert abs(diff - expected) < 1e-3 and "faces: 5 scored by both" in r.stdout
+    r = _compare(first, first)  # a model against itself: no change, an interval of zero width
+    assert "DIFF=+0.0000 LOW=+0.0000 HIGH=+0.0000 n=5" in r.stdout
+
+    # an existing file is not replaced without --force
+    r = _run("--weights", setup["face"], "--data", setup["data"], "--device", "cpu", "--ced", tmp_path / "d.png",
+             "--per-face", first)
+    assert r.returncode == 2 and str(first) in r.stderr and not (tmp_path / "d.png").exists()
+    # files of different faces, and a file that is not a per-face file: one line, exit 2
+    with open(second, "w") as f:
+        f.write("photo,face,detected,nme_percent\nx.jpg,0,1,3.0\n")
+    r = _compare(first, second)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "different faces" in r.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    r = _compare(first, bad)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "not an evaluate.py" in r.stderr
+
+
+def test_paired_difference_interval_holds_the_mean():
+    import numpy as np
+    from common.metrics import paired_difference
+    rng = np.random.default_rng(0)
+    a = rng.uniform(2, 6, 200)
+    b = a - 0.1 + rng.normal(0, 0.05, 200)
+    r = paired_difference(a, b)
+    assert r["low"] < r["diff"] < r["high"] < 0 and abs(r["diff"] + 0.1) < 0.02
+    assert r["better"] + r["worse"] == 200 and r["n"] == 200
+    with pytest.raises(ValueError):
+        paired_difference(a, b[:10])

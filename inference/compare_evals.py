@@ -1,0 +1,74 @@
+"""Compare two models on the same faces, from ``evaluate.py --per-face`` files.
+
+    python inference/evaluate.py --weights weights/face.int8.onnx --data $XML --split heldout \\
+        --boxes detector --refine --per-face runs/eval/old.csv
+    python inference/evaluate.py --weights new/face.int8.onnx --data $XML --split heldout \\
+        --boxes detector --refine --per-face runs/eval/new.csv
+    python inference/compare_evals.py runs/eval/old.csv runs/eval/new.csv
+
+Prints both mean NMEs to four decimals over the faces both files scored (a
+face missed by either detector is left out, and counted), the change from
+the first to the second with a 95% paired bootstrap interval
+(common.metrics.paired_difference), and how many faces got better or worse.
+A negative change: the second model errs less.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("first", help="per-face CSV of the reference model (evaluate.py --per-face)")
+    p.add_argument("second", help="per-face CSV of the model compared with it")
+    p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    return p
+
+
+def read_per_face(path: str) -> dict:
+    """``{(photo, face): NME in percent or None when missed}`` from a ``--per-face`` file."""
+    from common.errors import InputError
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    if not rows or not {"photo", "face", "detected", "nme_percent"} <= set(rows[0]):
+        raise InputError(f"{path}: not an evaluate.py --per-face file (photo,face,detected,nme_percent)")
+    try:
+        return {(r["photo"], int(r["face"])): float(r["nme_percent"]) if r["detected"] == "1" else None
+                for r in rows}
+    except ValueError:
+        raise InputError(f"{path}: a row has a face index or NME that is not a number") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    from common.errors import InputError
+    from common.metrics import paired_difference
+    if args.resamples < 1:
+        raise InputError(f"--resamples must be 1 or more, got {args.resamples}")
+    a, b = read_per_face(args.first), read_per_face(args.second)
+    if set(a) != set(b):
+        raise InputError(f"{args.first} and {args.second} score different faces ({len(a)} and {len(b)}; "
+                         f"{len(set(a) ^ set(b))} in one only): evaluate both on the same data and split")
+    both = [k for k in a if a[k] is not None and b[k] is not None]
+    if not both:
+        raise InputError("no face was scored in both files")
+    r = paired_difference([a[k] for k in both], [b[k] for k in both], args.resamples)
+    missed = len(a) - len(both)
+    print(f"faces: {len(both)} scored by both{f' ({missed} missed by either detector, left out)' if missed else ''}")
+    print(f"NME {r['mean_a']:.4f}% ({args.first}) -> {r['mean_b']:.4f}% ({args.second})")
+    print(f"change {r['diff']:+.4f} points, 95% paired bootstrap interval [{r['low']:+.4f}, {r['high']:+.4f}]; "
+          f"better on {r['better']} faces, worse on {r['worse']}")
+    print(f"DIFF={r['diff']:+.4f} LOW={r['low']:+.4f} HIGH={r['high']:+.4f} n={r['n']}")
+    return 0
+
+
+if __name__ == "__main__":
+    from common.cli import run_script
+    run_script(main, get_args_parser())
