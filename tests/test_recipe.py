@@ -70,7 +70,7 @@ def test_recipe_runs_the_stages_in_order_then_skips_them(env):
     assert [c.split()[0] for c in trains] == ["training/face/cuda/train.py", "training/face/cuda/train.py",
                                               "training/face/cuda/train.py", "training/eyes/cuda/train.py",
                                               "training/eyes/cuda/train.py"]
-    assert "--epochs 24" in trains[0] and f"--runs-dir {runs}/mixed" in trains[0]
+    assert "--epochs 48" in trains[0] and f"--runs-dir {runs}/mixed" in trains[0]
     assert "--mirror-offset 0.99 0.73" in trains[0]  # the annotation's offset, one value per data set
     # the two last-stage face runs, from the same stage-1 model
     assert f"--init {runs}/mixed/face/1/best.pt" in trains[1] and "--lr 1e-3 --mirror-offset 0.99 --ema 0.99" in trains[1]
@@ -180,11 +180,12 @@ def test_teacher_distils_into_both_last_stage_face_runs_in_their_own_folders(env
     assert proc.returncode == 2 and "TEACHER=" in proc.stderr and not calls
 
 
-def test_stage1_epochs_lengthens_stage_1_alone(env):
-    proc, calls = run_recipe({**env, "STAGE1_EPOCHS": "48"})
+def test_stage1_epochs_changes_stage_1_alone(env):
+    proc, calls = run_recipe({**env, "STAGE1_EPOCHS": "24"})
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
-    assert "--epochs 48" in trains[0] and f"--runs-dir {env['RUNS']}/mixed" in trains[0]
-    assert len(trains) == 5 and all("--epochs 48" not in c for c in trains[1:])
+    assert "--epochs 24" in trains[0] and f"--runs-dir {env['RUNS']}/mixed" in trains[0]
+    assert len(trains) == 5 and all("--epochs 24" in c for c in trains[1:3])  # 2a, 2b keep theirs
+    assert all("--epochs 48" not in c for c in trains)
     proc, calls = run_recipe({**env, "STAGE1_EPOCHS": "many"})
     assert proc.returncode == 2 and "STAGE1_EPOCHS must be" in proc.stderr and not calls

@@ -2,6 +2,9 @@
 # The shipped recipe end to end (weights/README.md, "Training recipe", explains each stage):
 #   bash training/recipe.sh [cpu|cuda|rocm]     # default cpu; its time: weights/README.md, "Training recipe"
 #   TRAIN_ARGS=--amp bash training/recipe.sh    # bfloat16 mixed precision: faster on CPUs with avx512_bf16
+# The shipped face models, in two runs sharing stage 1 (the first makes the second's teacher):
+#   TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                             # face192.pt
+#   TRAIN_ARGS=--amp TEACHER=runs/recipe/release/face192.pt bash training/recipe.sh    # face.pt
 # Stages write to runs/recipe/<stage>/<task>/1 (RUNS=DIR to change runs/recipe). Run it
 # again after an interruption: finished stages are skipped and an unfinished one resumes
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
@@ -10,8 +13,8 @@
 # model (the default on a GPU), for more network time and longer stages 2a/2b. Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
 # mirrored one). TEACHER=weights/face192.pt distils that model into the last-stage face runs
-# (train.py --teacher, half of each target; its own run folders). STAGE1_EPOCHS=48 trains stage 1
-# longer (default 24), in its own folder tree (runs/recipe-e48 unless RUNS= is set). Accuracy and
+# (train.py --teacher, half of each target; its own run folders). STAGE1_EPOCHS=24 trains stage 1
+# for 24 epochs instead of 48, in its own folder tree (runs/recipe-e24 unless RUNS= is set). Accuracy and
 # times of each: weights/README.md. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md).
@@ -19,10 +22,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PLATFORM=${1:-cpu}
 case $PLATFORM in cpu|cuda|rocm) ;; *) echo "error: platform must be cpu, cuda or rocm, got '$PLATFORM'" >&2; exit 2;; esac
-STAGE1_EPOCHS=${STAGE1_EPOCHS:-24}
+STAGE1_EPOCHS=${STAGE1_EPOCHS:-48}
 [[ $STAGE1_EPOCHS =~ ^[1-9][0-9]*$ ]] ||
     { echo "error: STAGE1_EPOCHS must be a whole number of epochs, got '$STAGE1_EPOCHS'" >&2; exit 2; }
-if (( STAGE1_EPOCHS == 24 )); then R=${RUNS:-runs/recipe}; else R=${RUNS:-runs/recipe-e$STAGE1_EPOCHS}; fi
+if (( STAGE1_EPOCHS == 48 )); then R=${RUNS:-runs/recipe}; else R=${RUNS:-runs/recipe-e$STAGE1_EPOCHS}; fi
 XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
 YT=${YT:-../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv}
 for f in "$XML" "$YT"; do [[ -f $f ]] || { echo "error: $f not found (set XML= / YT=)" >&2; exit 2; }; done
@@ -68,7 +71,7 @@ if [[ -n ${TEACHER:-} ]]; then
     FACE_DIRS=("${FACE_DIRS[0]}-distil" "${FACE_DIRS[1]}-distil")
 fi
 
-# 1. face on both data sets: 24 epochs (STAGE1_EPOCHS), cosine schedule
+# 1. face on both data sets: 48 epochs (STAGE1_EPOCHS), cosine schedule
 stage mixed face "$STAGE1_EPOCHS" --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT"
 # 2a, 2b. face on the 300-W faces alone (same held-out photos), saving a moving average of the
 #    weights (model card, "Ablations"): twice from the same stage-1 model, at learning rate 1e-3,
