@@ -67,9 +67,15 @@ class TorchBackend:
 class OnnxBackend:
     """A ``.onnx`` export run by ONNX Runtime. ``threads``: its intra-op
     threads, by default ``torch.get_num_threads()`` so that one setting
-    governs both back ends. ``device`` "cuda" needs onnxruntime-gpu."""
+    governs both back ends. ``device`` "cuda" needs onnxruntime-gpu.
 
-    def __init__(self, path: str, device: torch.device, threads: int | None = None):
+    ``int8_reference``: run with ONNX Runtime's graph optimisations off, so
+    an int8 model's quantised layers compute in float32 on the quantised
+    values: what int8 arithmetic gives without this CPU's int8 kernels
+    (slower; for measuring them, ``evaluate.py --int8-reference``)."""
+
+    def __init__(self, path: str, device: torch.device, threads: int | None = None,
+                 int8_reference: bool = False):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -86,6 +92,8 @@ class OnnxBackend:
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
+        if int8_reference:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             self.session = ort.InferenceSession(path, opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -131,9 +139,10 @@ class LandmarkModel:
     # Test-time mirroring: average with the prediction on the mirrored crop.
     flip_test = False
 
-    def __init__(self, path: str, task: str | None, device: torch.device):
+    def __init__(self, path: str, task: str | None, device: torch.device, int8_reference: bool = False):
         onnx = path.lower().endswith(".onnx")
-        self.backend = OnnxBackend(path, device) if onnx else TorchBackend(path, device)
+        self.backend = OnnxBackend(path, device, int8_reference=int8_reference) if onnx \
+            else TorchBackend(path, device)
         desc = self.description = self.backend.description
         if task is not None and desc.get("task") != task:
             raise CheckpointError(f"{path}: this model is for the '{desc.get('task')}' task, "

@@ -74,6 +74,23 @@ def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int = 10000, seed
             "n": int(d.size)}
 
 
+def point_drift(a: np.ndarray, b: np.ndarray, norm: np.ndarray) -> dict:
+    """How far two models' predictions of the same faces lie apart, with no
+    annotation needed (an int8 model against its float one, say). ``a``,
+    ``b``: ``(F, K, 2)`` points; ``norm``: ``(F,)`` each face's NME
+    normaliser in the same pixels. Per face the mean point distance over the
+    normaliser, in percent: its mean, median, 95th percentile and largest
+    value; ``point_max``: the largest single point's distance, in percent."""
+    a, b, norm = np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(norm, np.float64)
+    if a.shape != b.shape or a.ndim != 3 or a.shape[0] == 0 or norm.shape != a.shape[:1]:
+        raise ValueError(f"point_drift needs two equal (F, K, 2) arrays and (F,) normalisers, got {a.shape}, "
+                         f"{b.shape} and {norm.shape}")
+    dist = np.linalg.norm(a - b, axis=2) / np.maximum(norm, 1e-6)[:, None] * 100
+    face = dist.mean(axis=1)
+    return {"mean": float(face.mean()), "median": float(np.median(face)), "p95": float(np.percentile(face, 95)),
+            "max": float(face.max()), "point_max": float(dist.max()), "n": int(face.size)}
+
+
 def summary_line(s: dict, **extra) -> str:
     """Machine-readable one-line summary, e.g. ``NME=3.41 median=3.02 FR8=1.2 ...``."""
     parts = [f"NME={s['nme']:.2f}", f"median={s['median']:.2f}", f"FR8={s['fr8']:.1f}",

@@ -2,6 +2,14 @@
 Runtime: static, QDQ format, per-channel int8 weights, uint8 activations,
 calibrated on face crops from training photos (never on held-out ones).
 
+Weights use 7 bits of their 8 (ONNX Runtime's ``reduce_range``) by default.
+On x86 CPUs without VNNI instructions (AVX2 only, and AVX-512 before
+Cascade Lake) ONNX Runtime's uint8 x int8 kernels add pairs of products in
+16-bit registers, which saturate with full-range weights and move points
+(model card, *Ablations*). With 7-bit weights no pair can overflow
+(2 x 255 x 64 < 32768), so every CPU computes the same points; the bit
+given up costs next to nothing (model card, *Ablations*).
+
 Only the backbone (the convolutions, their ReLUs and residual additions, the
 stem's max-pool) is quantised. The head's two 1x1 convolutions and the
 decoding after them stay float32: they cost little, and the x/y offsets are
@@ -61,9 +69,12 @@ def backbone_nodes(model) -> list[str]:
     return [n.name for n in model.graph.node[:relus[-1] + 1] if n.op_type in BACKBONE_OPS]
 
 
-def quantize_onnx(src: str, dst: str, batches: list[np.ndarray], calibrate: str = "minmax") -> dict:
+def quantize_onnx(src: str, dst: str, batches: list[np.ndarray], calibrate: str = "minmax",
+                  reduce_range: bool = True, weights: str = "int8") -> dict:
     """Write the int8 twin of export ``src`` to ``dst`` (atomically), with
-    ``src``'s metadata plus a ``quantization`` entry. Returns that entry."""
+    ``src``'s metadata plus a ``quantization`` entry. Returns that entry.
+    ``reduce_range``: 7-bit weights (the module's docstring says why);
+    ``weights``: "int8" or "uint8"."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -88,12 +99,15 @@ def quantize_onnx(src: str, dst: str, batches: list[np.ndarray], calibrate: str 
         nodes = backbone_nodes(onnx.load(pre))
         out = os.path.join(tmp, "int8.onnx")
         quantize_static(pre, out, Reader(source.graph.input[0].name), quant_format=QuantFormat.QDQ,
-                        per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        per_channel=True, reduce_range=reduce_range,
+                        weight_type=QuantType.QInt8 if weights == "int8" else QuantType.QUInt8,
+                        activation_type=QuantType.QUInt8,
                         calibrate_method=methods[calibrate], nodes_to_quantize=nodes,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-        info = {"method": "static QDQ, per-channel int8 weights, uint8 activations (ONNX Runtime)",
+        info = {"method": f"static QDQ, per-channel {weights} weights{' (7-bit range)' if reduce_range else ''}, "
+                          "uint8 activations (ONNX Runtime)",
                 "calibration": calibrate, "calibration_faces": int(sum(len(b) for b in batches)),
-                "quantized_nodes": len(nodes)}
+                "quantized_nodes": len(nodes), "reduce_range": bool(reduce_range)}
         proto = onnx.load(out)
         del proto.metadata_props[:]
         for k, v in {**meta, "quantization": json.dumps(info)}.items():

@@ -407,6 +407,7 @@ def cpu_info() -> dict:
         pass
     return {"cpu": model, "logical_cpus": os.cpu_count(),
             "bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"}),
+            "int8_instructions": sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),
             "flags_read": bool(flags)}
 
 
@@ -551,8 +552,10 @@ def ratio(a, b):
 def print_table(doc: dict) -> None:
     m, s = doc["machine"], doc["settings"]
     levers = [k for k in ("channels_last", "bf16", "compile") if s[k]]
-    print(f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, load {m['loadavg_1min']}, "
-          f"torch {m['torch']}, threads: {s['threads']}")
+    int8 = ("flags not read" if not m["flags_read"] else
+            ", ".join(m.get("int8_instructions") or []) or "none (no VNNI)")
+    print(f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, int8 instructions: {int8}, "
+          f"load {m['loadavg_1min']}, torch {m['torch']}, threads: {s['threads']}")
     print(f"backend: {s['backend']}{' int8' if s.get('quantization') else ''}, levers: {', '.join(levers) or 'none'}, "
           f"device: {s['device']}, detector: {s['detector']} from {s['min_face']:.0f} px "
           f"(dlib: upsample {s['dlib_upsample']}), per image: face model"

@@ -56,6 +56,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-weights", default=None,
                    help="for an eye model with --refine: the face model whose prediction gives the box "
                         "(default: predict.py's face model for the device)")
+    p.add_argument("--int8-reference", action="store_true",
+                   help="an .onnx model: run it with ONNX Runtime's graph optimisations off, so its int8 layers "
+                        "compute in float32 on the quantised values (exact int8 arithmetic, slower); the "
+                        "difference from a plain run is what this CPU's int8 kernels cost")
     p.add_argument("--degrade", choices=("none", "low-contrast", "dark", "blur", "jpeg", "tight"), default="none",
                    help="degrade every photo first (common/degrade.py): half the contrast, 0.35x the light, "
                         "Gaussian blur of sigma 2 px, JPEG at quality 15, or black beyond the annotated faces' "
@@ -72,8 +76,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="list the N faces with the largest error and draw them (annotation green, prediction "
                         "red) to the CED plot's path with _worst added")
     p.add_argument("--per-face", default=None, metavar="CSV",
-                   help="write every face's NME to CSV (photo, face in photo, detected, nme_percent), for a "
-                        "paired comparison of two models with inference/compare_evals.py")
+                   help="write every face's NME and predicted points to CSV (photo, face in photo, detected, "
+                        "nme_percent, norm_px, points), for a paired comparison of two models with "
+                        "inference/compare_evals.py")
     p.add_argument("--force", action="store_true",
                    help="replace an existing --ced file (and its _worst sheet) or --per-face file")
     return p
@@ -96,17 +101,21 @@ def free_path(path: str, worst: bool = False) -> str:
     return path
 
 
-def write_per_face(path: str, where: list, found: np.ndarray, nmes: np.ndarray) -> None:
-    """``--per-face``: one row per face in evaluation order; a missed face's NME is empty.
-    Written to a temporary file first, so an interrupted run leaves no half file."""
+def write_per_face(path: str, where: list, found: np.ndarray, nmes: np.ndarray, norms: np.ndarray,
+                   preds: np.ndarray) -> None:
+    """``--per-face``: one row per face in evaluation order: its NME, its NME
+    normaliser in pixels and the predicted points (``x0 y0 x1 y1 ...``, image
+    pixels); a missed face's NME and points are empty. Written to a temporary
+    file first, so an interrupted run leaves no half file."""
     import csv
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.part"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["photo", "face", "detected", "nme_percent"])
-        for (photo, k), hit, e in zip(where, found, nmes):
-            w.writerow([photo, k, int(hit), f"{100 * e:.4f}" if hit else ""])
+        w.writerow(["photo", "face", "detected", "nme_percent", "norm_px", "points"])
+        for (photo, k), hit, e, n, p in zip(where, found, nmes, norms, preds):
+            w.writerow([photo, k, int(hit), f"{100 * e:.4f}" if hit else "", f"{n:.3f}",
+                        " ".join(f"{v:.3f}" for v in p.reshape(-1)) if hit else ""])
     os.replace(tmp, path)
 
 
@@ -140,13 +149,16 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--worst must be 0 or more faces, got {args.worst}")
     device = select_device(args.device)
     args.weights = pick_weights(args.weights, "face", device)
-    model = LandmarkModel(args.weights, None, device)
+    if args.int8_reference and not args.weights.lower().endswith(".onnx"):
+        raise InputError(f"--int8-reference needs an .onnx model, not {args.weights}")
+    model = LandmarkModel(args.weights, None, device, int8_reference=args.int8_reference)
     ckpt = model.description
     model.flip_test = args.flip_test
     face_model = None
     if args.refine:
         face_model = model if ckpt["task"] == "face" else LandmarkModel(
-            pick_weights(args.face_weights, "face", device, "--face-weights"), "face", device)
+            pick_weights(args.face_weights, "face", device, "--face-weights"), "face", device,
+            int8_reference=args.int8_reference)
     outputs = [args.ced, worst_path(args.ced)] if args.ced and args.worst else [args.ced]
     for path in outputs + [args.per_face]:
         if path and os.path.exists(path) and not args.force:
@@ -210,7 +222,7 @@ def main(args: argparse.Namespace) -> int:
     nmes = nme_per_face(preds, gts, pair)
     s = summarize(nmes[found])
     what = (f"{ckpt['task']} model ({ckpt['head']} head, {ckpt['input_size']}px, {provenance(ckpt)}"
-            f"{', int8' if 'quantization' in ckpt else ''})")
+            f"{', int8' if 'quantization' in ckpt else ''}{', int8 reference arithmetic' if args.int8_reference else ''})")
     print(f"weights: {args.weights}: {what}")
     print(f"data: {args.data} [{args.split}]{'' if args.degrade == 'none' else ', degraded: ' + args.degrade}, "
           f"boxes: {args.boxes}{' + refine' if args.refine else ''}{' + flip-test' if args.flip_test else ''}, "
@@ -235,7 +247,7 @@ def main(args: argparse.Namespace) -> int:
              title=f"{name} [{args.split}], n={int(found.sum())}")
     print(f"CED plot: {ced}")
     if args.per_face:
-        write_per_face(args.per_face, where, found, nmes)
+        write_per_face(args.per_face, where, found, nmes, normaliser(gts, pair), preds)
         print(f"per-face NMEs: {args.per_face}")
     if args.worst:
         worst = [i for i in np.argsort(-nmes, kind="stable") if found[i]][:args.worst]

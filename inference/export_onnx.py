@@ -18,7 +18,8 @@ With onnxruntime installed, the export is checked against PyTorch on a random
 batch and the largest point difference printed.
 
 ``--int8`` quantises the backbone statically (ONNX Runtime, QDQ, per-channel
-int8 weights) with ``--calib-faces`` crops from ``--calib-data``; photos that
+int8 weights in a 7-bit range, which every x86 CPU computes without
+saturation) with ``--calib-faces`` crops from ``--calib-data``; photos that
 the checkpoint's training run held out are never used. The int8 model is
 compared with PyTorch on those calibration crops (random input means nothing
 to a quantised network); measure it with inference/evaluate.py.
@@ -50,6 +51,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--calib-faces", type=int, default=256, metavar="N", help="faces to calibrate on")
     g.add_argument("--calibration", choices=("minmax", "percentile", "entropy"), default="minmax",
                    help="ONNX Runtime's calibration method (default: %(default)s)")
+    g.add_argument("--full-range", action="store_true",
+                   help="8-bit weights instead of 7: only for CPUs with VNNI instructions; on others (AVX2) "
+                        "ONNX Runtime's int8 kernels saturate and points move (common/quantize.py)")
     return p
 
 
@@ -116,7 +120,8 @@ def export_int8(args: argparse.Namespace, output: str) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             export_onnx(args.weights, float_path, args.opset)
-            info = quantize_onnx(float_path, output, batches, args.calibration)
+            info = quantize_onnx(float_path, output, batches, args.calibration,
+                                 reduce_range=not args.full_range)
     print(f"{args.weights} -> {output} ({os.path.getsize(output) / 1e6:.1f} MB, {time.time() - t0:.1f}s): "
           f"{ckpt['task']} model, {info['method']}, {info['quantized_nodes']} nodes quantised, "
           f"calibration {info['calibration']}")

@@ -119,6 +119,13 @@ def test_worst_lists_and_draws_the_faces_with_the_largest_error(setup, tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--worst" in r.stderr
 
 
+def test_int8_reference_needs_an_onnx_model(setup, tmp_path):
+    r = _run("--weights", setup["face"], "--data", setup["data"], "--device", "cpu", "--ced", tmp_path / "c.png",
+             "--int8-reference")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and ".onnx" in r.stderr
+    assert not (tmp_path / "c.png").exists()
+
+
 COMPARE = REPO / "inference" / "compare_evals.py"
 
 
@@ -148,6 +155,20 @@ def test_per_face_file_and_paired_comparison(setup, tmp_path):
     assert abs(diff - expected) < 1e-3 and "faces: 5 scored by both" in r.stdout
     r = _compare(first, first)  # a model against itself: no change, an interval of zero width
     assert "DIFF=+0.0000 LOW=+0.0000 HIGH=+0.0000 n=5" in r.stdout
+    assert "points apart (% of the normaliser, per face): mean 0.0000" in r.stdout
+    # the two models' points lie apart by at least their NMEs' difference (triangle inequality), per face
+    r = _compare(first, second)
+    apart = float(re.search(r"points apart \(% of the normaliser, per face\): mean (\d+\.\d+)", r.stdout).group(1))
+    assert apart + 1e-3 >= sum(abs(float(b["nme_percent"]) - float(a["nme_percent"]))
+                               for a, b in zip(rows, second_rows)) / 5 > 0
+    # a file from before the points were written: the NMEs still compare, no drift line
+    old_style = tmp_path / "old.csv"
+    with open(old_style, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["photo", "face", "detected", "nme_percent"])
+        w.writerows([r["photo"], r["face"], r["detected"], r["nme_percent"]] for r in rows)
+    r = _compare(old_style, first)
+    assert r.returncode == 0 and "DIFF=+0.0000" in r.stdout and "points apart" not in r.stdout
 
     # an existing file is not replaced without --force
     r = _run("--weights", setup["face"], "--data", setup["data"], "--device", "cpu", "--ced", tmp_path / "d.png",
@@ -162,6 +183,20 @@ def test_per_face_file_and_paired_comparison(setup, tmp_path):
     bad.write_text("a,b\n1,2\n")
     r = _compare(first, bad)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "not an evaluate.py" in r.stderr
+
+
+def test_point_drift_known_case():
+    import numpy as np
+    from common.metrics import point_drift
+    a = np.zeros((2, 3, 2))
+    b = a.copy()
+    b[0, 0] = (3, 4)            # face 0: one point 5 px away, normaliser 50 -> (10 + 0 + 0) / 3 %
+    b[1] += (0, 1)              # face 1: every point 1 px away, normaliser 20 -> 5 %
+    d = point_drift(a, b, np.array([50.0, 20.0]))
+    assert d["n"] == 2 and abs(d["max"] - 5.0) < 1e-9 and abs(d["point_max"] - 10.0) < 1e-9
+    assert abs(d["mean"] - (10 / 3 + 5) / 2) < 1e-9
+    with pytest.raises(ValueError):
+        point_drift(a, b[:1], np.array([50.0, 20.0]))
 
 
 def test_paired_difference_interval_holds_the_mean():
