@@ -50,7 +50,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip-test", action="store_true",
                    help="average each teacher's prediction with its mirrored crop (keeping its annotation offset)")
     p.add_argument("--max-disagreement", type=float, default=None, metavar="PCT",
-                   help="drop frames whose plain/mirrored disagreement exceeds PCT (% of the 36-45 distance)")
+                   help="drop frames whose plain/mirrored disagreement exceeds PCT (%% of the 36-45 distance)")
     p.add_argument("--force", action="store_true", help="replace an existing OUT and OUT.json")
     p.add_argument("--max-frames", type=int, default=0,
                    help="label at most this many frames, evenly spread over --data (0: all); neighbouring "

@@ -76,3 +76,17 @@ def test_predict_help_does_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "heavy: []"
+
+
+def test_every_script_help_renders():
+    # argparse formats help strings with %: an unescaped "%" in one crashes --help.
+    import glob
+    scripts = sorted(glob.glob(REPO_ROOT + "/inference/*.py") + glob.glob(REPO_ROOT + "/training/*/*/train.py"))
+    assert len(scripts) > 10
+    failed = []
+    for path in scripts:
+        r = subprocess.run([sys.executable, path, "--help"], capture_output=True, text=True, timeout=120,
+                           cwd=REPO_ROOT)
+        if r.returncode != 0 or "usage:" not in r.stdout:
+            failed.append(f"{os.path.relpath(path, REPO_ROOT)}: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    assert failed == []
