@@ -43,3 +43,17 @@ def test_labels_trains_resumes_and_releases(env, tmp_path):  # noqa: F811
     proc, calls = _run(env, "3")
     assert proc.returncode == 0, proc.stderr
     assert calls[0] == f"training/face/cpu/train.py --resume {out}/face/1 --epochs 3"
+
+
+def test_filter_rate_and_control_run(env, tmp_path):  # noqa: F811
+    out = tmp_path / "ps"
+    proc, calls = _run({**env, "OUT": str(out), "MAX_DISAGREEMENT": "2.5", "FRAMES": "0"})
+    assert "--max-frames 0 --max-disagreement 2.5 --out" in calls[0]
+    # the control: 300-W alone, its own offset, the same settings, nothing labelled
+    ctl = tmp_path / "ctl"
+    proc, calls = _run({**env, "OUT": str(ctl), "CONTROL": "1", "LR": "3e-4", "TRAIN_ARGS": "--amp --seed 1"}, "8")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(c.startswith("inference/pseudo_label.py") for c in calls)
+    train = calls[0]
+    assert train.startswith(f"training/face/cpu/train.py --data {env['XML']} --val-from labels.xml")
+    assert "--lr 3e-4 --ema 0.99 --mirror-offset 0.99 --epochs 8" in train and train.endswith("--amp --seed 1")

@@ -3,7 +3,10 @@
 # labelled in the 300-W style by a teacher (inference/pseudo_label.py). The test frames are never labelled.
 #   bash training/pseudo_student.sh [EPOCHS]    # default 4 (each epoch is 2,170 faces: 970 300-W + 1,200 frames)
 # TEACHER=... (default weights/face192.pt; several, space-separated, are averaged), INIT=... (default
-# weights/face.pt), FRAMES=... (frames to label, evenly spread; 0: all 3,462), OUT=... (default runs/pseudo-student).
+# weights/face.pt), FRAMES=... (frames to label, evenly spread; 0: all 3,462), OUT=... (default runs/pseudo-student),
+# MAX_DISAGREEMENT=PCT (drop frames whose teacher disagrees with its mirrored self by more: pseudo_label.py),
+# LR=... (default 1e-3), TRAIN_ARGS=... (more train.py options, e.g. --amp), CONTROL=1 (the same fine-tune on the
+# 300-W faces alone, nothing labelled: the run a student is compared with).
 # Same held-out split as the shipped models (--val-from the XML, --val-fraction 0.2). Run it again after an
 # interruption: the labels are kept and training resumes from its last finished epoch.
 # An ablation, not part of the recipe: its measured result is in weights/README.md, "Ablations".
@@ -17,22 +20,29 @@ INIT=${INIT:-weights/face.pt}
 FRAMES=${FRAMES:-1200}
 OUT=${OUT:-runs/pseudo-student}
 OFF_XML=${OFF_XML:-0.99}
+LR=${LR:-1e-3}
+read -r -a TRAIN_ARGS <<< "${TRAIN_ARGS:-}"
 LABELS=$OUT/ytf_train_300w.csv
 mkdir -p "$OUT"
-if [[ ! -f $LABELS ]]; then
-    python inference/pseudo_label.py --data "$YT" --weights "${TEACHER[@]}" --flip-test --max-frames "$FRAMES" \
-        --out "$LABELS"
+if [[ -n ${CONTROL:-} ]]; then
+    DATA=("$XML") OFFSETS=("$OFF_XML")
+else
+    if [[ ! -f $LABELS ]]; then
+        python inference/pseudo_label.py --data "$YT" --weights "${TEACHER[@]}" --flip-test --max-frames "$FRAMES" \
+            ${MAX_DISAGREEMENT:+--max-disagreement "$MAX_DISAGREEMENT"} --out "$LABELS"
+    fi
+    # the labels keep the teacher's own offset from mirror symmetry: mirror them with it (photo pixels)
+    OFF_PSEUDO=$(grep -o '"mirror_offset_photo_px": *[-0-9.e]*' "$LABELS.json" 2>/dev/null | grep -o '[-0-9.e]*$' || true)
+    [[ -n $OFF_PSEUDO ]] || { echo "error: $LABELS.json has no mirror_offset_photo_px" >&2; exit 2; }
+    DATA=("$XML" "$LABELS") OFFSETS=("$OFF_XML" "$OFF_PSEUDO")
 fi
-# the labels keep the teacher's own offset from mirror symmetry: mirror them with it (photo pixels)
-OFF_PSEUDO=$(grep -o '"mirror_offset_photo_px": *[-0-9.e]*' "$LABELS.json" 2>/dev/null | grep -o '[-0-9.e]*$' || true)
-[[ -n $OFF_PSEUDO ]] || { echo "error: $LABELS.json has no mirror_offset_photo_px" >&2; exit 2; }
 DIR=$OUT/face/1
 if [[ -f $DIR/last.pt ]]; then
     python training/face/cpu/train.py --resume "$DIR" --epochs "$EPOCHS"
 else
-    python training/face/cpu/train.py --data "$XML" "$LABELS" --val-from "$(basename "$XML")" --val-fraction 0.2 \
-        --init "$INIT" --head pip --input-size 128 --warmup-epochs 0 --lr 1e-3 --ema 0.99 \
-        --mirror-offset "$OFF_XML" "$OFF_PSEUDO" --epochs "$EPOCHS" --runs-dir "$OUT"
+    python training/face/cpu/train.py --data "${DATA[@]}" --val-from "$(basename "$XML")" --val-fraction 0.2 \
+        --init "$INIT" --head pip --input-size 128 --warmup-epochs 0 --lr "$LR" --ema 0.99 \
+        --mirror-offset "${OFFSETS[@]}" --epochs "$EPOCHS" --runs-dir "$OUT" ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"}
 fi
 mkdir -p "$OUT/release"
 python inference/release_weights.py "$DIR/best.pt" "$OUT/release/student.plain.pt" --force
