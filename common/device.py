@@ -64,6 +64,18 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+# x86 instructions that multiply uint8 by int8 and add in 32 bits.
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def int8_pairs_saturate(flags: set[str] | None = None) -> bool:
+    """Whether ONNX Runtime's int8 kernels on this CPU add pairs of uint8 x
+    int8 products in 16 bits (an x86 CPU with AVX2 but no VNNI), so that
+    full-range 8-bit weights can overflow (common/quantize.py)."""
+    flags = cpu_flags() if flags is None else flags
+    return "avx2" in flags and not flags & INT8_DOT_FLAGS
+
+
 def native_bf16(flags: set[str] | None = None) -> bool:
     """Whether the CPU computes bfloat16 natively (avx512_bf16 or AMX); without
     it PyTorch emulates bfloat16, which is slower than float32."""

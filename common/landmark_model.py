@@ -25,6 +25,7 @@ import torch
 
 from . import transforms as T
 from .checkpoint import load_model
+from .device import int8_pairs_saturate
 from .errors import CheckpointError, DeviceError
 from .landmarks import landmark_box
 from .schemes import scheme_of
@@ -107,6 +108,11 @@ class OnnxBackend:
             raise CheckpointError(f"{path}: ONNX export version {meta.get('version')} is newer than this "
                                   f"code understands ({ONNX_VERSION})")
         self.description = {k: json.loads(meta[k]) for k in DESCRIBED + ("quantization",) if k in meta}
+        quant = self.description.get("quantization")
+        if quant and not quant.get("reduce_range") and not int8_reference and int8_pairs_saturate():
+            print(f"note: {path}: int8 weights in 8 bits, which ONNX Runtime computes with overflow on this CPU "
+                  "(no VNNI): points move; re-export it with inference/export_onnx.py --int8 (7-bit weights)",
+                  file=sys.stderr)
         self._input = self.session.get_inputs()[0].name
         self.has_scores = SCORES_NAME in {o.name for o in self.session.get_outputs()}
 

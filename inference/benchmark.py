@@ -397,7 +397,7 @@ def fresh_processes(args, kind: str, weights: str | None, eye_weights: str | Non
 
 
 def cpu_info() -> dict:
-    from common.device import cpu_flags
+    from common.device import INT8_DOT_FLAGS, cpu_flags
     model, flags = platform.processor() or platform.machine(), cpu_flags()
     try:
         with open("/proc/cpuinfo") as f:
@@ -407,7 +407,7 @@ def cpu_info() -> dict:
         pass
     return {"cpu": model, "logical_cpus": os.cpu_count(),
             "bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"}),
-            "int8_instructions": sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),
+            "int8_instructions": sorted(flags & INT8_DOT_FLAGS),
             "flags_read": bool(flags)}
 
 

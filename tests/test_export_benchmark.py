@@ -111,7 +111,7 @@ def test_face_landmarker_takes_onnx_weights(small_checkpoint, onnx_file):
 
 
 @needs_onnx
-def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path):
+def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path, monkeypatch, capsys):
     """export_onnx.py --int8: calibrated on a dataset's faces, described like
     the float export, backbone convolutions quantised, head left in float32,
     and points close to PyTorch's on real crops."""
@@ -166,6 +166,17 @@ def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path):
     assert r.returncode == 0, r.stderr
     assert weight_range(full) == 127
     assert LandmarkModel(str(full), "face", torch.device("cpu")).description["quantization"]["reduce_range"] is False
+    # On a CPU whose int8 kernels saturate, loading the 8-bit file says so once; the 7-bit one and
+    # the reference arithmetic say nothing.
+    import common.landmark_model as lm
+    monkeypatch.setattr(lm, "int8_pairs_saturate", lambda: True)
+    capsys.readouterr()
+    LandmarkModel(str(full), "face", torch.device("cpu"))
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "overflow" in err and "--int8" in err
+    LandmarkModel(str(tmp_path / "face.int8.onnx"), "face", torch.device("cpu"))
+    LandmarkModel(str(full), "face", torch.device("cpu"), int8_reference=True)
+    assert capsys.readouterr().err == ""
 
 
 @needs_onnx
@@ -304,3 +315,12 @@ def test_cpu_busy_fraction_sees_other_work():
         spin.kill()
         spin.wait()
     assert busy is not None and busy >= 0.9 / (os.cpu_count() or 1)
+
+
+def test_which_cpus_saturate_int8_pairs():
+    from common.device import int8_pairs_saturate
+    assert int8_pairs_saturate({"sse4_2", "avx2", "fma"})                    # AVX2 only (Zen 3, Haswell)
+    assert int8_pairs_saturate({"avx2", "avx512f", "avx512bw"})              # Skylake-SP: AVX-512, no VNNI
+    assert not int8_pairs_saturate({"avx2", "avx512f", "avx512_vnni"})       # Cascade Lake and later
+    assert not int8_pairs_saturate({"avx2", "avx_vnni"})                     # Alder Lake and later
+    assert not int8_pairs_saturate({"fp", "asimd", "asimddp"}) and not int8_pairs_saturate(set())  # ARM, unknown
