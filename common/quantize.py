@@ -70,11 +70,10 @@ def backbone_nodes(model) -> list[str]:
 
 
 def quantize_onnx(src: str, dst: str, batches: list[np.ndarray], calibrate: str = "minmax",
-                  reduce_range: bool = True, weights: str = "int8") -> dict:
+                  reduce_range: bool = True) -> dict:
     """Write the int8 twin of export ``src`` to ``dst`` (atomically), with
     ``src``'s metadata plus a ``quantization`` entry. Returns that entry.
-    ``reduce_range``: 7-bit weights (the module's docstring says why);
-    ``weights``: "int8" or "uint8"."""
+    ``reduce_range``: 7-bit weights (the module's docstring says why)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -100,11 +99,10 @@ def quantize_onnx(src: str, dst: str, batches: list[np.ndarray], calibrate: str 
         out = os.path.join(tmp, "int8.onnx")
         quantize_static(pre, out, Reader(source.graph.input[0].name), quant_format=QuantFormat.QDQ,
                         per_channel=True, reduce_range=reduce_range,
-                        weight_type=QuantType.QInt8 if weights == "int8" else QuantType.QUInt8,
-                        activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         calibrate_method=methods[calibrate], nodes_to_quantize=nodes,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-        info = {"method": f"static QDQ, per-channel {weights} weights{' (7-bit range)' if reduce_range else ''}, "
+        info = {"method": f"static QDQ, per-channel int8 weights{' (7-bit range)' if reduce_range else ''}, "
                           "uint8 activations (ONNX Runtime)",
                 "calibration": calibrate, "calibration_faces": int(sum(len(b) for b in batches)),
                 "quantized_nodes": len(nodes), "reduce_range": bool(reduce_range)}

@@ -33,11 +33,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_per_face(path: str) -> dict:
-    """``{(photo, face): NME in percent or None when missed}`` from a ``--per-face`` file."""
-    return {k: nme for k, (nme, _, _) in read_per_face_points(path).items()}
-
-
 def read_per_face_points(path: str) -> dict:
     """``{(photo, face): (NME in percent, normaliser in px, (K, 2) points)}``
     from a ``--per-face`` file; NME and points are None for a missed face,

@@ -59,6 +59,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     output = args.output or os.path.splitext(args.weights)[0] + (".int8.onnx" if args.int8 else ".onnx")
+    defaults = get_args_parser()
+    int8_only = [f"--{d.replace('_', '-')}" for d in ("calib_data", "calib_faces", "calibration", "full_range")
+                 if getattr(args, d) != defaults.get_default(d)]
+    if int8_only and not args.int8:
+        print(f"error: {', '.join(int8_only)} need{'s' if len(int8_only) == 1 else ''} --int8", file=sys.stderr)
+        return 2
     if args.int8 and not args.calib_data:
         print("error: --int8 needs --calib-data (the datasets the model was trained on)", file=sys.stderr)
         return 2

@@ -148,6 +148,8 @@ def test_int8_export_quantises_the_backbone_only(small_checkpoint, tmp_path, mon
     assert (np.abs(out - INPUT_SIZE / 2) < INPUT_SIZE).all()  # cell + offset: never far off the crop
     r = _run(EXPORT, "--weights", small_checkpoint, "--int8", "-o", tmp_path / "x.onnx")
     assert r.returncode == 2 and "--calib-data" in r.stderr
+    r = _run(EXPORT, "--weights", small_checkpoint, "--full-range", "--calibration", "entropy", "-o", tmp_path / "y.onnx")
+    assert r.returncode == 2 and "--calibration, --full-range need --int8" in r.stderr
 
     # The weights use 7 bits (no 16-bit saturation on CPUs without VNNI); --full-range uses all 8.
     def weight_range(path):
