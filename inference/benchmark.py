@@ -41,8 +41,8 @@ Figures (medians of --repeats runs after --warmup runs):
 - start-up (s): a fresh interpreter importing the predictor and loading the
   models, as predict.py does, measured from the parent (median of
   --startup-repeats);
-- peak memory (MB): peak RSS (ru_maxrss) of such a fresh process after it has
-  also predicted every benchmark image once.
+- peak memory (MB): peak RSS of such a fresh process (its own memory, not
+  its parent's) after it has also predicted every benchmark image once.
 dlib runs the same images and the same face box; ratios are ours / dlib. Its
 HOG detector finds faces from about 80 px, 40 px with one upsampling step:
 by default it gets the upsampling that matches our --min-face (40 px: 1
@@ -137,7 +137,20 @@ class BenchmarkError(UserError):
 # -- shared by the main process and the fresh-process probes ------------------
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss), MB."""
+    """Peak resident set size of this process's own memory so far, MB.
+
+    On Linux, ``VmHWM`` from ``/proc/self/status``: ``ru_maxrss`` would do
+    for a process that was never forked, but Linux folds the parent's memory
+    at fork time into a child's ``ru_maxrss`` across exec, so a fresh probe
+    started by a 1 GB benchmark process would report at least 1 GB whatever
+    it loads. Elsewhere ``ru_maxrss`` (bytes on macOS, KiB otherwise)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 

@@ -326,3 +326,19 @@ def test_which_cpus_saturate_int8_pairs():
     assert not int8_pairs_saturate({"avx2", "avx512f", "avx512_vnni"})       # Cascade Lake and later
     assert not int8_pairs_saturate({"avx2", "avx_vnni"})                     # Alder Lake and later
     assert not int8_pairs_saturate({"fp", "asimd", "asimddp"}) and not int8_pairs_saturate(set())  # ARM, unknown
+
+
+def test_fresh_process_peak_memory_is_its_own():
+    """Linux folds a parent's memory into its child's ru_maxrss across fork and
+    exec; the benchmark's fresh processes must report their own peak instead."""
+    sys.path.insert(0, str(REPO / "inference"))
+    from benchmark import peak_rss_mb
+    big = np.ones(512 * 1024 * 1024 // 8)  # touched: 512 MB resident in this process
+    parent = peak_rss_mb()
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from benchmark import peak_rss_mb; print(peak_rss_mb())")
+    r = subprocess.run([sys.executable, "-c", code, str(REPO / "inference")],
+                       capture_output=True, text=True, check=True)
+    child = float(r.stdout)
+    del big
+    assert parent > 512 and child < 0.5 * parent, (parent, child)
