@@ -2,9 +2,9 @@
 # The shipped recipe end to end (weights/README.md, "Training recipe", explains each stage):
 #   bash training/recipe.sh [cpu|cuda|rocm]     # default cpu; its time: weights/README.md, "Training recipe"
 #   TRAIN_ARGS=--amp bash training/recipe.sh    # bfloat16 mixed precision: faster on CPUs with avx512_bf16
-# The shipped face models, in two runs sharing stage 1 (the first makes the second's teacher):
-#   TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                             # face192.pt
-#   TRAIN_ARGS=--amp TEACHER=runs/recipe/release/face192.pt bash training/recipe.sh    # face.pt
+# The shipped face models, in two runs (the first makes the second's teacher):
+#   TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                                              # face192.pt
+#   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp TEACHER=runs/recipe/release/face192.pt bash training/recipe.sh   # face.pt
 # Stages write to runs/recipe/<stage>/<task>/1 (RUNS=DIR to change runs/recipe). Run it
 # again after an interruption: finished stages are skipped and an unfinished one resumes
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
@@ -13,8 +13,8 @@
 # model (the default on a GPU), for more network time and longer stages 2a/2b. Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
 # mirrored one). TEACHER=weights/face192.pt distils that model into the last-stage face runs
-# (train.py --teacher, half of each target; its own run folders). STAGE1_EPOCHS=24 trains stage 1
-# for 24 epochs instead of 48, in its own folder tree (runs/recipe-e24 unless RUNS= is set). Accuracy and
+# (train.py --teacher, half of each target; its own run folders). STAGE1_EPOCHS=96 (or 24) trains stage 1
+# for 96 (24) epochs instead of 48, in its own folder tree (runs/recipe-e96 unless RUNS= is set). Accuracy and
 # times of each: weights/README.md. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md).
