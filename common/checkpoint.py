@@ -114,12 +114,19 @@ def load_checkpoint(path: str, task: str | None = None) -> dict:
     return ckpt
 
 
+def model_weights(ckpt: dict) -> dict:
+    """The weights a checkpoint stands for: a training state's (``last.pt``)
+    moving average of the weights when the run kept one (``--ema``: what it
+    validated and would release), else its ``model``."""
+    return ckpt.get("ema") or ckpt["model"]
+
+
 def model_from_checkpoint(ckpt: dict) -> LandmarkNet:
     """Rebuild the network from a checkpoint's own description (float32, eval mode)."""
     try:
         model = build_model(len(ckpt["landmark_indices"]), ckpt["head"], ckpt["input_size"])
         state = {k: v.float() if v.is_floating_point() else v
-                 for k, v in clean_state_dict(ckpt["model"]).items()}
+                 for k, v in clean_state_dict(model_weights(ckpt)).items()}
         model.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint does not match its description: "
@@ -143,7 +150,7 @@ def release_copy(ckpt: dict, half: bool = True) -> dict:
             "normalisation", "crop", "config", "scores", "epoch", "mirror_offset", "averaged_from")
     out = {k: ckpt[k] for k in keep if k in ckpt}
     out["model"] = {k: (v.half() if half and v.is_floating_point() else v).clone()
-                    for k, v in clean_state_dict(ckpt["model"]).items()}
+                    for k, v in clean_state_dict(model_weights(ckpt)).items()}
     return out
 
 
@@ -176,7 +183,7 @@ def average_checkpoints(ckpts: list[dict], names: list[str]) -> dict:
     if inits[0] is None or any(i != inits[0] for i in inits):
         raise CheckpointError("only runs started from the same checkpoint (the same --init) can be averaged; "
                               f"these started from {', '.join(str(i) for i in inits)}")
-    states = [clean_state_dict(ck["model"]) for ck in ckpts]
+    states = [clean_state_dict(model_weights(ck)) for ck in ckpts]
     for state, name in zip(states[1:], names[1:]):
         if state.keys() != states[0].keys() or any(v.shape != states[0][k].shape for k, v in state.items()):
             raise CheckpointError(f"{name}: its tensors differ from {names[0]}'s")

@@ -189,7 +189,7 @@ def init_from_checkpoint(model, path: str, indices) -> int:
     if indices is None or (src.get("scheme") or {"ibug_points": True}).get("ibug_points") is None:
         indices = [-1]  # matches no source point: heads of another size are left as they are
     state = {k: v.float() if v.is_floating_point() else v
-             for k, v in C.clean_state_dict(src["model"]).items()}
+             for k, v in C.clean_state_dict(C.model_weights(src)).items()}
     src_idx = list(src["landmark_indices"])
     pos = [src_idx.index(i) for i in indices] if all(i in src_idx for i in indices) else None
     own = model.state_dict()

@@ -38,7 +38,7 @@ def test_labels_trains_resumes_and_releases(env, tmp_path):  # noqa: F811
     assert train.startswith(f"training/face/cpu/train.py --data {env['XML']} {out}/ytf_train_300w.csv "
                             "--val-from labels.xml --val-fraction 0.2 --init weights/face.pt")
     assert "--mirror-offset 0.99 0.358 --epochs 3" in train and "--lr 1e-3 --ema 0.99" in train
-    assert calls[1].startswith(f"inference/release_weights.py {out}/face/1/best.pt")
+    assert calls[1].startswith(f"inference/release_weights.py {out}/face/1/last.pt")
     assert calls[-1].startswith(f"inference/export_onnx.py --weights {out}/release/student.pt --int8")
     proc, calls = _run(env, "3")
     assert proc.returncode == 0, proc.stderr

@@ -73,19 +73,19 @@ def test_recipe_runs_the_stages_in_order_then_skips_them(env):
     assert "--epochs 48" in trains[0] and f"--runs-dir {runs}/mixed" in trains[0]
     assert "--mirror-offset 0.99 0.73" in trains[0]  # the annotation's offset, one value per data set
     # the two last-stage face runs, from the same stage-1 model
-    assert f"--init {runs}/mixed/face/1/best.pt" in trains[1] and "--lr 1e-3 --mirror-offset 0.99 --ema 0.99" in trains[1]
-    assert f"--init {runs}/mixed/face/1/best.pt" in trains[2] and "--lr 1e-3 --no-mirror --ema 0.99" in trains[2]
+    assert f"--init {runs}/mixed/face/1/last.pt" in trains[1] and "--lr 1e-3 --mirror-offset 0.99 --ema 0.99" in trains[1]
+    assert f"--init {runs}/mixed/face/1/last.pt" in trains[2] and "--lr 1e-3 --no-mirror --ema 0.99" in trains[2]
     assert f"--runs-dir {runs}/300w-nomirror" in trains[2]
-    assert f"--init {runs}/mixed/face/1/best.pt" in trains[3] and "--epochs 8" in trains[3]
+    assert f"--init {runs}/mixed/face/1/last.pt" in trains[3] and "--epochs 8" in trains[3]
     assert "--mirror-offset 0.99 0.73" in trains[3]
-    assert f"--init {runs}/mixed/eyes/1/best.pt" in trains[4] and "--epochs 10" in trains[4]
+    assert f"--init {runs}/mixed/eyes/1/last.pt" in trains[4] and "--epochs 10" in trains[4]
     assert "--lr 2e-4 --no-mirror --ema 0.99" in trains[4]
     assert env["YT"] not in trains[1] + trains[2] + trains[4]  # stages 2a, 2b and 4: the 300-W faces alone
     released = [c for c in calls if c.startswith("inference/")]
     assert len(released) == 6 and f"{runs}/release/face.int8" not in " ".join(released)
     # the released face model is the weight average of the two last-stage runs
-    assert released[0].startswith(f"inference/release_weights.py {runs}/300w/face/1/best.pt "
-                                  f"{runs}/300w-nomirror/face/1/best.pt {runs}/release/face.plain.pt")
+    assert released[0].startswith(f"inference/release_weights.py {runs}/300w/face/1/last.pt "
+                                  f"{runs}/300w-nomirror/face/1/last.pt {runs}/release/face.plain.pt")
     # each released model records its annotation offset (on training faces) before its int8 export
     i = next(k for k, c in enumerate(released) if c.startswith("inference/mirror_offset.py"))
     assert f"--write {runs}/release/face.pt" in released[i] and "--split train" in released[i]
@@ -129,7 +129,7 @@ def test_last_runs_1_releases_the_mirrored_last_stage_run_alone(env):
     assert len(trains) == 4 and "--no-mirror" not in trains[1] and "--input-size 192" in trains[1]
     assert f"--runs-dir {runs}/300w-192" in trains[1] and "300w-nomirror" not in " ".join(trains)
     released = [c for c in calls if c.startswith("inference/")]
-    assert released[0] == (f"inference/release_weights.py {runs}/300w-192/face/1/best.pt "
+    assert released[0] == (f"inference/release_weights.py {runs}/300w-192/face/1/last.pt "
                            f"{runs}/release/face192.plain.pt --force")
 
 
@@ -160,8 +160,8 @@ def test_last_size_trains_and_releases_the_larger_face_model(env, size):
         assert f"--input-size {size}" in t and f"--runs-dir {runs}/{d}" in t
     assert "--input-size" not in trains[3] + trains[4]  # the eye model keeps its stage-1 size
     released = [c for c in calls if c.startswith("inference/")]
-    assert released[0].startswith(f"inference/release_weights.py {runs}/300w-{size}/face/1/best.pt "
-                                  f"{runs}/300w-nomirror-{size}/face/1/best.pt {runs}/release/face{size}.plain.pt")
+    assert released[0].startswith(f"inference/release_weights.py {runs}/300w-{size}/face/1/last.pt "
+                                  f"{runs}/300w-nomirror-{size}/face/1/last.pt {runs}/release/face{size}.plain.pt")
     assert any(f"--write {runs}/release/face{size}.pt" in c for c in released)
     assert any(c.startswith(f"inference/export_onnx.py --weights {runs}/release/face{size}.pt --int8")
                for c in released)

@@ -196,6 +196,15 @@ def test_ema_run_saves_the_average_as_best(tiny_face_set, tmp_path):
         torch.testing.assert_close(v, last["ema"][k], msg=k)
     w = "score.weight"                                            # ... which lags the raw weights
     assert not torch.allclose(last["ema"][w], last["model"][w])
+    # last.pt stands for the same weights wherever a model is built from it: evaluation,
+    # --init and release (the recipe keeps the last epoch, choosing nothing on validation faces)
+    for k, v in C.model_from_checkpoint(last).state_dict().items():
+        torch.testing.assert_close(v, best["model"][k], msg=k)
+    for k, v in C.release_copy(last, half=False)["model"].items():
+        torch.testing.assert_close(v, best["model"][k], msg=k)
+    fresh = build_model(68, "pip", 32)
+    training.init_from_checkpoint(fresh, os.path.join(result["run_dir"], "last.pt"), list(range(68)))
+    torch.testing.assert_close(fresh.state_dict()[w], best["model"][w])
 
 
 def test_eye_model_from_face_weights_with_held_out_split(tiny_face_set, tmp_path, capsys):

@@ -3,7 +3,7 @@
 # reports the best and the last validation NME on the held-out 300-W photos (from the run's log.csv).
 #   bash training/ablations.sh [EPOCHS]      # short runs from scratch on both data sets
 #   bash training/ablations.sh last [INIT]   # the last stage: 24 epochs on the 300-W faces alone from the
-#                                            # stage-1 face model (INIT, default runs/recipe/mixed/face/1/best.pt),
+#                                            # stage-1 face model (INIT, default runs/recipe/mixed/face/1/last.pt),
 #                                            # in bfloat16 (--amp) where the CPU has it natively: about 10 minutes
 #                                            # per run (float32 elsewhere: about 17 minutes)
 #   bash training/ablations.sh finetune      # fine-tunes of weights/face.pt on the 300-W faces alone, with and
@@ -16,7 +16,7 @@ XML=../shared/data/300w-subset/labels_300w_subset_train.xml
 DATA=("$XML" ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv)
 SPLIT=(--val-from labels_300w_subset_train.xml --val-fraction 0.2)
 if [[ ${1:-} == last ]]; then
-    INIT=${2:-runs/recipe/mixed/face/1/best.pt}
+    INIT=${2:-runs/recipe/mixed/face/1/last.pt}
     [[ -f $INIT ]] || { echo "error: $INIT not found (train stage 1 of training/recipe.sh first)" >&2; exit 2; }
     OUT=runs/ablations/last
     AMP=$(python -c 'from common.device import native_bf16; print("--amp" if native_bf16() else "--no-amp")')
@@ -66,14 +66,14 @@ if [[ ${1:-} == finetune ]]; then
     run "12 epochs, lr 1e-3" --epochs 12 --lr 1e-3 --mirror-offset 0.99
     run "12 epochs, lr 1e-3, teacher" --epochs 12 --lr 1e-3 --mirror-offset 0.99 "${T[@]}"
     # the pair a last stage averages (2a, 2b), with the teacher; then, to score their average:
-    #   python inference/release_weights.py $OUT/face/<a>/best.pt $OUT/face/<b>/best.pt $OUT/distil.pt
+    #   python inference/release_weights.py $OUT/face/<a>/last.pt $OUT/face/<b>/last.pt $OUT/distil.pt
     #   python inference/evaluate.py --weights $OUT/distil.pt --data $XML --split heldout
     #   python inference/export_onnx.py --weights $OUT/distil.pt --int8 --calib-data "${DATA[@]}"   # its int8 twin,
     #   then evaluate.py on $OUT/distil.int8.onnx with --boxes detector --refine (as predict.py runs)
     run "20 epochs, lr 1e-3, teacher" --epochs 20 --lr 1e-3 --mirror-offset 0.99 "${T[@]}"
     run "20 epochs, lr 1e-3, teacher, no mirroring" --epochs 20 --lr 1e-3 --no-mirror "${T[@]}"
     # damage augmentation (train.py --blur/--jpeg/--occlusion), against the 12-epoch run without it;
-    # then evaluate.py --degrade low-contrast|dark|blur|jpeg on both runs' best.pt
+    # then evaluate.py --degrade low-contrast|dark|blur|jpeg on both runs' last.pt
     run "12 epochs, lr 1e-3, damage 0.3" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --blur 0.3 --jpeg 0.3 --occlusion 0.3
     # tight framing (train.py --tight), the same way; then evaluate.py --degrade tight
     run "12 epochs, lr 1e-3, tight 0.3" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --tight 0.3

@@ -45,7 +45,7 @@ else
         --mirror-offset "${OFFSETS[@]}" --epochs "$EPOCHS" --runs-dir "$OUT" ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"}
 fi
 mkdir -p "$OUT/release"
-python inference/release_weights.py "$DIR/best.pt" "$OUT/release/student.plain.pt" --force
+python inference/release_weights.py "$DIR/last.pt" "$OUT/release/student.plain.pt" --force
 python inference/mirror_offset.py --weights "$OUT/release/student.plain.pt" --data "$XML" --split train \
     --write "$OUT/release/student.pt" --force
 rm -f "$OUT/release/student.plain.pt"

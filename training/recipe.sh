@@ -77,22 +77,22 @@ stage mixed face "$STAGE1_EPOCHS" --data "$XML" "$YT" --head pip --input-size 12
 #    weights (model card, "Ablations"): twice from the same stage-1 model, at learning rate 1e-3,
 #    with the offset-keeping mirror and without mirroring; the release averages the two runs'
 #    weights ("Ablations"; LAST_RUNS=1: the mirrored run alone).
-stage "${FACE_DIRS[0]}" face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --input-size "$LAST_SIZE" \
+stage "${FACE_DIRS[0]}" face 24 --data "$XML" --init "$R/mixed/face/1/last.pt" --input-size "$LAST_SIZE" \
     --warmup-epochs 0 --lr 1e-3 --mirror-offset "$OFF_XML" --ema 0.99 "${LAST_ARGS[@]}"
 if (( LAST_RUNS == 2 )); then
-    stage "${FACE_DIRS[1]}" face 24 --data "$XML" --init "$R/mixed/face/1/best.pt" --input-size "$LAST_SIZE" \
+    stage "${FACE_DIRS[1]}" face 24 --data "$XML" --init "$R/mixed/face/1/last.pt" --input-size "$LAST_SIZE" \
         --warmup-epochs 0 --lr 1e-3 --no-mirror --ema 0.99 "${LAST_ARGS[@]}"
 fi
 # 3. eyes on both data sets, from the stage-1 face model; 4. eyes on the 300-W faces alone, no mirroring
-stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/best.pt" --warmup-epochs 0 --lr 5e-4 \
+stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/last.pt" --warmup-epochs 0 --lr 5e-4 \
     --mirror-offset "$OFF_XML" "$OFF_YT"
-stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/best.pt" --warmup-epochs 0 --lr 2e-4 --no-mirror --ema 0.99
+stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/last.pt" --warmup-epochs 0 --lr 2e-4 --no-mirror --ema 0.99
 
 mkdir -p "$R/release"
 FACE_RUNS=()
-for d in "${FACE_DIRS[@]:0:$LAST_RUNS}"; do FACE_RUNS+=("$R/$d/face/1/best.pt"); done
+for d in "${FACE_DIRS[@]:0:$LAST_RUNS}"; do FACE_RUNS+=("$R/$d/face/1/last.pt"); done
 python inference/release_weights.py "${FACE_RUNS[@]}" "$R/release/$FACE_NAME.plain.pt" --force  # their weight average (one run: itself)
-python inference/release_weights.py "$R/300w/eyes/1/best.pt" "$R/release/eyes.plain.pt" --force
+python inference/release_weights.py "$R/300w/eyes/1/last.pt" "$R/release/eyes.plain.pt" --force
 for name in "$FACE_NAME" eyes; do
     # record the model's own annotation offset (measured on training faces) for --flip-test
     python inference/mirror_offset.py --weights "$R/release/$name.plain.pt" --data "$XML" --split train \
