@@ -2,8 +2,9 @@
 # The shipped recipe end to end (weights/README.md, "Training recipe", explains each stage):
 #   bash training/recipe.sh [cpu|cuda|rocm]     # default cpu; its time: weights/README.md, "Training recipe"
 #   TRAIN_ARGS=--amp bash training/recipe.sh    # bfloat16 mixed precision: faster on CPUs with avx512_bf16
-# The shipped face models, in two runs (the first makes the second's teacher):
-#   TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                                              # face192.pt
+# The shipped face models (face.pt's teacher is the previous face192.pt, from a 48-epoch stage 1):
+#   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                            # face192.pt
+#   TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                                              # face.pt's teacher
 #   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp TEACHER=runs/recipe/release/face192.pt bash training/recipe.sh   # face.pt
 # Stages write to runs/recipe/<stage>/<task>/1 (RUNS=DIR to change runs/recipe). Run it
 # again after an interruption: finished stages are skipped and an unfinished one resumes
