@@ -16,6 +16,7 @@ Boxes are ``(x0, y0, x1, y1)`` floats in pixels of the image given
 from __future__ import annotations
 
 import math
+import os
 
 import cv2
 import numpy as np
@@ -36,33 +37,93 @@ def _normalise(images: np.ndarray) -> np.ndarray:
     return x
 
 
-def _onnx_sessions(nets: list[nn.Module], threads: int) -> list | None:
-    """The three networks exported (in memory) to ONNX Runtime sessions, or
-    None when onnxruntime or the export is unavailable. On a CPU this cuts the
-    detector's time by about a quarter, and its threads do not spin while
-    waiting, which matters on a machine shared with other work (torch's
-    OpenMP threads do: 2-threaded PyTorch was 10x slower there)."""
+def cache_dir() -> str:
+    """Folder for the detector's ONNX exports: ``$FACE_LANDMARKS_CACHE``, else
+    ``$XDG_CACHE_HOME/face-landmarks``, else ``~/.cache/face-landmarks``."""
+    if os.environ.get("FACE_LANDMARKS_CACHE"):
+        return os.environ["FACE_LANDMARKS_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "face-landmarks")
+
+
+def _export(net: nn.Module, i: int) -> bytes:
+    """One network as an ONNX model (bytes); P-Net with a free image size."""
+    import io
+    import warnings
+    side = (24, 24, 48)[i]
+    x = torch.zeros(1, 3, 40, 48) if i == 0 else torch.zeros(2, 3, side, side)
+    axes = {"x": {0: "b", 2: "h", 3: "w"}} if i == 0 else {"x": {0: "b"}}
+    f = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter (needs no onnx package) is deprecated
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), f, input_names=["x"], dynamic_axes=axes, dynamo=False)
+    return f.getvalue()
+
+
+def _cache_path(net: nn.Module, i: int) -> str:
+    """Where ``_cached_export`` keeps network ``i``: named by a hash of its
+    weights and the torch version, so new weights or a new exporter never
+    read an old file."""
+    import hashlib
+    h = hashlib.sha256(f"{NETS[i]} {torch.__version__}".encode())
+    for k, v in net.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().float().numpy().tobytes())
+    return os.path.join(cache_dir(), f"mtcnn-{NETS[i]}-{h.hexdigest()[:16]}.onnx")
+
+
+def _cached_export(net: nn.Module, i: int) -> bytes:
+    """``_export``'s bytes, kept in ``cache_dir()``: the export costs about a
+    second at every start, reading the cached file a few milliseconds. A
+    cache that cannot be read or written only costs that second."""
+    path = _cache_path(net, i)
     try:
-        import io
-        import warnings
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        pass
+    model = _export(net, i)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"  # written whole, then renamed: no reader sees half a file
+        with open(tmp, "wb") as f:
+            f.write(model)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return model
+
+
+def _onnx_sessions(nets: list[nn.Module], threads: int) -> list | None:
+    """The three networks as ONNX Runtime sessions (exports cached by
+    ``_cached_export``), or None when onnxruntime or the export is
+    unavailable. On a CPU this cuts the detector's time by about a quarter,
+    and its threads do not spin while waiting, which matters on a machine
+    shared with other work (torch's OpenMP threads do: 2-threaded PyTorch was
+    10x slower there)."""
+    try:
         import onnxruntime as ort
-        sessions = []
-        for i, net in enumerate(nets):
-            side = (24, 24, 48)[i]
-            x = torch.zeros(1, 3, 40, 48) if i == 0 else torch.zeros(2, 3, side, side)
-            axes = {"x": {0: "b", 2: "h", 3: "w"}} if i == 0 else {"x": {0: "b"}}
-            f = io.BytesIO()
-            with warnings.catch_warnings():  # the TorchScript exporter (needs no onnx package) is deprecated
-                warnings.simplefilter("ignore")
-                torch.onnx.export(net, (x,), f, input_names=["x"], dynamic_axes=axes, dynamo=False)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            opts.log_severity_level = 3
-            sessions.append(ort.InferenceSession(f.getvalue(), opts, providers=["CPUExecutionProvider"]))
-        return sessions
-    except Exception:  # no onnxruntime, or an exporter that is gone: PyTorch runs them
+    except ImportError:
         return None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    sessions = []
+    for i, net in enumerate(nets):
+        try:
+            try:
+                model = _cached_export(net, i)
+                sessions.append(ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"]))
+            except Exception:  # a damaged cached file: drop it, export afresh
+                try:
+                    os.remove(_cache_path(net, i))
+                except OSError:
+                    pass
+                sessions.append(ort.InferenceSession(_cached_export(net, i), opts, providers=["CPUExecutionProvider"]))
+        except Exception:  # an exporter that is gone: PyTorch runs them
+            return None
+    return sessions
 
 
 class PNet(nn.Module):

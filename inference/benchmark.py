@@ -40,7 +40,8 @@ Figures (medians of --repeats runs after --warmup runs):
   on the same per-image images, when mediapipe is importable;
 - start-up (s): a fresh interpreter importing the predictor and loading the
   models, as predict.py does, measured from the parent (median of
-  --startup-repeats);
+  --startup-repeats), with the detector's ONNX exports already cached (as
+  from a user's second start on; common/mtcnn.py);
 - peak memory (MB): peak RSS of such a fresh process (its own memory, not
   its parent's) after it has also predicted every benchmark image once.
 dlib runs the same images and the same face box; ratios are ours / dlib. Its

@@ -2,8 +2,11 @@
 tiny generated datasets (see ``synthetic.py``)."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -14,6 +17,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+# MTCNN's ONNX exports are cached (common/mtcnn.py); tests keep theirs in a
+# folder of their own, shared with their subprocesses, not in the user's cache.
+_CACHE = tempfile.mkdtemp(prefix="face-landmarks-test-cache-")
+os.environ["FACE_LANDMARKS_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:

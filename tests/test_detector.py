@@ -80,6 +80,35 @@ def test_mtcnn_finds_the_portrait_face_with_five_plausible_points():
     assert eyes[:, 1].max() < nose[1] < mouth[:, 1].min()                             # top to bottom
 
 
+def test_mtcnn_onnx_exports_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
+    """The exports land in FACE_LANDMARKS_CACHE; the next start reads them
+    instead of exporting, a damaged file is replaced, an unwritable cache only
+    costs the export, and every way finds the same face."""
+    pytest.importorskip("onnxruntime")
+    import common.mtcnn as mtcnn_module
+    rgb = read_image(portrait_path())
+    state = load_weights(MTCNN_WEIGHTS)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FACE_LANDMARKS_CACHE", str(cache))
+    first = Mtcnn(state)
+    assert first.backend == "onnx" and len(list(cache.glob("mtcnn-*.onnx"))) == 3
+    want = first.detect(rgb, 40)[0]
+
+    exports = []
+    real_export = mtcnn_module._export
+    monkeypatch.setattr(mtcnn_module, "_export", lambda net, i: exports.append(i) or real_export(net, i))
+    assert Mtcnn(state).backend == "onnx" and exports == []               # read back, nothing exported
+    onet = next(cache.glob("mtcnn-onet-*.onnx"))
+    onet.write_bytes(b"not an onnx model")
+    np.testing.assert_allclose(Mtcnn(state).detect(rgb, 40)[0], want, atol=1e-3)
+    assert exports == [2] and onet.stat().st_size > 1000                   # rebuilt in place
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("FACE_LANDMARKS_CACHE", str(blocked / "sub"))       # cannot be created
+    np.testing.assert_allclose(Mtcnn(state).detect(rgb, 40)[0], want, atol=1e-3)
+
+
 def test_r_and_o_net_tell_the_face_from_background():
     rgb = read_image(portrait_path())
     net = Mtcnn(load_weights(MTCNN_WEIGHTS))
