@@ -77,6 +77,8 @@ if [[ ${1:-} == finetune ]]; then
     run "12 epochs, lr 1e-3, damage 0.3" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --blur 0.3 --jpeg 0.3 --occlusion 0.3
     # tight framing (train.py --tight), the same way; then evaluate.py --degrade tight
     run "12 epochs, lr 1e-3, tight 0.3" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --tight 0.3
+    # both at once, longer: a warm restart of face.pt's last stage (score its last.pt as above)
+    run "16 epochs, lr 1e-3, teacher, tight 0.3" --epochs 16 --lr 1e-3 --mirror-offset 0.99 --tight 0.3 "${T[@]}"
     # channels-last memory layout (train.py --channels-last): its speed, and the same accuracy?
     run "12 epochs, lr 1e-3, channels-last" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --channels-last
     exit 0
