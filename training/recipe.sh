@@ -6,6 +6,9 @@
 #   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                            # face192.pt
 #   TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                                              # face.pt's teacher
 #   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp TEACHER=runs/recipe/release/face192.pt bash training/recipe.sh   # face.pt
+# eyes.pt: then the eye stages again, from the finished face.pt (float32; face stages are skipped as done):
+#   rm -rf runs/recipe-e96/*/eyes; STAGE1_EPOCHS=96 TEACHER=runs/recipe/release/face192.pt \
+#       EYES_INIT=weights/face.pt bash training/recipe.sh
 # Stages write to runs/recipe/<stage>/<task>/1 (RUNS=DIR to change runs/recipe). Run it
 # again after an interruption: finished stages are skipped and an unfinished one resumes
 # from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
@@ -84,8 +87,10 @@ if (( LAST_RUNS == 2 )); then
     stage "${FACE_DIRS[1]}" face 24 --data "$XML" --init "$R/mixed/face/1/last.pt" --input-size "$LAST_SIZE" \
         --warmup-epochs 0 --lr 1e-3 --no-mirror --ema 0.99 "${LAST_ARGS[@]}"
 fi
-# 3. eyes on both data sets, from the stage-1 face model; 4. eyes on the 300-W faces alone, no mirroring
-stage mixed eyes 8 --data "$XML" "$YT" --init "$R/mixed/face/1/last.pt" --warmup-epochs 0 --lr 5e-4 \
+# 3. eyes on both data sets, from a face model (EYES_INIT: default the stage-1 one; the shipped eyes.pt
+#    started from weights/face.pt); 4. eyes on the 300-W faces alone, no mirroring
+EYES_INIT=${EYES_INIT:-$R/mixed/face/1/last.pt}
+stage mixed eyes 8 --data "$XML" "$YT" --init "$EYES_INIT" --warmup-epochs 0 --lr 5e-4 \
     --mirror-offset "$OFF_XML" "$OFF_YT"
 stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/last.pt" --warmup-epochs 0 --lr 2e-4 --no-mirror --ema 0.99
 
