@@ -73,9 +73,9 @@ def _cache_path(net: nn.Module, i: int) -> str:
 
 
 def _cached_export(net: nn.Module, i: int) -> bytes:
-    """``_export``'s bytes, kept in ``cache_dir()``: the export costs about a
-    second at every start, reading the cached file a few milliseconds. A
-    cache that cannot be read or written only costs that second."""
+    """``_export``'s bytes, kept in ``cache_dir()`` so that only a first start
+    pays for the export (weights/README.md, *Speed*). A cache that cannot be
+    read or written only costs that export at every start."""
     path = _cache_path(net, i)
     try:
         with open(path, "rb") as f:

@@ -151,8 +151,8 @@ def test_two_processes_train_like_one_and_a_killed_run_resumes_on_one(tiny_face_
     one_e = C.load_checkpoint(os.path.join(one["run_dir"], "last.pt"))
     torch.manual_seed(0)
     init = build_model(68, "pip", 32).state_dict()               # the weights both runs started from
-    # float sums in another order drift apart with each epoch (0.011 seen on a 2-core AVX2 CPU when
-    # the kill came late); a different batching or data order moves the weights far more than 0.02
+    # float sums in another order drift apart with each epoch: 0.011 seen on a 2-core AVX2 CPU when
+    # the kill came late
     assert _relative_distance(ddp["model"], one_e["model"], init) < 0.02
     for a, b in zip(ddp["history"], one_e["history"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=5e-3)   # the same drift

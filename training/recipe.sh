@@ -89,6 +89,7 @@ if (( LAST_RUNS == 2 )); then
 fi
 # 3. eyes on both data sets, from a face model (EYES_INIT: default the stage-1 one; the shipped eyes.pt
 #    started from weights/face.pt); 4. eyes on the 300-W faces alone, no mirroring
+[[ -z ${EYES_INIT:-} || -f $EYES_INIT ]] || { echo "error: EYES_INIT=$EYES_INIT not found" >&2; exit 2; }
 EYES_INIT=${EYES_INIT:-$R/mixed/face/1/last.pt}
 stage mixed eyes 8 --data "$XML" "$YT" --init "$EYES_INIT" --warmup-epochs 0 --lr 5e-4 \
     --mirror-offset "$OFF_XML" "$OFF_YT"
