@@ -106,6 +106,10 @@ def test_recipe_resumes_an_interrupted_stage(env):
     assert proc.returncode == 0, proc.stderr
     trains = [c for c in calls if c.startswith("training/")]
     assert trains == [f"training/face/cpu/train.py --resume {env['RUNS']}/300w/face/1 --epochs 24"]
+    log.write_text("epoch,train_loss\n10,0.1\n")  # machine settings reach the resumed stage too
+    proc, calls = run_recipe({**env, "TRAIN_ARGS": "--channels-last"})
+    trains = [c for c in calls if c.startswith("training/")]
+    assert trains == [f"training/face/cpu/train.py --resume {env['RUNS']}/300w/face/1 --epochs 24 --channels-last"]
 
 
 def test_recipe_rejects_bad_platform_and_missing_data(env):

@@ -21,7 +21,8 @@
 # for 96 (24) epochs instead of 48, in its own folder tree (runs/recipe-e96 unless RUNS= is set). Accuracy and
 # times of each: weights/README.md. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
-# precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md).
+# precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md). A resumed stage takes only
+# the machine settings among them (--device, --workers, --threads, --channels-last); the rest stay the run's own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLATFORM=${1:-cpu}
@@ -45,7 +46,7 @@ stage() {  # name task epochs [train.py arguments for a fresh run...]
     fi
     echo "== $name/$task: $epochs epochs -> $dir"
     if [[ -f $dir/last.pt ]]; then
-        python "training/$task/$PLATFORM/train.py" --resume "$dir" --epochs "$epochs"
+        python "training/$task/$PLATFORM/train.py" --resume "$dir" --epochs "$epochs" "${EXTRA[@]}"
     else
         rm -rf "$dir"  # started but no epoch finished: nothing to keep
         python "training/$task/$PLATFORM/train.py" "$@" "${SPLIT[@]}" "${EXTRA[@]}" --epochs "$epochs" \
