@@ -148,7 +148,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "of each process's own batch")
     p.add_argument("--runs-dir", default="runs", help="runs are written to <runs-dir>/<task>/<n>")
     p.add_argument("--resume", metavar="RUN", default=None,
-                   help="continue an interrupted run: its folder or its last.pt")
+                   help="continue an interrupted run: its folder or its last.pt; the run keeps its own settings "
+                        "except the machine's, taken from this command: --device, --workers, --threads, "
+                        "--channels-last, --amp (and --epochs, if given)")
     return p
 
 
@@ -331,7 +333,8 @@ def _train(args: argparse.Namespace) -> dict:
         state = C.load_checkpoint(last)
         if "optimizer" not in state:
             raise CheckpointError(f"{last}: a released model, not a training state (use --init)")
-        keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "channels_last", "resume")}
+        # Machine settings come from the resuming command (a run may move to a CPU with bfloat16, or a GPU).
+        keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "channels_last", "amp", "resume")}
         if args.epochs:  # a resumed run may be extended or shortened; the schedule follows
             keep["epochs"] = args.epochs
         # Options added after the run was started take their defaults.

@@ -152,6 +152,20 @@ def test_channels_last_trains_the_same_model_and_saves_the_standard_layout(tiny_
     assert [h["epoch"] for h in resumed["history"]] == [1, 2] and np.isfinite(resumed["history"][1]["val_nme"])
 
 
+def test_resume_takes_precision_from_the_resuming_command(tiny_face_set, tmp_path, monkeypatch, capsys):
+    """--amp is a machine setting: a float32 run can go on in mixed precision on a faster machine."""
+    common_args = ["--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"], "--input-size", "32",
+                   "--epochs", "2", "--runs-dir", str(tmp_path)]
+    _stop_at_epoch(monkeypatch, 1)  # after the first epoch
+    with pytest.raises(KeyboardInterrupt):
+        training.main(_args(*common_args))
+    monkeypatch.undo()
+    assert "precision: float32" in capsys.readouterr().err
+    resumed = training.main(_args("--resume", str(tmp_path / "face" / "1"), "--amp"))
+    assert "precision: bfloat16 mixed" in capsys.readouterr().err
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2] and np.isfinite(resumed["history"][1]["val_nme"])
+
+
 def test_resume_of_a_run_from_before_newer_options(tiny_face_set, tmp_path):
     """A run saved before an option existed resumes with that option's default."""
     runs = str(tmp_path / "runs")

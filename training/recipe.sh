@@ -22,7 +22,7 @@
 # times of each: weights/README.md. Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md). A resumed stage takes only
-# the machine settings among them (--device, --workers, --threads, --channels-last); the rest stay the run's own.
+# the machine settings among them (--device, --workers, --threads, --channels-last, --amp); the rest stay the run's own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLATFORM=${1:-cpu}
