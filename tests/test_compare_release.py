@@ -1,0 +1,91 @@
+"""training/compare_release.sh with a fake ``python`` that records each call:
+which evaluations it runs for each model kind, that finished ones are kept
+on a rerun, and that bad arguments fail with a one-line error."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference_helpers import REPO  # noqa: E402
+
+SCRIPT = REPO / "training" / "compare_release.sh"
+
+FAKE_PYTHON = r'''#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+script=$1; shift
+if [[ $script == inference/evaluate.py ]]; then
+    while [[ $# -gt 0 ]]; do [[ $1 == --per-face ]] && echo "photo,face" > "$2"; shift; done
+    echo "NME=3.50"
+elif [[ $script == inference/compare_evals.py ]]; then
+    echo "DIFF=-0.0100 first=$1 second=$2"
+fi
+'''
+
+
+@pytest.fixture()
+def env(tmp_path):
+    if shutil.which("bash") is None:
+        pytest.skip("bash not available")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(FAKE_PYTHON)
+    (bin_dir / "python").chmod(0o755)
+    cand = tmp_path / "release"
+    cand.mkdir()
+    for name in ("face.pt", "face.int8.onnx", "eyes.pt", "eyes.int8.onnx"):
+        (cand / name).write_text("")
+    for name in ("labels.xml", "test_frames.csv"):
+        (tmp_path / name).write_text("")
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(tmp_path / "calls.txt"),
+            "XML": str(tmp_path / "labels.xml"), "YT_TEST": str(tmp_path / "test_frames.csv"), "CAND": str(cand)}
+
+
+def run(env, *args):
+    calls = Path(env["CALLS"])
+    calls.unlink(missing_ok=True)
+    proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+    return proc, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_face_candidate_is_scored_beside_the_shipped_files_on_four_measures(env):
+    cand = env["CAND"]
+    proc, calls = run(env, cand)
+    assert proc.returncode == 0, proc.stderr
+    evals = [c for c in calls if c.startswith("inference/evaluate.py")]
+    assert len(evals) == 8
+    for who in ("weights", cand):
+        assert f"inference/evaluate.py --weights {who}/face.int8.onnx --data {env['XML']} --split heldout " \
+               f"--boxes detector --refine --per-face" in "\n".join(evals)
+        assert any(c.startswith(f"inference/evaluate.py --weights {who}/face.pt") and "--degrade tight" in c
+                   for c in evals)
+        assert any(c.startswith(f"inference/evaluate.py --weights {who}/face.int8.onnx --data {env['YT_TEST']}")
+                   for c in evals)
+    report = (Path(cand) / "compare-face" / "compare.txt").read_text()
+    assert report.count("== ") == 4 and report.count("DIFF=") == 4
+    assert f"first={cand}/compare-face/shipped-pt-tight.csv second={cand}/compare-face/candidate-pt-tight.csv" \
+        in report
+    proc, calls = run(env, cand)  # again: every evaluation is kept, only the comparisons rerun
+    assert proc.returncode == 0, proc.stderr
+    assert not [c for c in calls if c.startswith("inference/evaluate.py")]
+    assert len([c for c in calls if c.startswith("inference/compare_evals.py")]) == 4
+
+
+def test_eyes_candidate_uses_the_shipped_face_model_for_its_boxes(env):
+    proc, calls = run(env, env["CAND"], "eyes")
+    assert proc.returncode == 0, proc.stderr
+    evals = [c for c in calls if c.startswith("inference/evaluate.py")]
+    assert len(evals) == 4
+    assert all("--face-weights weights/face.int8.onnx" in c for c in evals if "--boxes detector" in c)
+
+
+def test_bad_arguments_fail_with_one_line(env):
+    proc, calls = run(env, env["CAND"], "mouth")
+    assert proc.returncode == 2 and "face, face192 or eyes" in proc.stderr and not calls
+    proc, calls = run(env, env["CAND"], "face192")  # no face192.pt in the candidate folder
+    assert proc.returncode == 2 and "face192.pt not found" in proc.stderr and not calls
+    proc, calls = run(env)
+    assert proc.returncode != 0 and "usage" in proc.stderr and not calls

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Should a newly trained model replace a shipped one? Scores the candidate and weights/ on the same faces and
+# prints the paired change (inference/compare_evals.py: mean, 95% bootstrap interval) for the measures the model
+# card's ablation rows quote; the card's rule: replace only for a gain of at least 0.05 NME points.
+#   bash training/compare_release.sh runs/recipe-e192/release            # face.pt and face.int8.onnx
+#   bash training/compare_release.sh runs/recipe-e192/release face192    # or eyes
+# Measures (held-out 300-W photos unless named): int8 with predict.py's detector boxes and refine (what users
+# run), float32 with landmark boxes, float32 on tight-cut photos, and int8 on the YouTube-Faces test frames
+# (face models; eyes: points 36-47, the detector pass by weights/face.int8.onnx). Per-face files, each
+# evaluation's output and compare.txt go to OUT (default CANDIDATE/compare-NAME); run it again after an
+# interruption and finished evaluations are kept. XML=..., YT_TEST=... override the data paths.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NEW=${1:?usage: bash training/compare_release.sh CANDIDATE_DIR [face|face192|eyes]}
+NAME=${2:-face}
+case $NAME in face|face192|eyes) ;; *) echo "error: NAME must be face, face192 or eyes, got '$NAME'" >&2; exit 2;; esac
+XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
+YT_TEST=${YT_TEST:-../shared/data/youtube-faces-keypoints/test_frames_keypoints.csv}
+for f in "$NEW/$NAME.pt" "$NEW/$NAME.int8.onnx" "weights/$NAME.pt" "weights/$NAME.int8.onnx" "$XML"; do
+    [[ -f $f ]] || { echo "error: $f not found" >&2; exit 2; }
+done
+OUT=${OUT:-$NEW/compare-$NAME}
+mkdir -p "$OUT"
+HELD=(--data "$XML" --split heldout)
+if [[ $NAME == eyes ]]; then
+    MEASURES=("int8-detector|int8|${HELD[*]} --boxes detector --refine --face-weights weights/face.int8.onnx"
+              "pt-landmarks|pt|${HELD[*]} --boxes landmarks")
+else
+    MEASURES=("int8-detector|int8|${HELD[*]} --boxes detector --refine"
+              "pt-landmarks|pt|${HELD[*]} --boxes landmarks"
+              "pt-tight|pt|${HELD[*]} --boxes landmarks --degrade tight")
+    if [[ -f $YT_TEST ]]; then
+        MEASURES+=("int8-youtube-test-detector|int8|--data $YT_TEST --boxes detector --refine")
+    else
+        echo "note: $YT_TEST not found: the YouTube-Faces test measure is left out" >&2
+    fi
+fi
+: > "$OUT/compare.txt.part"
+for m in "${MEASURES[@]}"; do
+    IFS='|' read -r tag kind args <<< "$m"
+    read -r -a ARGS <<< "$args"
+    file=$NAME.pt; [[ $kind == int8 ]] && file=$NAME.int8.onnx
+    for who in shipped candidate; do
+        dir=weights; [[ $who == candidate ]] && dir=$NEW
+        csv=$OUT/$who-$tag.csv
+        if [[ ! -f $csv ]]; then
+            echo "== $who $tag: $dir/$file" >&2
+            python inference/evaluate.py --weights "$dir/$file" "${ARGS[@]}" --per-face "$csv" \
+                --ced "$OUT/$who-$tag.png" --force > "$OUT/$who-$tag.txt"
+        fi
+    done
+    { echo "== $tag ($file; evaluate.py ${ARGS[*]})"
+      python inference/compare_evals.py "$OUT/shipped-$tag.csv" "$OUT/candidate-$tag.csv"; } >> "$OUT/compare.txt.part"
+done
+mv "$OUT/compare.txt.part" "$OUT/compare.txt"
+cat "$OUT/compare.txt"
