@@ -73,6 +73,8 @@ def describe(model: LandmarkNet, task: str, indices, mean: float, std: float,
                  "eye_context": transforms.EYE_CONTEXT,
                  "box": "tight box of the 68 landmarks (x0, y0, x1, y1)"},
     }
+    if model.styles > 1:  # style heads for training (common/model.py); released weights drop them
+        out["styles"] = int(model.styles)
     if scheme is not None:
         out["scheme"] = scheme
         if scheme.get("name") not in ("ibug68", "eyes12"):
@@ -124,7 +126,7 @@ def model_weights(ckpt: dict) -> dict:
 def model_from_checkpoint(ckpt: dict) -> LandmarkNet:
     """Rebuild the network from a checkpoint's own description (float32, eval mode)."""
     try:
-        model = build_model(len(ckpt["landmark_indices"]), ckpt["head"], ckpt["input_size"])
+        model = build_model(len(ckpt["landmark_indices"]), ckpt["head"], ckpt["input_size"], ckpt.get("styles", 1))
         state = {k: v.float() if v.is_floating_point() else v
                  for k, v in clean_state_dict(model_weights(ckpt)).items()}
         model.load_state_dict(state)
@@ -145,12 +147,13 @@ def load_model(path: str, task: str | None = None) -> tuple[LandmarkNet, dict]:
 
 def release_copy(ckpt: dict, half: bool = True) -> dict:
     """A compact copy for shipping: description, scores and weights only,
-    floating tensors stored as float16 (loaded back as float32)."""
+    floating tensors stored as float16 (loaded back as float32). Training's
+    extra style heads are left out: the model predicts style 0."""
     keep = ("format", "version", "task", "scheme", "landmark_indices", "head", "input_size",
             "normalisation", "crop", "config", "scores", "epoch", "mirror_offset", "averaged_from")
     out = {k: ckpt[k] for k in keep if k in ckpt}
     out["model"] = {k: (v.half() if half and v.is_floating_point() else v).clone()
-                    for k, v in clean_state_dict(model_weights(ckpt)).items()}
+                    for k, v in clean_state_dict(model_weights(ckpt)).items() if not k.startswith("style_heads.")}
     return out
 
 
@@ -175,7 +178,7 @@ def average_checkpoints(ckpts: list[dict], names: list[str]) -> dict:
         raise CheckpointError("averaging needs at least two checkpoints")
     first = ckpts[0]
     for ck, name in zip(ckpts[1:], names[1:]):
-        for key in ("task", "scheme", "landmark_indices", "head", "input_size", "normalisation"):
+        for key in ("task", "scheme", "landmark_indices", "head", "input_size", "normalisation", "styles"):
             if ck.get(key) != first.get(key):
                 raise CheckpointError(f"{name}: its {key} differs from {names[0]}'s; only runs of the same "
                                       f"model can be averaged")

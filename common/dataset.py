@@ -103,17 +103,21 @@ class LandmarkDataset(Dataset):
     ``mirror_offsets``: data set name -> its annotation's horizontal offset in
     photo pixels (:func:`~common.transforms.mirror`); data sets not named have 0.
     ``task``: "face", "eyes" or a scheme's :class:`~common.transforms.CropRule`;
-    ``flip``: the flip permutation of the records' points (default iBUG 68)."""
+    ``flip``: the flip permutation of the records' points (default iBUG 68);
+    ``styles``: data set name -> its annotation style, the head that learns
+    it (``train.py --style-heads``); data sets not named have style 0.
+    A sample is ``(image, points, style, *teacher crop)``."""
 
     def __init__(self, records: list[FaceRecord], task: "str | T.CropRule", input_size: int,
                  indices: tuple[int, ...], train: bool, aug: T.AugmentConfig,
                  mean: float, std: float, seed: int = 0, cache: bool = True,
                  name: str = "data", mirror_offsets: dict[str, float] | None = None,
                  flip: tuple[int, ...] = T.FLIP_PERMUTATION_68,
-                 teacher_view: tuple[int, float, float] | None = None):
+                 teacher_view: tuple[int, float, float] | None = None, styles: dict[str, int] | None = None):
         self.records, self.task, self.train, self.seed = records, task, train, seed
-        offsets = mirror_offsets or {}
+        offsets, styles = mirror_offsets or {}, styles or {}
         self.mirror_offsets = [float(offsets.get(r.group.split("::", 1)[0], 0.0)) for r in records]
+        self.styles = [int(styles.get(r.group.split("::", 1)[0], 0)) for r in records]
         self.cache, self.epoch = cache, 0
         # the cache keeps the resolution of the larger of the two views
         self.cache_size = max(input_size, teacher_view[0] if teacher_view and train else 0)
@@ -149,4 +153,4 @@ class LandmarkDataset(Dataset):
         else:
             x, pts, _ = self.eval_tf(face.image, face.points, landmark_box(face.points))
             teacher = []
-        return (x, torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)), *teacher)
+        return (x, torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)), self.styles[i], *teacher)

@@ -12,6 +12,13 @@ Both take a normalised grayscale batch ``(B, 1, S, S)`` and, through
   a near tie between two cells then moves the point smoothly instead of
   making it jump (lower error than the best cell alone: weights/README.md,
   *Ablations*).
+
+Style heads (``styles`` > 1, pip only; ``train.py --style-heads``): one more
+score-and-offset head per extra annotation style (data set), trained on that
+set's faces only, so that sets annotated in different conventions share the
+backbone without pulling one head between them. The model predicts style 0
+(the first ``--data`` set): ``forward(x)`` and every export use that head;
+the others serve training and are left out of released weights.
 """
 from __future__ import annotations
 
@@ -71,10 +78,13 @@ def _backbone(pip: bool) -> nn.Sequential:
 class LandmarkNet(nn.Module):
     """ResNet-18 (1-channel input) with a landmark head."""
 
-    def __init__(self, num_points: int, head: str = "pip", input_size: int = 128):
+    def __init__(self, num_points: int, head: str = "pip", input_size: int = 128, styles: int = 1):
         super().__init__()
         if head not in HEADS:
             raise InputError(f"unknown head {head!r} (want one of {', '.join(HEADS)})")
+        if styles < 1 or (styles > 1 and head != "pip"):
+            raise InputError(f"style heads need the pip head and at least 1 style, got {styles} with {head!r}")
+        self.styles = styles
         if input_size % 16 != 0:
             raise InputError(f"input size must be a multiple of 16, got {input_size}")
         self.num_points, self.head, self.input_size = num_points, head, input_size
@@ -90,14 +100,30 @@ class LandmarkNet(nn.Module):
             nn.init.normal_(self.offset.weight, std=0.001)
             nn.init.zeros_(self.score.bias)
             nn.init.zeros_(self.offset.bias)
+            # styles 1..S-1: score maps then x and y offsets, like score and offset together
+            self.style_heads = nn.ModuleList(nn.Conv2d(512, 3 * num_points, 1) for _ in range(styles - 1))
+            for conv in self.style_heads:
+                nn.init.normal_(conv.weight, std=0.001)
+                nn.init.zeros_(conv.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Raw head outputs: ``(B, 2K)`` coordinates in [0, 1] units for
-        regression; ``(scores (B,K,G,G), offsets (B,2K,G,G))`` for pip."""
+        regression; ``(scores (B,K,G,G), offsets (B,2K,G,G))`` for pip.
+        ``style`` ``(B,)``: each sample's annotation style (default: 0 for all)."""
         f = self.features(x)
         if self.head == "regression":
             return self.fc(torch.flatten(self.pool(f), 1))
-        return self.score(f), self.offset(f)
+        scores, offsets = self.score(f), self.offset(f)
+        if style is None or not len(self.style_heads):
+            return scores, offsets
+        k = self.num_points
+        pick = style.view(-1, 1, 1, 1)
+        for i, conv in enumerate(self.style_heads, start=1):
+            out = conv(f)
+            scores = torch.where(pick == i, out[:, :k], scores)
+            offsets = torch.where(pick == i, out[:, k:], offsets)
+        return scores, offsets
 
     def decode(self, out) -> torch.Tensor:
         """Head outputs to ``(B, K, 2)`` float32 points in input pixels (pip:
@@ -143,6 +169,6 @@ class LandmarkNet(nn.Module):
         return self.decode(out), self.point_scores(out)
 
 
-def build_model(num_points: int, head: str = "pip", input_size: int = 128) -> LandmarkNet:
+def build_model(num_points: int, head: str = "pip", input_size: int = 128, styles: int = 1) -> LandmarkNet:
     """The network for ``num_points`` landmarks (68 face, 12 eyes)."""
-    return LandmarkNet(num_points, head, input_size)
+    return LandmarkNet(num_points, head, input_size, styles)

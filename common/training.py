@@ -124,6 +124,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-faces", type=int, default=0, help="use at most this many training faces (0: all)")
     p.add_argument("--init", metavar="CKPT", default=None,
                    help="initialise weights from a checkpoint (e.g. the face model for the eye model)")
+    p.add_argument("--style-heads", action="store_true",
+                   help="one pip head per --data set, each learning that set's annotation style from its faces "
+                        "only, over a shared backbone; the model predicts the first set's style (common/model.py)")
     p.add_argument("--teacher", metavar="CKPT", default=None,
                    help="distillation: a trained model of the same points (e.g. weights/face192.pt) labels every "
                         "training crop at its own input size; the student learns --teacher-weight of its points "
@@ -211,6 +214,11 @@ def init_from_checkpoint(model, path: str, indices) -> int:
         if w.shape == v.shape:
             own[k] = w
             copied += 1
+    for i in range(len(getattr(model, "style_heads", ()))):  # a style head the source lacks: start from style 0's
+        for part in ("weight", "bias"):
+            k = f"style_heads.{i}.{part}"
+            if k not in state:
+                own[k] = torch.cat([own[f"score.{part}"], own[f"offset.{part}"]])
     model.load_state_dict(own)
     return copied
 
@@ -244,10 +252,11 @@ def validate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: 
     NME is the same in crop pixels as in image pixels (the crop is a similarity)."""
     model.eval()
     losses, nmes = [], []
-    for x, pts in loader:
+    for x, pts, style in loader:
         x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            out = model(x)
+            style = _styles(model, style, device)
+            out = model(x) if style is None else model(x, style)
         losses.append(float(landmark_loss(model, out, pts, loss_name, offset_radius)) * len(x))
         nmes.append(nme_per_face(model.decode(out).cpu().numpy(), pts.cpu().numpy(), pair))
     # Under torchrun each rank validated its shard (D.shard): the per-face
@@ -257,6 +266,11 @@ def validate(model, loader, device, loss_name: str, pair: tuple[int, int], amp: 
     s["loss"] = float(D.all_reduce_sum(torch.tensor(sum(losses), dtype=torch.float64, device=device))) \
         / max(len(nmes), 1)
     return s
+
+
+def _styles(net, style: torch.Tensor, device) -> torch.Tensor | None:
+    """A batch's style indices on ``device`` for a model with style heads, else None."""
+    return style.to(device, non_blocking=True) if getattr(net, "styles", 1) > 1 else None
 
 
 def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, epoch: int,
@@ -272,13 +286,16 @@ def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, ep
     total = torch.zeros((), device=device)
     seen, t0, data_t, t_last = 0, time.time(), 0.0, time.time()
     running = None
-    for step, (x, pts, *x_teacher) in enumerate(loader, start=1):
+    for step, (x, pts, style, *x_teacher) in enumerate(loader, start=1):
         data_t += time.time() - t_last
         x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
+        style = _styles(net, style, device)
         with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
             if teacher is not None:  # its points are decoded in float32 whatever the precision
-                pts = teacher.targets(pts, x_teacher[0].to(device, non_blocking=True))
-            out = model(x)
+                taught = teacher.targets(pts, x_teacher[0].to(device, non_blocking=True))
+                # the teacher predicts style 0: other styles keep their own annotation
+                pts = taught if style is None else torch.where((style == 0).view(-1, 1, 1), taught, pts.float())
+            out = model(x) if style is None else model(x, style)
         loss = landmark_loss(net, out, pts, loss_name, offset_radius)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -362,6 +379,9 @@ def _train(args: argparse.Namespace) -> dict:
     radius = args.offset_radius
 
     offsets = _mirror_offsets(args.data, args.mirror_offset)   # before the (slow) reading of the data
+    if args.style_heads and args.head != "pip":
+        raise InputError("--style-heads needs the pip head")
+    styles = {dataset_name(d): i for i, d in enumerate(args.data)} if args.style_heads else {}
     records = read_datasets(args.data, skip_bad=args.skip_bad, image_root=args.image_root)
     if args.val_data:
         train_recs, val_recs = records, read_datasets(args.val_data, skip_bad=args.skip_bad,
@@ -394,12 +414,14 @@ def _train(args: argparse.Namespace) -> dict:
     t_cache = time.time()
     train_ds = LandmarkDataset(train_recs, scheme.crop, args.input_size, indices, True, aug, MEAN, STD,
                                seed=args.seed, cache=args.cache, name="train", mirror_offsets=offsets,
-                               flip=data_scheme.flip, teacher_view=teacher.view if teacher else None)
+                               flip=data_scheme.flip, teacher_view=teacher.view if teacher else None,
+                               styles=styles)
     val_ds = LandmarkDataset(val_recs, scheme.crop, args.input_size, indices, False, aug, MEAN, STD,
-                             cache=args.cache, name="validation")
+                             cache=args.cache, name="validation", styles=styles)
     cache_s = time.time() - t_cache
 
-    model = build_model(len(indices), args.head, args.input_size).to(device)
+    model = build_model(len(indices), args.head, args.input_size, max(len(args.data), 1) if args.style_heads
+                        else 1).to(device)
     if args.channels_last:  # checkpoints are saved in the standard layout either way (C.clean_state_dict)
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)

@@ -19,7 +19,7 @@ from common.distill import Teacher
 from common.errors import CheckpointError, InputError
 from common.readers import read_datasets
 from common.landmarks import EYE_INDICES, FACE_INDICES, landmark_box
-from common.model import build_model
+from common.model import LandmarkNet, build_model
 from common.transforms import AugmentConfig, task_region
 from conftest import REPO_ROOT
 
@@ -266,7 +266,8 @@ def test_dataset_cache_keeps_the_geometry(tiny_face_set):
     cached = LandmarkDataset(recs, train=False, cache=True, **kw)
     direct = LandmarkDataset(recs, train=False, cache=False, **kw)
     for i in range(len(recs)):
-        (xc, pc), (xd, pd) = cached[i], direct[i]
+        (xc, pc, sc), (xd, pd, sd) = cached[i], direct[i]
+        assert sc == sd == 0   # one data set: style 0
         assert xc.shape == xd.shape == (1, 32, 32)
         torch.testing.assert_close(pc, pd, atol=0.3, rtol=0)
         corr = np.corrcoef(xc.numpy().ravel(), xd.numpy().ravel())[0, 1]
@@ -474,3 +475,90 @@ def test_distillation_refuses_a_teacher_of_other_points_or_a_bad_weight(tiny_fac
     with pytest.raises(InputError, match="--tight is a probability between 0 and 1"):
         training.main(_args(*common, "--tight", "-0.1"))
     assert not os.path.exists(tmp_path / "runs")      # refused before any run folder
+
+
+def test_style_head_samples_train_their_own_head_only():
+    """A face of style 1 moves its style head and the backbone, never the
+    style-0 head that the released model predicts with."""
+    model = build_model(68, "pip", 32, styles=2)
+    x, pts = torch.randn(2, 1, 32, 32), torch.rand(2, 68, 2) * 31
+    training.landmark_loss(model, model(x, torch.tensor([1, 1])), pts, "l1").backward()
+    assert float(model.score.weight.grad.abs().sum()) == 0 and float(model.offset.weight.grad.abs().sum()) == 0
+    assert float(model.style_heads[0].weight.grad.abs().sum()) > 0
+    assert float(model.features[0].weight.grad.abs().sum()) > 0
+    model.zero_grad()
+    training.landmark_loss(model, model(x, torch.tensor([0, 0])), pts, "l1").backward()
+    assert float(model.style_heads[0].weight.grad.abs().sum()) == 0 and float(model.score.weight.grad.abs().sum()) > 0
+    torch.testing.assert_close(model(x)[0], model(x, torch.tensor([0, 0]))[0])   # no style: style 0
+
+
+def test_style_heads_run_starts_from_a_plain_model_and_releases_a_plain_one(tiny_face_set, tmp_path, monkeypatch):
+    """--style-heads with two data sets: one extra head, started from the
+    --init model's own head; validation and the teacher use each face's
+    style; the released copy is an ordinary model of style 0."""
+    import shutil
+    other = str(tmp_path / "other.xml")   # the same faces under another data set name: style 1
+    shutil.copy(tiny_face_set["train"], other)
+    with open(other) as f:
+        text = f.read()
+    with open(other, "w") as f:   # image paths stay those of the original folder
+        f.write(text.replace("file='", f"file='{tiny_face_set['folder']}/"))
+    plain = training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                                "--input-size", "32", "--epochs", "1", "--runs-dir", str(tmp_path / "plain")))
+    teacher = _constant_teacher(tmp_path / "teacher.pt", 32)
+    styles_seen, targets = [], []
+    real_loss = training.landmark_loss
+
+    def spy_loss(model, out, points, *a):
+        targets.append(points.clone())
+        return real_loss(model, out, points, *a)
+
+    real_forward = LandmarkNet.forward
+
+    def spy_forward(self, x, style=None):
+        if self.training:
+            styles_seen.append(style.clone())
+        return real_forward(self, x, style)
+
+    monkeypatch.setattr(training, "landmark_loss", spy_loss)
+    monkeypatch.setattr(LandmarkNet, "forward", spy_forward)
+    result = training.main(_args("--data", tiny_face_set["train"], other, "--val-data", tiny_face_set["val"],
+                                 "--input-size", "32", "--epochs", "1", "--runs-dir", str(tmp_path / "styled"),
+                                 "--style-heads", "--init", os.path.join(plain["run_dir"], "last.pt"),
+                                 "--teacher", teacher, "--teacher-weight", "1.0"))
+    monkeypatch.undo()
+    styles = torch.cat(styles_seen)
+    assert sorted(styles.tolist()) == [0] * 24 + [1] * 24
+    where = 0.3 * 32 - 0.5                          # the teacher's points: only style 0 learns them
+    for style, target in zip(styles_seen, targets):
+        taught = (target - where).abs().amax(dim=(1, 2)) < 1e-3
+        assert taught.tolist() == (style == 0).tolist()
+    last = C.load_checkpoint(os.path.join(result["run_dir"], "last.pt"))
+    assert last["styles"] == 2 and "style_heads.0.weight" in last["model"]
+    init = C.load_checkpoint(os.path.join(plain["run_dir"], "last.pt"))["model"]
+    model, _ = C.load_model(os.path.join(result["run_dir"], "last.pt"))
+    assert model.styles == 2
+    released = C.release_copy(last)
+    assert "styles" not in released and not any(k.startswith("style_heads.") for k in released["model"])
+    plain_model = C.model_from_checkpoint(released)
+    assert plain_model.styles == 1 and init["score.weight"].shape == plain_model.score.weight.shape
+    x = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(plain_model(x)[0], model.float()(x)[0], atol=1e-2, rtol=1e-2)   # float16 copy
+
+
+def test_style_heads_start_as_a_copy_of_the_init_models_head(tmp_path):
+    src = build_model(68, "pip", 32)
+    path = str(tmp_path / "src.pt")
+    C.atomic_save({**C.describe(src, "face", list(range(68)), 0.5, 0.25), "model": src.state_dict()}, path)
+    model = build_model(68, "pip", 32, styles=3)
+    training.init_from_checkpoint(model, path, list(range(68)))
+    for head in model.style_heads:
+        torch.testing.assert_close(head.weight, torch.cat([src.score.weight, src.offset.weight]))
+        torch.testing.assert_close(head.bias, torch.cat([src.score.bias, src.offset.bias]))
+
+
+def test_style_heads_need_the_pip_head(tiny_face_set, tmp_path):
+    with pytest.raises(InputError, match="pip head"):
+        training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"], "--input-size",
+                            "32", "--epochs", "1", "--head", "regression", "--style-heads",
+                            "--runs-dir", str(tmp_path)))

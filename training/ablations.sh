@@ -79,6 +79,11 @@ if [[ ${1:-} == finetune ]]; then
     run "12 epochs, lr 1e-3, tight 0.3" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --tight 0.3
     # both at once, longer: a warm restart of face.pt's last stage (score its last.pt as above)
     run "16 epochs, lr 1e-3, teacher, tight 0.3" --epochs 16 --lr 1e-3 --mirror-offset 0.99 --tight 0.3 "${T[@]}"
+    # style heads (train.py --style-heads): the YouTube-Faces frames back in, with their own head, against the
+    # same fine-tune on the 300-W faces alone
+    run "8 epochs, lr 1e-3" --epochs 8 --lr 1e-3 --mirror-offset 0.99
+    run "8 epochs, lr 1e-3, both sets, style heads" --epochs 8 --lr 1e-3 --data "${DATA[@]}" --style-heads \
+        --mirror-offset 0.99 0.73
     # channels-last memory layout (train.py --channels-last): its speed, and the same accuracy?
     run "12 epochs, lr 1e-3, channels-last" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --channels-last
     exit 0
