@@ -98,3 +98,13 @@ def check_json_document(doc: dict, eyes: bool = False) -> None:
                 face(f, True)
     for e in doc["errors"]:
         assert set(e) == {"path", "error"}
+
+
+def run_logged_script(script: Path, env: dict, *args) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run a bash ``script`` whose ``python`` is a stand-in that appends each
+    call's arguments to the file ``env["CALLS"]``; returns the process and
+    the calls, one string each."""
+    calls = Path(env["CALLS"])
+    calls.unlink(missing_ok=True)
+    proc = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=60)
+    return proc, calls.read_text().splitlines() if calls.exists() else []

@@ -3,14 +3,13 @@ which evaluations it runs for each model kind, that finished ones are kept
 on a rerun, and that bad arguments fail with a one-line error."""
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import REPO  # noqa: E402
+from inference_helpers import REPO, run_logged_script  # noqa: E402
 
 SCRIPT = REPO / "training" / "compare_release.sh"
 
@@ -45,10 +44,7 @@ def env(tmp_path):
 
 
 def run(env, *args):
-    calls = Path(env["CALLS"])
-    calls.unlink(missing_ok=True)
-    proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
-    return proc, calls.read_text().splitlines() if calls.exists() else []
+    return run_logged_script(SCRIPT, env, *args)
 
 
 def test_face_candidate_is_scored_beside_the_shipped_files_on_four_measures(env):

@@ -4,20 +4,15 @@ releases it like recipe.sh. ``python`` is the stand-in of test_recipe.py."""
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 from test_recipe import env  # noqa: F401  (the fixture: a logging stand-in for python)
-from inference_helpers import REPO
+from inference_helpers import REPO, run_logged_script
 
 SCRIPT = REPO / "training" / "pseudo_student.sh"
 
 
 def _run(env, *args):  # noqa: F811
-    calls = Path(env["CALLS"])
-    calls.unlink(missing_ok=True)
-    proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
-    return proc, calls.read_text().splitlines() if calls.exists() else []
+    return run_logged_script(SCRIPT, env, *args)
 
 
 def test_labels_trains_resumes_and_releases(env, tmp_path):  # noqa: F811

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import REPO  # noqa: E402
+from inference_helpers import REPO, run_logged_script  # noqa: E402
 
 RECIPE = REPO / "training" / "recipe.sh"
 
@@ -55,10 +55,7 @@ def env(tmp_path):
 
 
 def run_recipe(env, *args) -> tuple[subprocess.CompletedProcess, list[str]]:
-    calls = Path(env["CALLS"])
-    calls.unlink(missing_ok=True)
-    proc = subprocess.run(["bash", str(RECIPE), *args], env=env, capture_output=True, text=True, timeout=60)
-    return proc, calls.read_text().splitlines() if calls.exists() else []
+    return run_logged_script(RECIPE, env, *args)
 
 
 def test_recipe_runs_the_stages_in_order_then_skips_them(env):
