@@ -108,3 +108,17 @@ def run_logged_script(script: Path, env: dict, *args) -> tuple[subprocess.Comple
     calls.unlink(missing_ok=True)
     proc = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=60)
     return proc, calls.read_text().splitlines() if calls.exists() else []
+
+
+def stand_in_python(tmp_path: Path, script_text: str) -> str:
+    """Write ``script_text`` as an executable ``python`` in ``tmp_path/bin``
+    (skipping the test where bash is missing); returns a ``PATH`` that finds
+    it first."""
+    import shutil
+    if shutil.which("bash") is None:
+        pytest.skip("bash not available")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(script_text)
+    (bin_dir / "python").chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"

@@ -2,14 +2,13 @@
 which evaluations it runs for each model kind, that finished ones are kept
 on a rerun, and that bad arguments fail with a one-line error."""
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import REPO, run_logged_script  # noqa: E402
+from inference_helpers import REPO, run_logged_script, stand_in_python  # noqa: E402
 
 SCRIPT = REPO / "training" / "compare_release.sh"
 
@@ -27,19 +26,14 @@ fi
 
 @pytest.fixture()
 def env(tmp_path):
-    if shutil.which("bash") is None:
-        pytest.skip("bash not available")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python").write_text(FAKE_PYTHON)
-    (bin_dir / "python").chmod(0o755)
+    path = stand_in_python(tmp_path, FAKE_PYTHON)
     cand = tmp_path / "release"
     cand.mkdir()
     for name in ("face.pt", "face.int8.onnx", "eyes.pt", "eyes.int8.onnx"):
         (cand / name).write_text("")
     for name in ("labels.xml", "test_frames.csv"):
         (tmp_path / name).write_text("")
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(tmp_path / "calls.txt"),
+    return {**os.environ, "PATH": path, "CALLS": str(tmp_path / "calls.txt"),
             "XML": str(tmp_path / "labels.xml"), "YT_TEST": str(tmp_path / "test_frames.csv"), "CAND": str(cand)}
 
 

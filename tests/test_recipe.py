@@ -6,7 +6,6 @@ checked without training anything."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import REPO, run_logged_script  # noqa: E402
+from inference_helpers import REPO, run_logged_script, stand_in_python  # noqa: E402
 
 RECIPE = REPO / "training" / "recipe.sh"
 
@@ -41,16 +40,10 @@ touch "$dir/last.pt" "$dir/best.pt"
 
 @pytest.fixture()
 def env(tmp_path):
-    if shutil.which("bash") is None:
-        pytest.skip("bash not available")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "python"
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
+    path = stand_in_python(tmp_path, FAKE_PYTHON)
     for name in ("labels.xml", "frames.csv"):
         (tmp_path / name).write_text("")
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(tmp_path / "calls.txt"),
+    return {**os.environ, "PATH": path, "CALLS": str(tmp_path / "calls.txt"),
             "RUNS": str(tmp_path / "runs"), "XML": str(tmp_path / "labels.xml"), "YT": str(tmp_path / "frames.csv")}
 
 
