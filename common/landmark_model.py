@@ -41,6 +41,11 @@ ONNX_VERSION = 1
 DESCRIBED = ("task", "scheme", "landmark_indices", "head", "input_size", "normalisation", "crop", "scores", "epoch",
              "config", "mirror_offset", "averaged_from")
 INPUT_NAME, OUTPUT_NAME, SCORES_NAME = "image", "points", "point_scores"
+# --multi-crop: the box as given, 0.9x and 1.1x its size, and shifted by 3% of
+# its width left, right, up and down, as (scale, dx, dy); the seven
+# predictions are averaged (measured: weights/README.md, Ablations).
+MULTI_CROP = ((1.0, 0.0, 0.0), (0.9, 0.0, 0.0), (1.1, 0.0, 0.0),
+              (1.0, -0.03, 0.0), (1.0, 0.03, 0.0), (1.0, 0.0, -0.03), (1.0, 0.0, 0.03))
 
 
 class TorchBackend:
@@ -144,6 +149,8 @@ class LandmarkModel:
 
     # Test-time mirroring: average with the prediction on the mirrored crop.
     flip_test = False
+    # Test-time crops: average the predictions on the MULTI_CROP variants of each box.
+    multi_crop = False
 
     def __init__(self, path: str, task: str | None, device: torch.device, int8_reference: bool = False):
         onnx = path.lower().endswith(".onnx")
@@ -165,34 +172,42 @@ class LandmarkModel:
         self.scores = desc.get("scores", {})
         self.epoch = desc.get("epoch")
 
-    def predict_boxes(self, gray: np.ndarray, boxes: list[np.ndarray], flip: bool | None = None) -> np.ndarray:
+    def predict_boxes(self, gray: np.ndarray, boxes: list[np.ndarray], flip: bool | None = None,
+                      multi: bool | None = None) -> np.ndarray:
         """Points for every box of one image in one batch.
 
         ``gray``: ``(H, W)`` uint8 image; ``boxes``: landmark-convention boxes
         ``(x0, y0, x1, y1)``. Returns float32 ``(B, K, 2)`` in image pixels.
         Each crop is the scheme's crop (``scheme.crop``) of the box, cut from the full-resolution
         image, so large photos cost no more than small ones here. ``flip``:
-        average with the mirrored crop (None: :attr:`flip_test`).
+        average with the mirrored crop (None: :attr:`flip_test`); ``multi``:
+        average over the :data:`MULTI_CROP` crops (None: :attr:`multi_crop`).
         """
-        return self.predict_crops([(gray, box) for box in boxes], flip)[0]
+        return self.predict_crops([(gray, box) for box in boxes], flip, multi)[0]
 
     def predict_boxes_with_scores(self, gray: np.ndarray, boxes: list[np.ndarray],
-                                  flip: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                                  flip: bool | None = None,
+                                  multi: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`predict_boxes` plus float32 ``(B, K)`` point scores in [0, 1]
         (None when the model has none: regression head, older ONNX exports)."""
-        return self.predict_crops([(gray, box) for box in boxes], flip)
+        return self.predict_crops([(gray, box) for box in boxes], flip, multi)
 
     def predict_crops(self, items: list[tuple[np.ndarray, np.ndarray]],
-                      flip: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                      flip: bool | None = None,
+                      multi: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Like :meth:`predict_boxes_with_scores` for faces of several images
         in one batch: ``items`` are ``(gray (H, W) uint8, box)`` pairs; returns
         float32 ``(B, K, 2)`` points, each face in pixels of its own image,
-        and ``(B, K)`` scores or None."""
+        and ``(B, K)`` scores or None. With ``multi`` (:attr:`multi_crop`)
+        every box is cut seven ways (:data:`MULTI_CROP`), all in
+        one batch, and the points and scores averaged."""
         if len(items) == 0:
             return np.zeros((0, len(self.indices), 2), np.float32), None
-        regions = [T.crop_region(self.scheme.crop, np.asarray(box, np.float32)) for _, box in items]
+        variants = MULTI_CROP if (self.multi_crop if multi is None else multi) else MULTI_CROP[:1]
+        boxes = [moved_box(box, *v) for v in variants for _, box in items]
+        regions = [T.crop_region(self.scheme.crop, box) for box in boxes]
         batch = torch.stack([T.region_tensor(gray, r, self.input_size, self.mean, self.std)
-                             for (gray, _), r in zip(items, regions)])
+                             for (gray, _), r in zip(items * len(variants), regions)])
         out, scores = self.backend.run_with_scores(batch)
         if self.flip_test if flip is None else flip:
             perm = list(self.scheme.flip)
@@ -205,6 +220,10 @@ class LandmarkModel:
             if scores is not None and m_scores is not None:
                 scores = (scores + m_scores[:, perm]) / 2
         points = np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
+        n = len(items)
+        points = points.reshape(len(variants), n, *points.shape[1:]).mean(axis=0).astype(np.float32)
+        if scores is not None:
+            scores = scores.reshape(len(variants), n, -1).mean(axis=0).astype(np.float32)
         return points, scores
 
     @property
@@ -229,16 +248,27 @@ class LandmarkModel:
                                   f"{min(indices)}-{max(indices)} ({self.scheme.describe()})") from None
 
 
+def moved_box(box: np.ndarray, scale: float = 1.0, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """``box`` ``(x0, y0, x1, y1)`` scaled by ``scale`` about its centre and
+    shifted by ``dx``, ``dy`` times its width; float32 ``(4,)``."""
+    box = np.asarray(box, np.float32)
+    if scale == 1.0 and dx == 0.0 and dy == 0.0:
+        return box
+    centre = (box[:2] + box[2:]) / 2 + np.float32(box[2] - box[0]) * np.array([dx, dy], np.float32)
+    half = (box[2:] - box[:2]) / 2 * np.float32(scale)
+    return np.concatenate([centre - half, centre + half]).astype(np.float32)
+
+
 def refined_boxes(face_model: LandmarkModel, gray: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
     """The second pass's boxes: the landmark box of the face model's first
     prediction in each of ``boxes``. This pass only places the crop, so it
-    is never mirrored (``flip_test`` applies to the final pass)."""
-    return [landmark_box(p) for p in face_model.predict_boxes(gray, boxes, flip=False)]
+    is never mirrored nor multi-cropped (``flip_test`` and ``multi_crop`` apply to the final pass)."""
+    return [landmark_box(p) for p in face_model.predict_boxes(gray, boxes, flip=False, multi=False)]
 
 
 def refined_crops(face_model: LandmarkModel, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     """:func:`refined_boxes` for ``(gray, box)`` pairs of several images, in one batch."""
-    return [landmark_box(p) for p in face_model.predict_crops(items, flip=False)[0]]
+    return [landmark_box(p) for p in face_model.predict_crops(items, flip=False, multi=False)[0]]
 
 
 def onnxruntime_available() -> bool:

@@ -121,6 +121,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="also predict on the mirrored crop and average (with refine only the final pass is "
                         "mirrored: 1.5x the network time); keeps the annotation offset the checkpoint records; "
                         "lower error, see weights/README.md")
+    g.add_argument("--multi-crop", action="store_true",
+                   help="also predict on six shifted and rescaled crops of each face and average (7x the "
+                        "final pass's network time; 14x with --flip-test); lower error, see weights/README.md")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")
     add_detector_arguments(g)
     g = p.add_argument_group("output")
@@ -639,6 +642,7 @@ def json_document(args, runner: Runner | None, errors: list[dict], interrupted: 
            "weights": args.weights, "eye_weights": args.eye_weights if args.eyes else None,
            "scheme": runner.fl.scheme.name if runner and runner.fl else None,
            "refine": bool(args.refine), "flip_test": bool(args.flip_test),
+           "multi_crop": bool(args.multi_crop),
            "chip_template": args.chip_template if args.chips else None,
            "images": runner.images if runner else [], "videos": runner.videos if runner else [],
            "errors": errors}
@@ -830,7 +834,8 @@ def _load_landmarker(args):
 
     try:
         fl = FaceLandmarker(args.weights, None, args.device, args.detector, args.detector_model,
-                            refine=args.refine, flip_test=args.flip_test, min_face=args.min_face)
+                            refine=args.refine, flip_test=args.flip_test, min_face=args.min_face,
+                            multi_crop=args.multi_crop)
         # The face-specific features need the 68 iBUG points: one line, before any work.
         for wanted, option in ((args.eyes, "--eyes"), (args.pose, "--pose"), (args.chips, "--chips")):
             if wanted:

@@ -178,7 +178,9 @@ class FaceLandmarker:
     box too (default on: it lowers the error with detector boxes, see
     weights/README.md). ``flip_test``: also run every crop mirrored and
     average (lower error; with ``refine`` only the final pass is mirrored:
-    1.5x the network time). ``pose``: also estimate every face's head pose
+    1.5x the network time). ``multi_crop``: average the final pass over seven
+    crops of each box (``common.landmark_model.MULTI_CROP``; 7x that pass's
+    time, with ``flip_test`` 14x). ``pose``: also estimate every face's head pose
     (``FaceResult.pose``, :func:`common.pose.estimate_pose`). Bad checkpoints raise :class:`common.errors.CheckpointError`.
     The eye model and pose need a face model whose scheme gives the 68 iBUG
     points (else :class:`common.errors.InputError`). A face model of another
@@ -190,7 +192,7 @@ class FaceLandmarker:
     def __init__(self, weights: str | None = None, eye_weights: str | None = None,
                  device: str | torch.device = "auto", detector: str | FaceDetector = DEFAULT_DETECTOR,
                  detector_model: str | None = None, refine: bool = True, flip_test: bool = False,
-                 min_face: float | None = None, pose: bool = False):
+                 min_face: float | None = None, pose: bool = False, multi_crop: bool = False):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         # Why a default model was picked (None: the caller chose it).
         self.weights_reason = self.eye_weights_reason = None
@@ -198,7 +200,7 @@ class FaceLandmarker:
             weights, self.weights_reason = default_weights("face", self.device)
         self.weights = weights
         self.face_model = LandmarkModel(weights, "face", self.device)
-        self.face_model.flip_test = flip_test
+        self.face_model.flip_test, self.face_model.multi_crop = flip_test, multi_crop
         self.scheme = self.face_model.scheme
         self.detector = detector if isinstance(detector, FaceDetector) else make_detector(
             detector, detector_model, min_face)
@@ -225,6 +227,7 @@ class FaceLandmarker:
         self.eye_weights = eye_weights
         self.eye_model = LandmarkModel(eye_weights, "eyes", self.device)
         self.eye_model.flip_test = self.face_model.flip_test
+        self.eye_model.multi_crop = self.face_model.multi_crop
         self._eye_pos = self.eye_model.positions(RIGHT_EYE + LEFT_EYE)
 
     def ibug68(self, points: np.ndarray) -> np.ndarray:

@@ -53,6 +53,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip-test", action="store_true",
                    help="average the final prediction with the one on the mirrored crop, keeping the annotation "
                         "offset the checkpoint records (with --refine the first pass is not mirrored)")
+    p.add_argument("--multi-crop", action="store_true",
+                   help="average the final prediction over seven crops of each box (as given, 0.9x and 1.1x, "
+                        "shifted 3%% each way: common/landmark_model.py's MULTI_CROP; 7x that pass's time)")
     p.add_argument("--face-weights", default=None,
                    help="for an eye model with --refine: the face model whose prediction gives the box "
                         "(default: predict.py's face model for the device)")
@@ -153,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--int8-reference needs an .onnx model, not {args.weights}")
     model = LandmarkModel(args.weights, None, device, int8_reference=args.int8_reference)
     ckpt = model.description
-    model.flip_test = args.flip_test
+    model.flip_test, model.multi_crop = args.flip_test, args.multi_crop
     face_model = None
     if args.refine:
         face_model = model if ckpt["task"] == "face" else LandmarkModel(
@@ -225,8 +228,8 @@ def main(args: argparse.Namespace) -> int:
             f"{', int8' if 'quantization' in ckpt else ''}{', int8 reference arithmetic' if args.int8_reference else ''})")
     print(f"weights: {args.weights}: {what}")
     print(f"data: {args.data} [{args.split}]{'' if args.degrade == 'none' else ', degraded: ' + args.degrade}, "
-          f"boxes: {args.boxes}{' + refine' if args.refine else ''}{' + flip-test' if args.flip_test else ''}, "
-          f"points: {args.points} ({len(indices)}), faces: {len(records)}, "
+          f"boxes: {args.boxes}{' + refine' if args.refine else ''}{' + flip-test' if args.flip_test else ''}"
+          f"{' + multi-crop' if args.multi_crop else ''}, points: {args.points} ({len(indices)}), faces: {len(records)}, "
           f"{(time.time() - t0) / max(len(records), 1) * 1000:.0f} ms/face")
     extra = {}
     if detector is not None:
@@ -240,7 +243,7 @@ def main(args: argparse.Namespace) -> int:
         f"{os.path.splitext(name)[0]}_{args.split}_{args.boxes}"
         f"{'_' + args.detector if args.boxes == 'detector' else ''}"
         f"{'_eyes' if args.points == 'eyes' else ''}{'_refine' if args.refine else ''}"
-        f"{'_flip' if args.flip_test else ''}{'' if args.degrade == 'none' else '_' + args.degrade}.png"),
+        f"{'_flip' if args.flip_test else ''}{'_multi' if args.multi_crop else ''}{'' if args.degrade == 'none' else '_' + args.degrade}.png"),
         worst=args.worst > 0)
     os.makedirs(os.path.dirname(os.path.abspath(ced)), exist_ok=True)
     ced_plot({f"{ckpt['task']} model, {args.boxes} boxes": nmes[found]}, ced,

@@ -81,6 +81,7 @@ def check_json_document(doc: dict, eyes: bool = False) -> None:
 
     assert doc["format"] == "face-landmarks" and doc["version"] == 1
     assert isinstance(doc["refine"], bool) and isinstance(doc["flip_test"], bool)
+    assert isinstance(doc["multi_crop"], bool)
     for key in ("images", "videos", "errors"):
         assert isinstance(doc[key], list)
     for im in doc["images"]:

@@ -20,7 +20,7 @@ from inference_helpers import (EYE_WEIGHTS, FACE_WEIGHTS, REPO, check_json_docum
                                needs_eye_weights, needs_face_weights,
                                portrait_path, run_predict)
 from common.images import read_image  # noqa: E402
-from common.predictor import FaceLandmarker, FaceResult, face_to_dict  # noqa: E402
+from common.predictor import FaceLandmarker, FaceResult, face_to_dict, prepare_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,37 @@ def test_flip_test_mirrors_only_the_final_pass(trained):
     assert torch.equal(calls[2], torch.flip(calls[1], dims=[3])) and not torch.equal(calls[0], calls[1])
     shift = np.linalg.norm(flipped - plain, axis=1)
     assert 0 < np.median(shift) < 2.0
+
+
+@needs_face_weights
+def test_multi_crop_averages_seven_crops_of_the_final_pass(trained):
+    """With refine and multi_crop, the first pass runs once on the plain box
+    and the final pass once on a batch of seven crops (MULTI_CROP); the
+    result is the mean of the seven crops' points, each in image pixels."""
+    from common.landmark_model import MULTI_CROP, moved_box, refined_boxes
+    rgb = read_image(portrait_path())
+    plain = trained.detect_landmarks(rgb)[0]
+    fl = FaceLandmarker(str(FACE_WEIGHTS), device="cpu", refine=True, multi_crop=True)
+    calls = []
+    run = fl.face_model.backend.run_with_scores
+    fl.face_model.backend.run_with_scores = lambda batch: calls.append(batch) or run(batch)
+    multi = fl.detect_landmarks(rgb)[0]
+    assert [len(c) for c in calls] == [1, len(MULTI_CROP)]
+    gray = prepare_image(rgb, "rgb")[1]
+    box = refined_boxes(fl.face_model, gray, [multi.face_box])[0]
+    one_by_one = [fl.face_model.predict_boxes(gray, [moved_box(box, *v)], multi=False)[0]
+                  for v in MULTI_CROP]
+    np.testing.assert_allclose(multi.points, np.mean(one_by_one, axis=0), atol=1e-2)
+    shift = np.linalg.norm(multi.points - plain.points, axis=1)
+    assert 0 < np.median(shift) < 2.0
+
+
+def test_moved_box_scales_about_the_centre_and_shifts_by_the_width():
+    from common.landmark_model import moved_box
+    box = np.array([10, 20, 110, 140], np.float32)      # 100 wide, 120 tall, centre (60, 80)
+    np.testing.assert_array_equal(moved_box(box), box)
+    np.testing.assert_allclose(moved_box(box, 1.1), [5, 14, 115, 146])
+    np.testing.assert_allclose(moved_box(box, 1.0, 0.03, -0.03), [13, 17, 113, 137])
 
 
 def test_portrait_landmarks_land_on_the_face(trained):
