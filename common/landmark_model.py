@@ -220,10 +220,11 @@ class LandmarkModel:
             if scores is not None and m_scores is not None:
                 scores = (scores + m_scores[:, perm]) / 2
         points = np.stack([T.region_to_image(p, r, self.input_size) for p, r in zip(out, regions)])
-        n = len(items)
-        points = points.reshape(len(variants), n, *points.shape[1:]).mean(axis=0).astype(np.float32)
-        if scores is not None:
-            scores = scores.reshape(len(variants), n, -1).mean(axis=0).astype(np.float32)
+        if len(variants) > 1:
+            n = len(items)
+            points = points.reshape(len(variants), n, *points.shape[1:]).mean(axis=0).astype(np.float32)
+            if scores is not None:
+                scores = scores.reshape(len(variants), n, -1).mean(axis=0).astype(np.float32)
         return points, scores
 
     @property
