@@ -123,7 +123,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "lower error, see weights/README.md")
     g.add_argument("--multi-crop", action="store_true",
                    help="also predict on six shifted and rescaled crops of each face and average (7x the "
-                        "final pass's network time; 14x with --flip-test); lower error, see weights/README.md")
+                        "final pass's network time; 14x with --flip-test); lower error. Meant for "
+                        "face192.int8.onnx: with face.int8.onnx it is slower than face192.int8.onnx alone and "
+                        "less accurate (weights/README.md, Speed)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")
     add_detector_arguments(g)
     g = p.add_argument_group("output")

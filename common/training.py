@@ -40,10 +40,10 @@ MEAN, STD = 0.5, 0.25
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except for on/off switches, whose help
-    says which way they go."""
+    says which way they go (--amp's default, None, means "the platform's")."""
 
     def _get_help_string(self, action):
-        if action.nargs == 0 and isinstance(action.default, bool):
+        if action.nargs == 0 and (isinstance(action.default, bool) or action.default is None):
             return action.help
         return super()._get_help_string(action)
 
@@ -137,10 +137,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (ROCm GPUs are 'cuda' too)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                   help="mixed precision (default: off): float16 on a GPU; bfloat16 on a CPU, where it pays "
-                        "only on CPUs with avx512_bf16 or AMX (weights/README.md has the measured times) and is "
-                        "emulated, so slower, elsewhere. Validation stays float32 on a CPU")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: the platform's: on in the cuda and rocm scripts, off on a "
+                        "CPU; a resumed run keeps its own unless this is given): float16 on a GPU; bfloat16 on "
+                        "a CPU, where it pays only on CPUs with avx512_bf16 or AMX (weights/README.md has the "
+                        "measured times) and is emulated, so slower, elsewhere. Validation stays float32 on a CPU")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
                    help="keep the network's weights and activations in channels-last memory layout: faster "
                         "epochs on a CPU (weights/README.md, \"Training recipe\"); the same computation, summed "
@@ -153,7 +154,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue an interrupted run: its folder or its last.pt; the run keeps its own settings "
                         "except the machine's, taken from this command: --device, --workers, --threads, "
-                        "--channels-last, --amp (and --epochs, if given)")
+                        "--channels-last (and --epochs and --amp, if given)")
     return p
 
 
@@ -351,9 +352,11 @@ def _train(args: argparse.Namespace) -> dict:
         if "optimizer" not in state:
             raise CheckpointError(f"{last}: a released model, not a training state (use --init)")
         # Machine settings come from the resuming command (a run may move to a CPU with bfloat16, or a GPU).
-        keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "channels_last", "amp", "resume")}
+        keep = {k: getattr(args, k) for k in ("device", "workers", "threads", "channels_last", "resume")}
         if args.epochs:  # a resumed run may be extended or shortened; the schedule follows
             keep["epochs"] = args.epochs
+        if args.amp is not None:  # given on this command; otherwise the run's own, not the platform's default
+            keep["amp"] = args.amp
         # Options added after the run was started take their defaults.
         defaults = vars(get_args_parser().parse_args([]))
         args = argparse.Namespace(**{**defaults, **state["config"], **keep})
@@ -370,6 +373,8 @@ def _train(args: argparse.Namespace) -> dict:
         args.batch_size = D.resumed_batch_size(state["config"], world)
         print(f"resuming on {world} process(es): batch {args.batch_size} per process keeps the run's "
               f"global batch of {args.batch_size * world}", file=sys.stderr)
+    if args.amp is None:  # a fresh run (or a resumed one from before --amp existed): the platform's default
+        args.amp = bool(getattr(args, "platform_amp", False))
     amp = bool(args.amp)
     if amp and device.type == "cpu" and not native_bf16():
         print("note: --amp on this CPU emulates bfloat16 (no avx512_bf16 or AMX): expect it to be slower "
@@ -464,7 +469,7 @@ def _train(args: argparse.Namespace) -> dict:
               f"{args.batch_size} per process = {args.batch_size * world} per step; --lr {args.lr:g} is used as "
               "given (not scaled with the number of processes)", file=sys.stderr)
 
-    config = {k: v for k, v in vars(args).items() if k != "resume"}
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "platform_amp")}
     config["world_size"] = world
     describe = C.describe(model, args.task, indices, MEAN, STD, scheme.to_dict())
     pin = device.type == "cuda"

@@ -15,6 +15,7 @@ Run (on a quiet machine: other work on the cores makes the figures meaningless):
         --channels-last --bf16 --json bench_bf16.json
     python inference/benchmark.py --weights weights/face.pt --eye-weights weights/eyes.pt \
         --backend onnx --json bench_onnx_fp32.json
+    python inference/benchmark.py --multi-crop --no-dlib --json bench_multi.json   # or --flip-test: their cost
 
 Figures (medians of --repeats runs after --warmup runs):
 - landmark model, per model (face, eyes): ms per face at batch 1 and faces/s
@@ -90,6 +91,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="predict.py's second face-model pass (default on, as in predict.py)")
+    g.add_argument("--flip-test", action="store_true",
+                   help="predict.py --flip-test: every model figure also runs the mirrored crop")
+    g.add_argument("--multi-crop", action="store_true",
+                   help="predict.py --multi-crop: every model figure runs the seven crops of the final pass")
     g = p.add_argument_group("levers")
     g.add_argument("--backend", default=None, choices=("torch", "onnx"),
                    help="default: as the weights say (.pt: PyTorch, .onnx: ONNX Runtime); onnx: export "
@@ -261,8 +266,10 @@ def build_landmarker(args, weights: str, eye_weights: str | None) -> tuple["obje
     from common.predictor import FaceLandmarker
 
     fl = FaceLandmarker(weights, eye_weights, args.device, args.detector, args.detector_model,
-                        refine=args.refine, min_face=args.min_face)
-    levers = {"refine": args.refine, "channels_last": args.channels_last, "bf16": args.bf16, "compile": args.compile,
+                        refine=args.refine, min_face=args.min_face, flip_test=args.flip_test,
+                        multi_crop=args.multi_crop)
+    levers = {"refine": args.refine, "flip_test": args.flip_test, "multi_crop": args.multi_crop,
+              "channels_last": args.channels_last, "bf16": args.bf16, "compile": args.compile,
               "compile_error": None, "compile_s": None}
     if not (args.channels_last or args.bf16 or args.compile):
         return fl, levers
@@ -392,7 +399,8 @@ def fresh_processes(args, kind: str, weights: str | None, eye_weights: str | Non
         eye_weights = eye_weights if args.eyes_per_image else None  # load as predict.py does
         cmd += ["--weights", weights] + (["--eye-weights", eye_weights] if eye_weights else ["--no-eyes"])
         cmd += [f for f, on in (("--channels-last", args.channels_last), ("--bf16", args.bf16),
-                                ("--compile", args.compile), ("--no-refine", not args.refine)) if on]
+                                ("--compile", args.compile), ("--no-refine", not args.refine),
+                                ("--flip-test", args.flip_test), ("--multi-crop", args.multi_crop)) if on]
     for flag, value in (("--images", args.images), ("--threads", args.threads),
                         ("--detector-model", args.detector_model), ("--dlib-model", args.dlib_model)):
         if value is not None:
@@ -565,7 +573,7 @@ def ratio(a, b):
 
 def print_table(doc: dict) -> None:
     m, s = doc["machine"], doc["settings"]
-    levers = [k for k in ("channels_last", "bf16", "compile") if s[k]]
+    levers = [k for k in ("flip_test", "multi_crop", "channels_last", "bf16", "compile") if s.get(k)]
     int8 = ("flags not read" if not m["flags_read"] else
             ", ".join(m.get("int8_instructions") or []) or "none (no VNNI)")
     print(f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, int8 instructions: {int8}, "
@@ -754,8 +762,8 @@ def main(args: argparse.Namespace) -> int:
             doc["max_diff_px_vs_float32"][task] = None
             if plain[path] and (plain[path] != path or levered):
                 ref = LandmarkModel(plain[path], task, fl.device)
-                doc["max_diff_px_vs_float32"][task] = float(np.abs(
-                    lm.predict_boxes(gray, [box]) - ref.predict_boxes(gray, [box])).max())
+                doc["max_diff_px_vs_float32"][task] = float(np.abs(  # one plain crop each: the file's own change
+                    lm.predict_boxes(gray, [box], flip=False, multi=False) - ref.predict_boxes(gray, [box])).max())
                 del ref
             doc["ms_per_face_batch1"][task], doc["faces_per_s_batch32"][task] = ms, fps
 

@@ -302,6 +302,27 @@ def test_benchmark_writes_its_figures(small_checkpoint, tmp_path):
     assert out.read_text() == before
 
 
+def test_benchmark_times_the_test_time_options(small_checkpoint):
+    """--flip-test and --multi-crop reach the timed model: one face's figure
+    runs its seven crops and their mirrors (two batches of 7), and the
+    settings record both; the float32 comparison stays one plain crop."""
+    sys.path.insert(0, str(REPO / "inference"))
+    from benchmark import build_landmarker, get_args_parser
+    args = get_args_parser().parse_args(["--weights", small_checkpoint, "--flip-test", "--multi-crop"])
+    fl, levers = build_landmarker(args, small_checkpoint, None)
+    assert levers["flip_test"] is levers["multi_crop"] is True
+    backend, sizes = fl.face_model.backend, []
+    real = backend.run_with_scores
+    backend.run_with_scores = lambda batch: (sizes.append(len(batch)), real(batch))[1]
+    gray = np.full((200, 200), 128, np.uint8)
+    box = np.array([50, 50, 150, 150], np.float32)
+    fl.face_model.predict_boxes(gray, [box])
+    assert sizes == [7, 7]
+    sizes.clear()
+    fl.face_model.predict_boxes(gray, [box], flip=False, multi=False)
+    assert sizes == [1]
+
+
 def test_cpu_busy_fraction_sees_other_work():
     """The benchmark's 'other work is running' check reads /proc/stat while
     it sleeps: one busy child process must show as at least one core's worth."""

@@ -166,6 +166,30 @@ def test_resume_takes_precision_from_the_resuming_command(tiny_face_set, tmp_pat
     assert [h["epoch"] for h in resumed["history"]] == [1, 2] and np.isfinite(resumed["history"][1]["val_nme"])
 
 
+def test_resume_keeps_the_runs_precision_over_the_platform_default(tiny_face_set, tmp_path, monkeypatch, capsys):
+    """A GPU script turns --amp on by default; a run started there with
+    --no-amp and resumed without the flag stays float32, and a fresh run
+    without the flag takes the platform's default."""
+    parser = training.get_args_parser()
+    parser.set_defaults(platform_amp=True)  # as training/*/cuda/train.py does
+    base = ["--workers", "0", "--threads", "1", "--device", "cpu", "--batch-size", "8"]
+    common_args = base + ["--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                          "--input-size", "32", "--epochs", "2", "--runs-dir", str(tmp_path)]
+    _stop_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        training.main(parser.parse_args(common_args + ["--no-amp"]))
+    monkeypatch.undo()
+    assert "precision: float32" in capsys.readouterr().err
+    resumed = training.main(parser.parse_args(base + ["--resume", str(tmp_path / "face" / "1")]))
+    config = C.load_checkpoint(os.path.join(resumed["run_dir"], "last.pt"))["config"]
+    assert "precision: float32" in capsys.readouterr().err and config["amp"] is False
+    assert "platform_amp" not in config
+    _stop_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        training.main(parser.parse_args(common_args))
+    assert "precision: bfloat16 mixed" in capsys.readouterr().err
+
+
 def test_resume_of_a_run_from_before_newer_options(tiny_face_set, tmp_path):
     """A run saved before an option existed resumes with that option's default."""
     runs = str(tmp_path / "runs")

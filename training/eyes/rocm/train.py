@@ -14,5 +14,5 @@ from common.training import get_args_parser, main  # noqa: E402
 
 if __name__ == "__main__":
     parser = get_args_parser()
-    parser.set_defaults(task="eyes", device="cuda", workers=4, batch_size=64, amp=True)
+    parser.set_defaults(task="eyes", device="cuda", workers=4, batch_size=64, platform_amp=True)
     run_script(main, parser)

@@ -13,5 +13,5 @@ from common.training import get_args_parser, main  # noqa: E402
 
 if __name__ == "__main__":
     parser = get_args_parser()
-    parser.set_defaults(task="face", device="cpu", workers=1, batch_size=32, amp=False)
+    parser.set_defaults(task="face", device="cpu", workers=1, batch_size=32, platform_amp=False)
     run_script(main, parser)
