@@ -235,8 +235,8 @@ def folder_figures(fl, paths: list[str], workers: int, batch_faces: int) -> dict
 
 
 class Levered:
-    """``LandmarkNet.predict`` with the torch levers applied (what
-    :meth:`common.landmark_model.TorchBackend.run` calls as ``model.predict``)."""
+    """``LandmarkNet.predict`` and ``predict_with_scores`` with the torch
+    levers applied (what :class:`common.landmark_model.TorchBackend` calls)."""
 
     def __init__(self, model, channels_last: bool, bf16: bool, compile: bool):
         import torch
@@ -249,13 +249,16 @@ class Levered:
         import torch
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.model(x)
-        return self.model.decode(out)  # decode works in float32
+        return self.model.decode(out), self.model.point_scores(out)  # both work in float32
 
-    def predict(self, x):
+    def predict_with_scores(self, x):
         import torch
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self._predict(x)
+
+    def predict(self, x):
+        return self.predict_with_scores(x)[0]
 
 
 def build_landmarker(args, weights: str, eye_weights: str | None) -> tuple["object", dict]:

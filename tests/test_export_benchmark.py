@@ -323,6 +323,23 @@ def test_benchmark_times_the_test_time_options(small_checkpoint):
     assert sizes == [1]
 
 
+def test_benchmark_torch_levers_predict_with_scores(small_checkpoint):
+    """--bf16 and --channels-last wrap the PyTorch model; the wrapped model
+    still gives points and scores, near the plain model's."""
+    sys.path.insert(0, str(REPO / "inference"))
+    from benchmark import build_landmarker, get_args_parser
+    from common.landmark_model import LandmarkModel
+    args = get_args_parser().parse_args(["--weights", small_checkpoint, "--bf16", "--channels-last"])
+    fl, levers = build_landmarker(args, small_checkpoint, None)
+    assert levers["bf16"] is levers["channels_last"] is True
+    gray = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
+    box = np.array([50, 50, 150, 150], np.float32)
+    points, scores = fl.face_model.predict_boxes_with_scores(gray, [box])
+    plain = LandmarkModel(small_checkpoint, "face", torch.device("cpu")).predict_boxes(gray, [box])
+    assert points.shape == (1, 68, 2) and scores.shape == (1, 68) and np.isfinite(points).all()
+    assert np.median(np.abs(points - plain)) < 2.0  # bfloat16 moves points a little, not far
+
+
 def test_cpu_busy_fraction_sees_other_work():
     """The benchmark's 'other work is running' check reads /proc/stat while
     it sleeps: one busy child process must show as at least one core's worth."""
