@@ -357,6 +357,7 @@ def _train(args: argparse.Namespace) -> dict:
             keep["epochs"] = args.epochs
         if args.amp is not None:  # given on this command; otherwise the run's own, not the platform's default
             keep["amp"] = args.amp
+        keep["platform_amp"] = getattr(args, "platform_amp", False)  # for runs saved before --amp existed
         # Options added after the run was started take their defaults.
         defaults = vars(get_args_parser().parse_args([]))
         args = argparse.Namespace(**{**defaults, **state["config"], **keep})
