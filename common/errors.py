@@ -33,3 +33,18 @@ class InputError(UserError, ValueError):
     """A bad argument or input (message: ``<what>: <reason>``); one input of
     predict.py that cannot be processed. A ValueError too, for callers that
     catch those."""
+
+
+class OutputError(UserError, OSError):
+    """An output could not be written (disk full, I/O error, ...): the
+    message names the output and the system's reason, not the input being
+    processed. ``path`` and ``reason`` hold the two."""
+
+    def __init__(self, path: str, reason):
+        if isinstance(reason, OSError):
+            reason = reason.strerror or str(reason)
+        super().__init__(f"{path}: cannot write ({reason})")
+        self.path, self.reason = path, str(reason)
+
+    def __str__(self) -> str:
+        return self.args[0]

@@ -19,14 +19,17 @@ import sys
 import time
 
 from .detector import add_detector_arguments
-from .errors import InputError
+from .errors import InputError, OutputError
+from .outputs import OutputGuard, StagedFile, is_device, write_atomically
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 # Extensions cv2.imwrite can write; other inputs (.gif: its first frame) get a .jpg output.
 _WRITABLE = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 OUTPUT_SUFFIX = "_landmarks"
+CHIP_SUFFIX = "_chip"
 JSON_FORMAT, JSON_VERSION = "face-landmarks", 1
+MIN_CHIP, MAX_CHIP = 16, 4096  # --chip-size in pixels
 
 EXIT_OK, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2
 
@@ -161,7 +164,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "draw its axes and add \"pose\" to the JSON")
     g.add_argument("--chips", default=None, metavar="DIR",
                    help="write an aligned chip of every face in still images to DIR, as "
-                        "<image stem>_face<i>.png (faces numbered left to right from 0), and add \"chip\" "
+                        "<image stem>_face<i>_chip.png (faces numbered left to right from 0), and add \"chip\" "
                         "(path and 2x3 image-to-chip matrix) to the JSON")
     g.add_argument("--chip-size", type=int, default=112, metavar="N", help="chip side in pixels (default: 112)")
     g.add_argument("--chip-template", choices=("arcface", "dlib"), default="arcface",
@@ -196,7 +199,9 @@ def _is_video(path: str) -> bool:
 
 
 def _is_output_name(path: str) -> bool:
-    return os.path.splitext(os.path.basename(path))[0].endswith(OUTPUT_SUFFIX)
+    """An earlier output: ``*_landmarks.*`` or a chip, ``*_face<i>_chip.png``."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem.endswith(OUTPUT_SUFFIX) or re.search(r"_face\d+" + CHIP_SUFFIX + "$", stem) is not None
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[str], list[tuple[str, str]], list[str]]:
@@ -249,100 +254,8 @@ def output_path(src: str, out_dir: str | None, video: bool = False) -> str:
     return os.path.join(folder, base + OUTPUT_SUFFIX + ext)
 
 
-def _file_id(path: str):
-    """What identifies a file: its real path, and its inode where it exists
-    (hard links)."""
-    real = os.path.normcase(os.path.realpath(path))
-    try:
-        st = os.stat(path)
-        return real, (st.st_dev, st.st_ino)
-    except OSError:
-        return real, None
-
-
-class OutputGuard:
-    """The one check that every output of a run passes (annotated images
-    and videos, the JSON, and any later kind): an output never replaces an
-    input or another output of the same run, replaces an existing file only
-    with ``force``, and its folder must be writable. Outputs are claimed
-    before the work starts, so a bad location costs no work."""
-
-    def __init__(self, inputs: list[str], force: bool, hint: str = ""):
-        self.inputs: dict = {}
-        self.inodes: dict = {}
-        for p in inputs:
-            real, inode = _file_id(p)
-            self.inputs[real] = p
-            if inode is not None:
-                self.inodes[inode] = p
-        self.claimed: dict[str, str] = {}
-        self.force, self.hint = force, hint
-        self._writable: dict[str, str | None] = {}
-
-    def claim(self, path: str, what: str, append: bool = False) -> None:
-        """Reserve ``path`` for ``what`` (e.g. "annotated image of pic.jpg");
-        raises :class:`InputError` saying why it may not be written.
-        ``append``: an existing file is continued, not replaced (``--resume``)."""
-        real, inode = _file_id(path)
-        src = self.inputs.get(real) or (self.inodes.get(inode) if inode is not None else None)
-        if src is not None:
-            raise InputError(f"{path}: the {what} would overwrite the input {src}")
-        if real in self.claimed:
-            raise InputError(f"{path}: the {what} would overwrite the {self.claimed[real]} of this run"
-                             + (f" ({self.hint})" if self.hint else ""))
-        if os.path.isdir(path):
-            raise InputError(f"{path}: the {what} needs a file name, this is a folder")
-        if os.path.exists(path) and not self.force and not append:
-            if what == "JSONL output":
-                raise InputError(f"{path}: already exists (use --resume to continue it, or --force to replace it)")
-            raise InputError(f"{path}: already exists (use --force to replace it"
-                             + (", or --no-save for the JSON alone)" if what.startswith("annotated") else ")"))
-        problem = self.folder_problem(os.path.dirname(os.path.abspath(path)))
-        if problem:
-            raise InputError(f"{path}: cannot write the {what} ({problem})")
-        self.claimed[real] = what
-
-    def reserve(self, path: str, what: str) -> None:
-        """Note ``path`` as another shard's output: a later claim of the same
-        path fails as it would in one unsharded run (no other checks: that
-        shard makes them)."""
-        real, _ = _file_id(path)
-        self.claimed.setdefault(real, what)
-
-    def folder_problem(self, folder: str) -> str | None:
-        """Why files cannot be created in ``folder`` (None: they can). Tried
-        for real with a temporary file: permission bits alone do not say it
-        (root, read-only mounts)."""
-        if folder not in self._writable:
-            import tempfile
-            try:
-                os.makedirs(folder, exist_ok=True)
-                with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-                    pass
-                self._writable[folder] = None
-            except OSError as exc:
-                self._writable[folder] = exc.strerror or str(exc)
-        return self._writable[folder]
-
-
-def write_file_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` whole or not at all (a temporary file
-    beside it, then a rename); OSError says why it failed."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def read_jsonl(path: str) -> tuple[set[str], int, int]:
-    """What an earlier run wrote to a JSONL file: the ``path`` of every whole
+def read_jsonl(path: str) -> tuple[list[dict], int, int]:
+    """What an earlier run wrote to a JSONL file: the record of every whole
     line (an image or a video done), the byte length of the whole lines, and
     the bytes of a partial last line (a run killed while writing it; 0 if
     none). A whole line that is not such an object raises
@@ -350,7 +263,7 @@ def read_jsonl(path: str) -> tuple[set[str], int, int]:
     with open(path, "rb") as f:
         data = f.read()
     end = data.rfind(b"\n") + 1
-    done: set[str] = set()
+    records: list[dict] = []
     for n, line in enumerate(data[:end].splitlines(), 1):
         if not line.strip():
             continue
@@ -361,8 +274,8 @@ def read_jsonl(path: str) -> tuple[set[str], int, int]:
         if not isinstance(rec, dict) or not isinstance(rec.get("path"), str):
             raise InputError(f"{path}: line {n} is not a record of predict.py --jsonl "
                              "(damaged, or another file); --force replaces the file")
-        done.add(rec["path"])
-    return done, end, len(data) - end
+        records.append(rec)
+    return records, end, len(data) - end
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -382,28 +295,43 @@ def shard_from_environment() -> tuple[int, int] | None:
     return (rank, world) if world > 1 and 0 <= rank < world else None
 
 
+def chip_name(chips_dir: str, stem: str, i: int) -> str:
+    """``<chips_dir>/<stem>_face<i>_chip.png``: named so that a folder of
+    chips is never read back as inputs."""
+    return os.path.join(chips_dir, f"{stem}_face{i}{CHIP_SUFFIX}.png")
+
+
 class Runner:
     """Processes inputs one by one with one :class:`FaceLandmarker`; every
-    output is claimed through one :class:`OutputGuard` before the work."""
+    output is claimed through one :class:`common.outputs.OutputGuard` before
+    the work and written whole or not at all."""
 
     def __init__(self, args, landmarker, log, guard: OutputGuard):
         self.args, self.fl, self.log, self.guard = args, landmarker, log, guard
         self.images: list[dict] = []
         self.videos: list[dict] = []
         self.frames_lost = 0
-        self.jsonl = None  # the open --jsonl file (append mode)
+        self.jsonl = None  # the open --jsonl file (binary, unbuffered, appending)
+        self.chip_stems: dict[str, str] = {}  # chip name stem -> the image it belongs to
+        self.earlier: list[dict] = []  # --resume: the records the JSONL file already holds
 
     def say(self, msg: str) -> None:
         print(msg, file=self.log, flush=True)
 
     def jsonl_line(self, record: dict) -> None:
-        """One input's whole record as a --jsonl line (none without --jsonl)."""
+        """One input's whole record as a --jsonl line (none without --jsonl),
+        written last: a line means the input is wholly done. A line cut by
+        a write error is dropped by --resume."""
         if self.jsonl is not None:
-            self.jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
-            self.jsonl.flush()
+            try:
+                self.jsonl.write((json.dumps(record, separators=(",", ":")) + "\n").encode())
+            except OSError as exc:
+                raise OutputError(self.args.jsonl, exc) from None
 
     def plan(self, kind: str, source) -> str | None:
-        """Claim the annotated output of one input (None with --no-save)."""
+        """Claim the annotated output of one input (None with --no-save).
+        Under --resume the output of an input not yet done may be replaced:
+        it is the unfinished output of the run being continued."""
         a = self.args
         if not a.save:
             return None
@@ -412,16 +340,23 @@ class Runner:
         else:
             out = output_path(source, a.output, video=kind == "video")
         name = f"camera {source}" if kind == "camera" else source
-        self.guard.claim(out, f"annotated {'image' if kind == 'image' else 'video'} of {name}")
+        self.guard.claim(out, f"annotated {'image' if kind == 'image' else 'video'} of {name}", replace=a.resume)
         return out
 
     def plan_chips(self, path: str) -> None:
-        """Before the work: earlier chips of this image are replaced only with
-        --force, and the chips folder must be writable."""
+        """Before the work: two images may not share chip names, earlier chips
+        of this image are replaced only with --force (or --resume), and the
+        chips folder must be writable."""
         a = self.args
         stem = os.path.splitext(os.path.basename(path))[0]
-        earlier = sorted(glob.glob(os.path.join(glob.escape(a.chips), f"{glob.escape(stem)}_face*.png")))
-        if earlier and not a.force:
+        key = os.path.join(os.path.realpath(a.chips), stem)
+        if key in self.chip_stems:
+            raise InputError(f"{path}: its chips would have the names of the chips of {self.chip_stems[key]} "
+                             f"({chip_name(a.chips, stem, 0)}, ...); give the two to separate runs with "
+                             "different --chips folders")
+        self.chip_stems[key] = path
+        earlier = sorted(glob.glob(chip_name(glob.escape(a.chips), glob.escape(stem), "*")))
+        if earlier and not a.force and not a.resume:
             raise InputError(f"{earlier[0]}: already exists (use --force to replace earlier chips)")
         problem = self.guard.folder_problem(os.path.abspath(a.chips))
         if problem:
@@ -438,14 +373,25 @@ class Runner:
         files = []
         for i, f in enumerate(faces):
             chip, matrix = align_face(rgb, self.fl.ibug68(f.points), a.chip_size, a.chip_template)
-            out = os.path.join(a.chips, f"{stem}_face{i}.png")
-            self.guard.claim(out, f"chip {i} of {path}")
+            out = chip_name(a.chips, stem, i)
+            self.guard.claim(out, f"chip {i} of {path}", replace=a.force or a.resume)
             ok, buf = cv2.imencode(".png", cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
             if not ok:
                 raise InputError(f"{path}: could not encode {out}")
             f.chip = {"path": out, "matrix": matrix}
             files.append((out, buf.tobytes()))
         return files
+
+    def remove_stale_chips(self, path: str, n: int) -> None:
+        """Chips of an earlier run of this image beyond its ``n`` faces now."""
+        stem = os.path.splitext(os.path.basename(path))[0]
+        for f in glob.glob(chip_name(glob.escape(self.args.chips), glob.escape(stem), "*")):
+            m = re.search(r"_face(\d+)" + CHIP_SUFFIX + r"\.png$", f)
+            if m and int(m.group(1)) >= n:
+                try:
+                    os.remove(f)
+                except OSError:
+                    pass
 
     # -- stills ------------------------------------------------------------
     def image(self, path: str, out: str | None) -> None:
@@ -501,10 +447,10 @@ class Runner:
                     raise InputError(f"{path}: could not encode {out}")
                 chips.append((out, buf.tobytes()))
         for file, data in chips:
-            try:
-                write_file_atomically(file, data)
-            except OSError as exc:
-                raise InputError(f"{path}: could not write {file} ({exc.strerror or exc})") from None
+            write_atomically(file, data)
+            self.guard.done(file)
+        if a.chips:
+            self.remove_stale_chips(path, len(faces))
         n = len(faces)
         what = f"{n} face{'s' if n != 1 else ''}" if n else "no face found"
         self.say(f"{path}: {what}" + (f" -> {out}" if out else "")
@@ -518,16 +464,17 @@ class Runner:
     # -- video and camera ---------------------------------------------------
     def video(self, source, name: str, out: str | None) -> None:
         """``source``: a file path or a camera index; ``name``: for messages.
-        Frames that cannot be decoded are skipped while the container says
-        more follow. Ctrl-C closes the output video, records what was done
-        (``"interrupted": true``) and is raised again for the caller."""
+        The frames go through :class:`common.video.VideoLandmarker` (what the
+        API runs); this only draws and writes. The annotated video is written
+        under a temporary name and renamed into place once it is complete
+        and readable. Ctrl-C records what was done (``"interrupted": true``)
+        and is raised again for the caller; a camera's video is kept then (it
+        is how a camera is stopped), a file's is not (--resume redoes it)."""
         import cv2
-        import numpy as np
         from .drawing import FrameViewer, draw_faces, draw_pose_axes, face_label
-        from .pose import estimate_pose
-        from .predictor import eye_ratios, face_to_dict
+        from .outputs import StagedFile
         from .tracking import FaceTracker
-        from .video import VideoLandmarker
+        from .video import VideoLandmarker, read_frames
 
         a = self.args
         camera = not isinstance(source, str)
@@ -539,53 +486,31 @@ class Runner:
         expected = 0 if camera else max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
         tracker = FaceTracker(smooth=a.smooth, ear_threshold=a.ear_threshold, blink_frames=a.blink_frames,
                               blink_ratio=a.blink_ratio)
-        stream = VideoLandmarker(self.fl, tracker, track=a.track,
+        stream = VideoLandmarker(self.fl, tracker, track=a.track, fps=fps,
                                  **({"detect_every": a.detect_every} if a.detect_every else {}))
+        staged = StagedFile(out) if out else None
         writer = viewer = None
         frames: list[dict] = []
-        skipped, interrupted = 0, False
+        stats: dict = {}
+        interrupted, written = False, 0
         t_start, t_log, size = time.time(), time.time(), None
         try:
-            while not a.max_frames or len(frames) < a.max_frames:
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    # A damaged stretch: each failed read uses up one packet, so
-                    # reading on finds the frames after it.
-                    if len(frames) + skipped < expected:
-                        skipped += 1
-                        continue
-                    break
-                i = len(frames) + skipped
+            for i, frame in read_frames(cap, expected, stats):
                 t = (time.time() - t_start) if camera else i / fps
                 if size is None:
                     size = frame.shape[1], frame.shape[0]
-                    if out:
-                        writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                    if staged:
+                        writer = cv2.VideoWriter(staged.tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
                         if not writer.isOpened():
-                            raise InputError(f"{name}: could not open {out} for writing")
+                            raise OutputError(out, "the video writer could not open it")
                     if a.show:
                         viewer = FrameViewer(name)
-                pairs = stream.process(frame, colour="bgr")
-                faces, tracks = [f for f, _ in pairs], [tr for _, tr in pairs]
-                blink_counts = []
-                for f, tr in zip(faces, tracks):
-                    side = float(max(f.face_box[2] - f.face_box[0], f.face_box[3] - f.face_box[1]))
-                    f.points = tracker.filter(tr, "points", f.points, t, side)
-                    if a.pose:  # from the smoothed points: a steadier pose
-                        f.pose = estimate_pose(self.fl.ibug68(f.points), frame.shape[:2])
-                    if f.eye_points is not None:
-                        # Blinks are counted on the raw ratios: smoothing would flatten them.
-                        tr.blinks.update(float(np.mean(list(f.ears.values()))))
-                        f.eye_points = tracker.filter(tr, "eyes", f.eye_points, t, side)
-                        f.ears = eye_ratios(f.eye_points)
-                        blink_counts.append(tr.blinks.count)
-                    else:
-                        blink_counts.append(None)
-                frames.append({"index": i, "time": round(t, 4), "detected": stream.detected,
-                               "faces": [face_to_dict(f, tr.id, blinks=b)
-                                         for f, tr, b in zip(faces, tracks, blink_counts)]})
+                pairs = stream.process(frame, colour="bgr", time=t)
+                frames.append(stream.frame_dict(pairs, i, t))
                 if writer is not None or viewer is not None:
-                    labels = [face_label(f, b, tr.id) for f, tr, b in zip(faces, tracks, blink_counts)]
+                    labels = [face_label(f, tr.blinks.count if f.eye_points is not None else None, tr.id)
+                              for f, tr in pairs]
+                    faces = [f for f, _ in pairs]
                     draw_faces(frame, faces, "bgr", lines=a.lines, boxes=a.boxes, labels=labels,
                                scheme=self.fl.scheme)
                     if a.pose:
@@ -593,8 +518,11 @@ class Runner:
                             draw_pose_axes(frame, f.pose, order="bgr")
                     if writer is not None:
                         writer.write(frame)
+                        written += 1
                     if viewer is not None and not viewer.update(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)):
                         break
+                if a.max_frames and len(frames) >= a.max_frames:
+                    break
                 if time.time() - t_log > 5:
                     t_log = time.time()
                     print(f"{name}: frame {i + 1}" + (f"/{expected}" if expected else "")
@@ -602,18 +530,30 @@ class Runner:
         except KeyboardInterrupt:
             # Ctrl-C is also the way to stop a camera without a window: keep what we have.
             interrupted = not camera
+        except BaseException:
+            if writer is not None:
+                writer.release()
+            if staged:
+                staged.discard()
+            raise
         finally:
             cap.release()
-            if writer is not None:
-                writer.release()  # a closed, playable video, also after Ctrl-C
             if viewer is not None:
                 viewer.close()
+        if writer is not None:
+            writer.release()
+        if staged and (interrupted or not written):
+            staged.discard()
+            out = None
+        elif staged:
+            self.publish_video(staged, written)
         if not frames and not interrupted:
             raise InputError(f"{name}: no frame could be read (not a video, or damaged)")
         n_faces = sum(len(f["faces"]) for f in frames)
         elapsed = time.time() - t_start
         blinks = tracker.total_blinks if a.eyes else None
         stopped_early = interrupted or bool(a.max_frames and len(frames) >= a.max_frames)
+        skipped = stats.get("skipped", 0)
         lost = 0 if stopped_early or not expected else max(expected - len(frames), 0)
         self.frames_lost += lost
         counts = f"{len(frames)} frames" + (f" of {expected}" if expected and (lost or skipped) else "")
@@ -622,7 +562,7 @@ class Runner:
                + (f" -> {out}" if out else "") + f" ({len(frames) / max(elapsed, 1e-9):.1f} frames/s)")
         self.say(msg)
         record = {"path": name, "width": size[0] if size else None, "height": size[1] if size else None,
-                  "fps": round(fps, 3), "output": out if size else None, "smoothed": bool(a.smooth),
+                  "fps": round(fps, 3), "output": out, "smoothed": bool(a.smooth),
                   "blinks": {str(k): v for k, v in blinks.items()} if blinks is not None else None,
                   "frames_read": len(frames), "frames_skipped": skipped, "frames_expected": expected or None,
                   "frames": frames}
@@ -637,16 +577,34 @@ class Runner:
         if interrupted:
             raise KeyboardInterrupt
 
+    def publish_video(self, staged, written: int) -> None:
+        """Rename a finished video into place once it reads back whole: the
+        video writer reports no errors, and a full disk leaves a file
+        without its index (unplayable) or short of frames."""
+        import cv2
+        cap = cv2.VideoCapture(staged.tmp)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+        cap.release()
+        if n != written:
+            staged.discard()
+            reason = self.guard.space_problem(os.path.dirname(os.path.abspath(staged.path)))
+            raise OutputError(staged.path, reason or f"the written video reads back {n} of {written} frames")
+        staged.commit()
+        self.guard.done(staged.path)
+
 
 def json_document(args, runner: Runner | None, errors: list[dict], interrupted: dict | None = None) -> dict:
-    """The whole JSON output (see README.md, section JSON, for the shape)."""
+    """The whole JSON output (see README.md, section JSON, for the shape);
+    under --resume it holds the inputs of the JSONL file done before too."""
+    earlier = runner.earlier if runner else []
     doc = {"format": JSON_FORMAT, "version": JSON_VERSION,
            "weights": args.weights, "eye_weights": args.eye_weights if args.eyes else None,
            "scheme": runner.fl.scheme.name if runner and runner.fl else None,
            "refine": bool(args.refine), "flip_test": bool(args.flip_test),
            "multi_crop": bool(args.multi_crop),
            "chip_template": args.chip_template if args.chips else None,
-           "images": runner.images if runner else [], "videos": runner.videos if runner else [],
+           "images": [r for r in earlier if "frames" not in r] + (runner.images if runner else []),
+           "videos": [r for r in earlier if "frames" in r] + (runner.videos if runner else []),
            "errors": errors}
     if interrupted is not None:
         doc["interrupted"] = interrupted
@@ -674,15 +632,15 @@ def _write_json(path: str, doc: dict) -> str | None:
         return None
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        write_file_atomically(path, text.encode())
+        write_atomically(path, text.encode())
         return None
     except OSError as exc:
         import tempfile
-        reason = exc.strerror or str(exc)
         fd, rescue = tempfile.mkstemp(prefix="predict-", suffix=".json")
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        return f"could not write {path} ({reason}); the results are saved in {rescue}"
+        problem = str(exc) if isinstance(exc, OutputError) else f"{path}: cannot write ({exc.strerror or exc})"
+        return f"{problem}; the results are saved in {rescue}"
 
 
 def _short(path: str) -> str:
@@ -719,8 +677,8 @@ def _argument_problem(args) -> str | None:
         return f"--workers must be 0 or more, got {args.workers}"
     if args.shard is not None and args.camera is not None:
         return "--shard splits a list of files, not a camera"
-    if args.chip_size < 16:
-        return f"--chip-size must be at least 16 pixels, got {args.chip_size}"
+    if not MIN_CHIP <= args.chip_size <= MAX_CHIP:
+        return f"--chip-size must be between {MIN_CHIP} and {MAX_CHIP} pixels, got {args.chip_size}"
     if args.chips and os.path.exists(args.chips) and not os.path.isdir(args.chips):
         return f"{args.chips}: --chips takes a folder"
     if args.show:
@@ -783,27 +741,36 @@ def _gather_inputs(args, shard) -> tuple[list[str], list[str], list[dict]]:
     return all_files, files, [{"path": path, "error": reason} for path, reason in errors]
 
 
-def _claim_json(args, guard: OutputGuard) -> tuple[set[str], int, int]:
-    """Claim --json and --jsonl; with --resume, the inputs the JSONL file has
-    done, the bytes to keep and the length of a cut last line."""
+def _claim_json(args, guard: OutputGuard) -> tuple[list[dict], int, int]:
+    """Claim --json and --jsonl; with --resume, the records the JSONL file
+    holds, the bytes to keep and the length of a cut last line. Under
+    --resume the JSON is rebuilt (earlier records and this run's), so it may
+    be replaced."""
     try:
         if args.json and args.json != "-":
-            guard.claim(args.json, "JSON output")
+            guard.claim(args.json, "JSON output", replace=args.resume)
         if args.jsonl:
-            guard.claim(args.jsonl, "JSONL output", append=args.resume)
-            if args.resume and os.path.isfile(args.jsonl):
+            guard.claim(args.jsonl, "JSONL output", replace=args.resume)
+            if args.resume and os.path.isfile(args.jsonl) and not is_device(args.jsonl):
+                if os.path.islink(args.jsonl) or os.stat(args.jsonl).st_nlink > 1:
+                    raise InputError(f"{args.jsonl}: --resume will not append through a link (it would change "
+                                     "the file it points to); copy the file in its place first")
                 return read_jsonl(args.jsonl)
-    except (InputError, OSError) as exc:
-        _fail(str(exc) if isinstance(exc, InputError) else f"{args.jsonl}: cannot read ({exc.strerror or exc})")
+    except OSError as exc:  # reading the JSONL file
+        _fail(f"{args.jsonl}: cannot read ({exc.strerror or exc})")
         raise _Stop(EXIT_FAILED) from None
-    return set(), 0, 0
+    except InputError as exc:
+        _fail(str(exc))
+        raise _Stop(EXIT_FAILED) from None
+    return [], 0, 0
 
 
 def _plan(args, runner: Runner, guard: OutputGuard, all_files, files, shard, done, err_list) -> list[tuple]:
     """``(kind, source, name, output)`` of every input still to do, each output
-    claimed before any work: a bad location costs nothing."""
+    claimed before any work: a bad location costs nothing. An output that
+    another run holds ends the run (one line)."""
     jobs = [("camera", args.camera)] if args.camera is not None else []
-    jobs += [("video" if _is_video(f) else "image", f) for f in files if f not in done]
+    jobs += [("video" if _is_video(f) else "image", f) for f in files if os.path.realpath(f) not in done]
     if shard:  # other shards' outputs: a clash between two inputs fails as in one unsharded run
         mine = set(files)
         for f in all_files:
@@ -818,6 +785,8 @@ def _plan(args, runner: Runner, guard: OutputGuard, all_files, files, shard, don
             planned.append((kind, src, name, runner.plan(kind, src)))
         except InputError as exc:
             _fail(str(exc))
+            if "another run" in str(exc):
+                raise _Stop(EXIT_FAILED) from None
             err_list.append({"path": str(name), "error": str(exc)})
     return planned
 
@@ -859,28 +828,41 @@ def _load_landmarker(args):
 
 
 def _open_jsonl(args, keep: int, partial: int):
-    """The --jsonl file, open for appending lines (None without --jsonl)."""
+    """The --jsonl file, open for appending lines (None without --jsonl). A
+    new one is made under a temporary name and renamed into place at once:
+    a link of that name is replaced, never written through."""
     if not args.jsonl:
         return None
     try:
-        if args.resume and partial:  # a line cut by a kill: the image is done again
-            os.truncate(args.jsonl, keep)
-        return open(args.jsonl, "a" if args.resume else "w", encoding="utf-8")
+        if is_device(args.jsonl):
+            return open(args.jsonl, "ab", buffering=0)
+        if args.resume and os.path.isfile(args.jsonl):
+            if partial:  # a line cut by a kill or a write error: the input is done again
+                os.truncate(args.jsonl, keep)
+            return open(args.jsonl, "ab", buffering=0)
+        staged = StagedFile(args.jsonl)
+        f = open(staged.tmp, "xb", buffering=0)
+        staged.commit()
+        return f
     except OSError as exc:
         _fail(f"{args.jsonl}: cannot write the JSONL output ({exc.strerror or exc})")
         raise _Stop(EXIT_FAILED) from None
 
 
-def _process(args, runner: Runner, planned: list[tuple], err_list: list[dict]) -> tuple[int, int, dict | None]:
-    """Run every planned input; returns ``(processed, failed, interrupted)``
-    (``interrupted``: what Ctrl-C stopped, or None)."""
+def _process(args, runner: Runner, planned: list[tuple], err_list: list[dict]):
+    """Run every planned input; returns ``(processed, failed, interrupted,
+    write_error)`` (``interrupted``: what Ctrl-C stopped, or None;
+    ``write_error``: the :class:`OutputError` that stopped the run, or None).
+    A failed input is reported and the next one goes on; an output that
+    cannot be written (a full disk) stops the run: every later input would
+    fail the same way."""
     import cv2
     from .errors import ImageReadError
     known = (InputError, ImageReadError, ValueError, OSError, cv2.error, MemoryError)
     processed, failed = 0, len(err_list)
 
     def failure(name, exc) -> None:
-        if not isinstance(exc, known):
+        if isinstance(exc, OutputError) or not isinstance(exc, known):
             raise exc
         msg = "out of memory" if isinstance(exc, MemoryError) else (
             str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)
@@ -899,6 +881,7 @@ def _process(args, runner: Runner, planned: list[tuple], err_list: list[dict]) -
                 while end < len(planned) and planned[end][0] == "image":
                     end += 1
                 for i, exc in runner.stills(planned[first:end]):
+                    nxt = first + i
                     if exc is None:
                         processed += 1
                     else:
@@ -918,17 +901,28 @@ def _process(args, runner: Runner, planned: list[tuple], err_list: list[dict]) -
             nxt += 1
     except KeyboardInterrupt:
         return processed, failed, {"input": str(planned[min(nxt, len(planned) - 1)][2]), "inputs_done": processed,
-                                   "inputs_not_started": [str(p[2]) for p in planned[nxt + 1:]]}
+                                   "inputs_not_started": [str(p[2]) for p in planned[nxt + 1:]]}, None
+    except OutputError as exc:
+        failed -= 1  # the input was fine: its output was not
+        _fail(f"{exc} (stopped: {len(planned) - nxt} inputs not done; "
+              + ("--resume continues" if args.jsonl else "free space, then run again with --force") + ")")
+        err_list.append({"path": exc.path, "error": f"cannot write ({exc.reason})"})
+        return processed, failed, None, exc
     finally:
         if runner.jsonl is not None:
-            runner.jsonl.close()
-    return processed, failed, None
+            try:
+                runner.jsonl.close()
+            except OSError:
+                pass
+    return processed, failed, None, None
 
 
-def _finish(args, runner: Runner, planned, err_list, processed: int, failed: int, interrupted, log) -> int:
+def _finish(args, runner: Runner, planned, err_list, processed: int, failed: int, interrupted,
+            write_error, log) -> int:
     """Write the JSON, report an interruption; returns the exit code."""
     json_problem = None
-    wrote_json = bool(args.json) and (processed > 0 or interrupted is not None or runner.videos)
+    wrote_json = bool(args.json) and (processed > 0 or interrupted is not None or runner.videos
+                                      or runner.earlier or write_error is not None)
     if wrote_json:
         json_problem = _write_json(args.json, json_document(args, runner, err_list, interrupted))
         if json_problem:
@@ -940,9 +934,11 @@ def _finish(args, runner: Runner, planned, err_list, processed: int, failed: int
             [args.json] if wrote_json and args.json != "-" and not json_problem else [])
         _note(f"interrupted during {interrupted['input']} ({processed} of {len(planned)} inputs done); "
               + (f"kept {', '.join(_short(k) for k in kept)}; " if kept else "")
-              + ("to continue, run the same command with --resume (--jsonl keeps every image done)"
+              + ("to continue, run the same command with --resume (--jsonl keeps every input done)"
                  if args.jsonl else "to run again, add --force (it replaces this run's outputs)"))
         return 130
+    if write_error is not None:
+        return EXIT_PARTIAL
     if processed == 0:
         return EXIT_FAILED
     return EXIT_PARTIAL if (failed or json_problem or runner.frames_lost) else EXIT_OK
@@ -955,27 +951,39 @@ def main(args: argparse.Namespace) -> int:
         _fail(problem)
         return EXIT_FAILED
     log = sys.stderr if args.json == "-" else sys.stdout
+    guard = None
     try:
         shard = _resolve_shard(args)
         all_files, files, err_list = _gather_inputs(args, shard)
-        guard = OutputGuard(files, args.force, hint="use --output DIR to separate them" if not args.output else
+        # Every input of the command, whichever shard it falls to, is safe from every output.
+        guard = OutputGuard(all_files, args.force, hint="use --output DIR to separate them" if not args.output else
                             "inputs of the same name from different folders: use separate --output folders")
-        done, jsonl_keep, jsonl_partial = _claim_json(args, guard)
-        skipped = [f for f in files if f in done]
+        earlier, jsonl_keep, jsonl_partial = _claim_json(args, guard)
+        done = {os.path.realpath(r["path"]) for r in earlier}
+        skipped = [f for f in files if os.path.realpath(f) in done]
         if args.resume:
             _note(f"resuming {args.jsonl}: {len(skipped)} of {len(files)} inputs already done"
                   + (f", dropping a partial last line ({jsonl_partial} bytes)" if jsonl_partial else ""))
         runner = Runner(args, None, log, guard)
+        runner.earlier = earlier
         planned = _plan(args, runner, guard, all_files, files, shard, done, err_list)
         if not planned:
             if (skipped or (shard and not files)) and len(err_list) == 0:
                 _note("nothing left to do: " + (f"all {len(skipped)} inputs are in {args.jsonl}" if skipped else
                                                 f"shard {shard[0]}/{shard[1]} of {len(all_files)} inputs is empty"))
+                if args.json and earlier:  # the JSON of the whole run, from the JSONL file
+                    problem = _write_json(args.json, json_document(args, runner, err_list))
+                    if problem:
+                        _fail(problem)
+                        return EXIT_PARTIAL
                 return EXIT_OK
             return EXIT_FAILED
         runner.fl = _load_landmarker(args)
         runner.jsonl = _open_jsonl(args, jsonl_keep, jsonl_partial)
+        processed, failed, interrupted, write_error = _process(args, runner, planned, err_list)
+        return _finish(args, runner, planned, err_list, processed, failed, interrupted, write_error, log)
     except _Stop as stop:
         return stop.code
-    processed, failed, interrupted = _process(args, runner, planned, err_list)
-    return _finish(args, runner, planned, err_list, processed, failed, interrupted, log)
+    finally:
+        if guard is not None:
+            guard.release()

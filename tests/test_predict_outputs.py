@@ -121,20 +121,20 @@ def test_unwritable_json_folder_fails_before_the_work(tmp_path, photo, ckpts):
 
 def test_json_that_fails_at_the_end_is_rescued(tmp_path, photo, ckpts, monkeypatch, capsys):
     from common import predict_cli as I
-    real = I.write_file_atomically
+    real = I.write_atomically
 
     def fail_json(path, data):
         if path.endswith(".json"):
             raise PermissionError(13, "Permission denied")
         return real(path, data)
 
-    monkeypatch.setattr(I, "write_file_atomically", fail_json)
+    monkeypatch.setattr(I, "write_atomically", fail_json)
     monkeypatch.chdir(tmp_path)
     code = I.main(I.get_args_parser().parse_args(["pic.jpg", "--json", "out.json", "--weights", str(ckpts["face"])]))
     err = capsys.readouterr().err
     assert code == 1
     line = [x for x in err.splitlines() if x.startswith("error: ")]
-    assert len(line) == 1 and "could not write out.json (Permission denied)" in line[0]
+    assert len(line) == 1 and "out.json: cannot write (Permission denied)" in line[0]
     rescue = line[0].rsplit(" ", 1)[1]
     assert json.loads(Path(rescue).read_text())["images"][0]["path"] == "pic.jpg"
     os.remove(rescue)
@@ -187,7 +187,7 @@ def test_panned_photo_has_no_blinks(tmp_path):
 
 # -- 5. Ctrl-C -------------------------------------------------------------------
 
-def test_ctrl_c_keeps_a_playable_video_and_records_it(tmp_path, ckpts, monkeypatch, capsys):
+def test_ctrl_c_records_the_video_and_leaves_no_partial_file(tmp_path, ckpts, monkeypatch, capsys):
     from common import predict_cli as I
     from common import predictor
 
@@ -212,7 +212,10 @@ def test_ctrl_c_keeps_a_playable_video_and_records_it(tmp_path, ckpts, monkeypat
     (v,) = doc["videos"]
     assert v["interrupted"] is True and len(v["frames"]) == 5
     assert doc["interrupted"] == {"input": "clip.mp4", "inputs_done": 0, "inputs_not_started": ["z.jpg"]}
-    assert count_frames(tmp_path / "clip_landmarks.mp4") == 5
+    # An unfinished video is never under its final name, and nothing of it is left (no temporary
+    # file, no lock): the run is done again whole.
+    assert v["output"] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "run.json", "z.jpg"]
 
 
 # -- 7. smaller ones -----------------------------------------------------------
@@ -309,7 +312,7 @@ def test_pose_and_chips_on_the_portrait_and_its_mirror(tmp_path, photo):
     assert abs(a["pose"]["yaw"]) < 10 and abs(a["pose"]["roll"]) < 8  # near-frontal
     assert abs(a["pose"]["yaw"] + b["pose"]["yaw"]) < 1.5 and abs(a["pose"]["roll"] + b["pose"]["roll"]) < 1.5
     chip = cv2.imread(str(tmp_path / a["chip"]["path"]))
-    assert a["chip"]["path"] == os.path.join("out", "chips", "pic_face0.png") and chip.shape == (112, 112, 3)
+    assert a["chip"]["path"] == os.path.join("out", "chips", "pic_face0_chip.png") and chip.shape == (112, 112, 3)
     # The eyes land level, near the template's eye places.
     on_chip = transform_points(np.array(a["chip"]["matrix"]), np.array(a["points"], np.float32))
     right, left = on_chip[36:42].mean(0), on_chip[42:48].mean(0)
@@ -318,7 +321,7 @@ def test_pose_and_chips_on_the_portrait_and_its_mirror(tmp_path, photo):
     # Chips follow the never-overwrite rule like every output.
     proc = run_predict("pic.jpg", "--chips", "out/chips", "--no-save", "--json", "-", "--weights", FACE_WEIGHTS,
                        cwd=tmp_path)
-    assert proc.returncode == 2 and "pic_face0.png: already exists" in errors(proc)[0]
+    assert proc.returncode == 2 and "pic_face0_chip.png: already exists" in errors(proc)[0]
 
 
 def test_video_tracks_by_default_and_detects_every_frame_with_no_track(tmp_path, ckpts):
