@@ -47,6 +47,21 @@ def atomic_save(obj: dict, path: str) -> None:
         raise
 
 
+def remove_orphans(folder: str) -> list[str]:
+    """Remove the temporary files that a run killed during :func:`atomic_save`
+    left in ``folder`` (``.tmp-*.pt``); returns their names. Only for a
+    folder no other process is saving into."""
+    import glob
+    gone = []
+    for f in glob.glob(os.path.join(glob.escape(folder), ".tmp-*.pt")):
+        try:
+            os.unlink(f)
+            gone.append(f)
+        except OSError:
+            pass
+    return gone
+
+
 def clean_state_dict(state: dict) -> dict:
     """Strip ``module.`` (DataParallel) and ``_orig_mod.`` (torch.compile) prefixes,
     and store every tensor in the standard (contiguous) layout, whatever the

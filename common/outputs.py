@@ -148,13 +148,13 @@ class OutputGuard:
         src = self.inputs.get(real) or (self.inodes.get(inode) if inode is not None else None)
         if src is not None:
             raise InputError(f"{path}: the {what} would overwrite the input {src}")
+        if is_device(path):
+            return real
         if real in self.claimed:
             raise InputError(f"{path}: the {what} would overwrite the {self.claimed[real]} of this run"
                              + (f" ({self.hint})" if self.hint else ""))
         if os.path.isdir(path):
             raise InputError(f"{path}: the {what} needs a file name, this is a folder")
-        if is_device(path):
-            return real
         if os.path.lexists(path) and not self.force and not replace:
             if what == "JSONL output":
                 raise InputError(f"{path}: already exists (use --resume to continue it, or --force to replace it)")
@@ -185,7 +185,7 @@ class OutputGuard:
         lock = _hidden(real, LOCK_SUFFIX)
         for attempt in (0, 1):
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create_lock(lock)
             except FileExistsError:
                 holder = self._holder(lock)
                 if holder is not None or attempt:
@@ -197,15 +197,27 @@ class OutputGuard:
                 continue
             except OSError as exc:
                 raise InputError(f"{path}: cannot claim the output ({exc.strerror or exc})") from None
-            try:
-                os.write(fd, f"{os.getpid()} {self.host}\n".encode())
-            except OSError as exc:
-                os.close(fd)
-                os.remove(lock)
-                raise InputError(f"{path}: cannot claim the output ({exc.strerror or exc})") from None
-            os.close(fd)
             self.locks[real] = lock
             return
+
+    def _create_lock(self, lock: str) -> None:
+        """Create ``lock`` holding ``pid host``, whole or not at all: written
+        under a temporary name, then hard-linked to ``lock`` (which fails if
+        it exists), so another run never reads a half-written lock.
+        FileExistsError when it exists."""
+        tmp = f"{lock}.{os.getpid()}{TMP_MARK}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {self.host}\n")
+        try:
+            os.link(tmp, lock)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: exclusive creation
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()} {self.host}\n")
+        finally:
+            os.remove(tmp)
 
     def _holder(self, lock: str) -> tuple[int, str] | None:
         """``(pid, host)`` of the live run holding ``lock``; None when that

@@ -655,8 +655,8 @@ def _argument_problem(args) -> str | None:
     """What is wrong with the arguments before anything is read (None: nothing)."""
     if not args.inputs and args.camera is None:
         return "no input: give image or video files, folders or globs, or --camera INDEX"
-    if not args.save and not args.show and not args.json and not args.jsonl:
-        return "nothing to do: --no-save without --show, --json or --jsonl"
+    if not args.save and not args.show and not args.json and not args.jsonl and not args.chips:
+        return "nothing to do: --no-save without --show, --json, --jsonl or --chips"
     if args.blink_frames < 1:
         return "--blink-frames must be at least 1"
     if not 0 < args.blink_ratio < 1:

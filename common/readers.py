@@ -48,12 +48,20 @@ class FaceRecord:
     attributes: dict | None = field(default=None, compare=False)
 
 
+# Larger coordinates are no photo's: OpenCV's warps keep pixel positions in
+# 16-bit fixed point, and float32 loses whole pixels beyond this.
+MAX_COORDINATE = 32767
+
+
 def _check_points(points: np.ndarray, where: str, k: int | None = NUM_FACE_POINTS) -> np.ndarray:
     """``points`` as float32 if it is ``(k, 2)`` (any K >= 1 when ``k`` is None) and finite."""
     if points.ndim != 2 or points.shape[1] != 2 or len(points) < 1 or (k is not None and len(points) != k):
         raise DatasetFormatError(f"{where}: expected {k if k is not None else 'some'} points, got {len(points)}")
     if not np.all(np.isfinite(points)):
         raise DatasetFormatError(f"{where}: non-finite coordinate")
+    if np.abs(points).max() > MAX_COORDINATE:
+        raise DatasetFormatError(f"{where}: coordinate {float(np.abs(points).max()):.4g} out of range "
+                                 f"(at most {MAX_COORDINATE} pixels from the image origin)")
     return points.astype(np.float32)
 
 

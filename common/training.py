@@ -444,6 +444,9 @@ def _train(args: argparse.Namespace) -> dict:
         history, start_epoch = list(state["history"]), int(state["epoch"])
         best_nme = min((h["val_nme"] for h in history), default=float("inf"))
         print(f"resuming {run_dir} at epoch {start_epoch + 1}/{args.epochs}", file=sys.stderr)
+        if D.is_main():  # a kill during a checkpoint save leaves a temporary file behind
+            for f in C.remove_orphans(run_dir):
+                print(f"removed {f}, left by a run killed while saving", file=sys.stderr)
     else:
         if args.init:
             n = init_from_checkpoint(model, args.init, indices if scheme.ibug_points is not None else None)
