@@ -40,11 +40,16 @@ are recognised by extension (.mp4 .avi .mov .mkv .webm).
 
 outputs: an annotated copy beside each input (pic.jpg -> pic_landmarks.jpg,
 clip.mp4 -> clip_landmarks.mp4), or in --output DIR. Every output (images,
-videos, JSON) passes one check before any work starts: it may never be an
-input or another output of the same run, and replaces an existing file only
-with --force. Images are written whole or not at all; a JSON that cannot be
-written at the end is saved in the temporary folder instead (the message
-names it).
+videos, chips, JSON, JSONL) passes one check before any work starts: it may
+never be an input of the command (of any shard) or another output of the
+run, and replaces an existing file only with --force; a second run that
+wants an output this run holds stops with one line (common/outputs.py).
+Every output is written under a hidden temporary name and renamed into place
+when complete, so a link is replaced, never written through, and a killed
+run leaves no partial file under a final name. A write error (a full disk)
+names the output, stops the run and keeps what was done (exit 1); a JSON
+that cannot be written at the end is saved in the temporary folder instead
+(the message names it). Folders skip earlier outputs (*_landmarks.*, chips).
 
 video and camera: points are smoothed over time with a One Euro filter
 (--smooth, the default for video; stills are never smoothed). Faces are
@@ -54,8 +59,8 @@ a blink is counted when the mean eye aspect ratio (EAR) of a face drops below
 frames) for at least --blink-frames consecutive frames; --ear-threshold sets a
 fixed EAR instead. Unreadable frames inside a video are skipped while the file
 says more frames follow; frames read, skipped and expected are reported.
-Ctrl-C stops cleanly: the video written so far is closed and playable, and
-the JSON records the interruption.
+Ctrl-C stops cleanly and the JSON records the interruption; a camera's video
+is kept (Ctrl-C is how a camera stops), an unfinished file's is not.
 
 folders at throughput: --workers threads read and detect the next images
 while the landmark models run, and the faces of several images share one
@@ -63,9 +68,10 @@ network batch (the same points as one image at a time). --jsonl FILE writes
 one line per image or video as soon as it is done (the object of the JSON's
 "images" or "videos" list: a video's has "frames"); a run that is killed or
 interrupted keeps every line written, and the same command with --resume
-skips the inputs already in FILE and appends the rest (a partial last line
-is dropped first). Failed inputs and a video cut short by Ctrl-C get no
-line, so --resume tries them again. --shard I/N processes
+skips the inputs already in FILE (compared by resolved path) and appends
+the rest (a partial last line is dropped first), replacing their unfinished
+outputs; --json is then rebuilt with every input of FILE. Failed inputs and
+a video cut short get no line, so --resume tries them again. --shard I/N processes
 every N-th input of the expanded list, starting at the I-th (0-based; the
 list: folders and globs sorted by name, in argument order), so N processes
 or machines split one list without talking to each other; under torchrun
@@ -76,9 +82,9 @@ exit codes:
   0  every input was processed (images without faces included: they are
      reported and have an empty face list in the JSON)
   1  some inputs failed (one "error: <path>: <reason>" line each on stderr),
-     at least one was processed; or frames of a video were lost; or the
-     JSON could not be written where asked (it is saved elsewhere, see the
-     message)
+     at least one was processed; or frames of a video were lost; or an
+     output could not be written (the run stopped; the JSON is saved where
+     asked or elsewhere, see the message)
   2  nothing could be processed (no JSON is written then), or bad
      arguments, or an output that cannot be written, or a bad checkpoint
      (missing, corrupt, or for the wrong task), or the device is unavailable

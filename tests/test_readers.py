@@ -228,6 +228,10 @@ def _bad_csv(tmp_path, kind):
         rows[1] = csv_row("nobody_1.jpg", faces[1][1])
     elif kind == "wrong point count":
         rows[1] = csv_row("c_1.jpg", faces[1][1][:67])
+    elif kind.startswith("out of range"):
+        f = rows[1].split(",")
+        f[20] = kind.split()[-1]
+        rows[1] = ",".join(f)
     elif kind == "non-number":
         f = rows[1].split(",")
         f[20] = "n/a"
@@ -242,6 +246,11 @@ def _bad_csv(tmp_path, kind):
     ("missing image", ["line 3", "image not found", "nobody_1.jpg"]),
     ("wrong point count", ["line 3", "135 fields"]),
     ("non-number", ["line 3", "not a number", "'n/a'"]),
+    # Finite but no photo's: before, an OverflowError or a cv2.error deep in training.
+    ("out of range 1e308", ["line 3", "out of range"]),
+    ("out of range 1e30", ["line 3", "out of range"]),
+    ("out of range 100000", ["line 3", "out of range"]),
+    ("out of range -40000", ["line 3", "out of range"]),
 ])
 def test_keypoints_csv_malformed(tmp_path, capsys, kind, expect):
     path = _bad_csv(tmp_path, kind)

@@ -126,9 +126,14 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path,
         assert wa.keys() == wb.keys() and (bool(wa) or (part == "ema" and not extra))
         for k in wa:
             torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5, msg=f"{name} {part} {k}")
+    # A kill during a checkpoint save leaves a temporary file: resuming removes it.
+    orphan = os.path.join(stopped, ".tmp-killed.pt")
+    with open(orphan, "wb") as f:
+        f.write(b"half a checkpoint")
     # Resuming a finished run has nothing left to do and keeps its history.
     again = training.main(_args("--resume", os.path.join(stopped, "last.pt")))
     assert [h["epoch"] for h in again["history"]] == [1, 2]
+    assert not os.path.exists(orphan)
 
 
 def test_channels_last_trains_the_same_model_and_saves_the_standard_layout(tiny_face_set, tmp_path, monkeypatch,
