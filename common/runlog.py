@@ -33,6 +33,33 @@ def write_log(path: str, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def write_time_summary(path: str, history: list[dict], sessions: list[dict]) -> None:
+    """``time.txt``: how long the run has trained, summed over the sessions
+    (processes) that ran it, and each session's machine and epochs. Times
+    are sums of epoch times (start-up and data caching not counted); epochs
+    of runs saved before sessions were recorded count as "earlier"."""
+    by: dict = {}
+    for h in history:
+        by.setdefault(h.get("session"), []).append(h)
+    total = sum(float(h["epoch_s"]) for h in history)
+    lines = [f"training time: {total / 3600:.2f} h ({total:.0f} s), epochs 1-{len(history)}, "
+             f"over {len(by)} session(s)"]
+    known = {s["id"] for s in sessions}
+    if any(k not in known for k in by):
+        rows = [h for k, v in by.items() if k not in known for h in v]
+        lines.append(f"  earlier (not recorded): epochs {rows[0]['epoch']}-{rows[-1]['epoch']}, "
+                     f"{sum(float(h['epoch_s']) for h in rows) / 3600:.2f} h")
+    for s in sessions:
+        rows = by.get(s["id"], [])
+        if rows:
+            lines.append(f"  {s['id']} on {s['host']}, {s['machine']}: epochs {rows[0]['epoch']}-{rows[-1]['epoch']}, "
+                         f"{sum(float(h['epoch_s']) for h in rows) / 3600:.2f} h")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
 def plot_curves(path: str, history: list[dict], title: str = "") -> None:
     """Loss curves and validation NME per epoch to a PNG."""
     import matplotlib

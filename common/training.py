@@ -10,6 +10,7 @@ import copy
 import math
 import os
 import random
+import socket
 import sys
 import time
 
@@ -30,7 +31,7 @@ from .schemes import resolve_scheme, training_scheme
 from .losses import COORD_LOSSES, landmark_loss
 from .model import HEADS, build_model
 from .progress import Progress
-from .runlog import new_run_dir, plot_curves, write_log
+from .runlog import new_run_dir, plot_curves, write_log, write_time_summary
 from .transforms import AugmentConfig
 
 TASK_INDICES = {"face": FACE_INDICES, "eyes": EYE_INDICES}
@@ -480,6 +481,11 @@ def _train(args: argparse.Namespace) -> dict:
     val_loader = DataLoader(D.shard(val_ds), batch_size=max(args.batch_size, 32), shuffle=False,
                             num_workers=args.workers, pin_memory=pin)
     log_path, plot_path = os.path.join(run_dir, "log.csv"), os.path.join(run_dir, "curves.png")
+    # This process is one session of the run: its machine and epochs go to time.txt.
+    session = {"id": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f" pid {os.getpid()}",
+               "host": socket.gethostname(),
+               "machine": describe_device(device) + (f" x {world} processes" if world > 1 else "")}
+    sessions = list(state.get("sessions", [])) + [session] if state is not None else [session]
     stale = 0
     if history:
         best_epoch = min(history, key=lambda h: h["val_nme"])["epoch"]
@@ -500,7 +506,8 @@ def _train(args: argparse.Namespace) -> dict:
             D.broadcast_buffers(scored)  # every rank validates what rank 0 saves
             val = validate(scored, val_loader, device, loss_name, pair, amp, radius)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
-                   "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips}
+                   "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips,
+                   "session": session["id"]}
             history.append(row)
             improved = D.broadcast_object(val["nme"] < best_nme)  # rank 0 decides for all
             print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.5f}  val loss {val['loss']:.5f}  "
@@ -522,9 +529,11 @@ def _train(args: argparse.Namespace) -> dict:
                                "model": C.clean_state_dict(model.state_dict()),
                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                "scaler": scaler.state_dict() if amp else {}, "history": history,
-                               "ema": C.clean_state_dict(ema.model.state_dict()) if ema is not None else {}},
+                               "ema": C.clean_state_dict(ema.model.state_dict()) if ema is not None else {},
+                               "sessions": sessions},
                               os.path.join(run_dir, "last.pt"))
                 write_log(log_path, history)
+                write_time_summary(os.path.join(run_dir, "time.txt"), history, sessions)
                 plot_curves(plot_path, history, f"{args.task} / {args.head} / {args.input_size}px")
             if args.patience and stale >= args.patience:
                 print(f"early stop: no better validation NME for {stale} epochs", file=sys.stderr)

@@ -134,6 +134,10 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path,
     again = training.main(_args("--resume", os.path.join(stopped, "last.pt")))
     assert [h["epoch"] for h in again["history"]] == [1, 2]
     assert not os.path.exists(orphan)
+    # time.txt: the training time summed over the two sessions (processes) that ran the run.
+    times = open(os.path.join(stopped, "time.txt")).read().splitlines()
+    assert "epochs 1-2, over 2 session(s)" in times[0] and len(times) == 3, times
+    assert "epochs 1-1" in times[1] and "epochs 2-2" in times[2] and "cpu" in times[1].lower()
 
 
 def test_channels_last_trains_the_same_model_and_saves_the_standard_layout(tiny_face_set, tmp_path, monkeypatch,
