@@ -329,8 +329,13 @@ class Runner:
         written last: a line means the input is wholly done. A line cut by
         a write error is dropped by --resume."""
         if self.jsonl is not None:
+            left = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode())
             try:
-                self.jsonl.write((json.dumps(record, separators=(",", ":")) + "\n").encode())
+                while left:  # an unbuffered write may be short (a disk filling up): the rest raises
+                    n = self.jsonl.write(left)
+                    if not n:
+                        raise OSError(5, "nothing could be written")
+                    left = left[n:]
             except OSError as exc:
                 raise OutputError(self.args.jsonl, exc) from None
 

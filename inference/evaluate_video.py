@@ -55,6 +55,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=300, help="frames per video")
     p.add_argument("--detect-every", type=int, nargs="+", default=None, metavar="N",
                    help="tracking settings to measure (default: common/video.py's DETECT_EVERY)")
+    p.add_argument("--no-detect-every-frame", dest="every_frame", action="store_false",
+                   help="leave out the detect-every-frame settings (tracking alone: for tuning)")
     p.add_argument("--smooth", choices=("both", "on", "off"), default="both",
                    help="settings with the One Euro smoothing on, off, or both")
     p.add_argument("--min-cutoff", type=float, default=None, metavar="HZ",
@@ -180,7 +182,7 @@ def main(args: argparse.Namespace) -> int:
     smooths = {"both": (True, False), "on": (True,), "off": (False,)}[args.smooth]
     settings = [(f"{'detect every frame' if n == 1 and not track else f'track, detect every {n}'}, "
                  f"{'smoothed' if smooth else 'raw'}", track, n, smooth)
-                for track, n in [(False, 1)] + [(True, n) for n in (args.detect_every or [DETECT_EVERY])]
+                for track, n in [(False, 1)] * args.every_frame + [(True, n) for n in (args.detect_every or [DETECT_EVERY])]
                 for smooth in smooths]
     scores = {label: {m: [] for m in MOTIONS} for label, *_ in settings}
     fps = {label: [] for label, *_ in settings}
