@@ -11,7 +11,11 @@
 #       EYES_INIT=weights/face.pt bash training/recipe.sh
 # Stages write to runs/recipe/<stage>/<task>/1 (RUNS=DIR to change runs/recipe). Run it
 # again after an interruption: finished stages are skipped and an unfinished one resumes
-# from its last finished epoch. The released files go to runs/recipe/release/ (face.pt,
+# from its last finished epoch (a kill loses at most the epoch under way). A recipe longer than
+# one session or machine lease: keep its runs outside a checkout that may be laid anew, and run
+# the same command again in the next session, e.g.
+#   RUNS=$HOME/runs/recipe nohup bash training/recipe.sh cpu > $HOME/runs/recipe.log 2>&1 &
+# Each run folder's time.txt sums its training time over the sessions that ran it. The released files go to runs/recipe/release/ (face.pt,
 # eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
 # LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the most accurate
 # model (the default on a GPU), for more network time and longer stages 2a/2b. Any multiple of
