@@ -59,7 +59,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "(several allowed, all with the same number of points)")
     p.add_argument("--val-data", nargs="+", metavar="PATH", default=None,
                    help="separate validation data; if absent, part of --data is held out by photo/clip")
-    p.add_argument("--val-fraction", type=float, default=0.15, help="share of photos/clips held out for validation")
+    p.add_argument("--val-fraction", type=float, default=0.15,
+                   help="share of photos/clips held out for validation (0: a final fit on every face, no "
+                        "validation; best.pt is the last epoch)")
     p.add_argument("--val-from", nargs="+", metavar="DATASET", default=None,
                    help="hold out validation faces only from these datasets (paths or base names)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the photo/clip-level split")
@@ -335,8 +337,8 @@ def main(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace) -> dict:
     state = None
-    if not 0 < args.val_fraction < 1:
-        raise DatasetFormatError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if not 0 <= args.val_fraction < 1:
+        raise DatasetFormatError(f"--val-fraction must be at least 0 and below 1, got {args.val_fraction}")
     for name in ("blur", "jpeg", "occlusion", "tight"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise InputError(f"--{name} is a probability between 0 and 1, got {getattr(args, name)}")
@@ -405,7 +407,10 @@ def _train(args: argparse.Namespace) -> dict:
     if args.max_faces and len(train_recs) > args.max_faces:
         rng = np.random.default_rng(args.seed)
         train_recs = [train_recs[i] for i in sorted(rng.choice(len(train_recs), args.max_faces, replace=False))]
-    if not train_recs or not val_recs:
+    # --val-fraction 0: a final fit on every face, validated on none (its twin run with a
+    # held-out split gives the figures); best.pt is then the last epoch.
+    final_fit = not val_recs and args.val_fraction == 0 and not args.val_data
+    if not train_recs or not (val_recs or final_fit):
         raise DatasetFormatError(f"need training and validation faces, got {len(train_recs)} and "
                                  f"{len(val_recs)} (use --val-data or a larger --val-fraction)")
     data_scheme = resolve_scheme(train_recs + val_recs, args.data, args.scheme, args.flip_permutation,
@@ -423,8 +428,8 @@ def _train(args: argparse.Namespace) -> dict:
                                seed=args.seed, cache=args.cache, name="train", mirror_offsets=offsets,
                                flip=data_scheme.flip, teacher_view=teacher.view if teacher else None,
                                styles=styles)
-    val_ds = LandmarkDataset(val_recs, scheme.crop, args.input_size, indices, False, aug, MEAN, STD,
-                             cache=args.cache, name="validation", styles=styles)
+    val_ds = None if final_fit else LandmarkDataset(val_recs, scheme.crop, args.input_size, indices, False, aug,
+                                                    MEAN, STD, cache=args.cache, name="validation", styles=styles)
     cache_s = time.time() - t_cache
 
     model = build_model(len(indices), args.head, args.input_size, max(len(args.data), 1) if args.style_heads
@@ -478,8 +483,8 @@ def _train(args: argparse.Namespace) -> dict:
     config["world_size"] = world
     describe = C.describe(model, args.task, indices, MEAN, STD, scheme.to_dict())
     pin = device.type == "cuda"
-    val_loader = DataLoader(D.shard(val_ds), batch_size=max(args.batch_size, 32), shuffle=False,
-                            num_workers=args.workers, pin_memory=pin)
+    val_loader = None if final_fit else DataLoader(D.shard(val_ds), batch_size=max(args.batch_size, 32),
+                                                   shuffle=False, num_workers=args.workers, pin_memory=pin)
     log_path, plot_path = os.path.join(run_dir, "log.csv"), os.path.join(run_dir, "curves.png")
     # This process is one session of the run: its machine and epochs go to time.txt.
     session = {"id": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f" pid {os.getpid()}",
@@ -487,7 +492,7 @@ def _train(args: argparse.Namespace) -> dict:
                "machine": describe_device(device) + (f" x {world} processes" if world > 1 else "")}
     sessions = list(state.get("sessions", [])) + [session] if state is not None else [session]
     stale = 0
-    if history:
+    if history and not final_fit:
         best_epoch = min(history, key=lambda h: h["val_nme"])["epoch"]
         stale = history[-1]["epoch"] - best_epoch
     try:
@@ -504,20 +509,23 @@ def _train(args: argparse.Namespace) -> dict:
                                               epoch, args.epochs, amp, ema, radius, teacher)
             scheduler.step()
             D.broadcast_buffers(scored)  # every rank validates what rank 0 saves
-            val = validate(scored, val_loader, device, loss_name, pair, amp, radius)
+            val = (dict.fromkeys(("loss", "nme", "median", "fr8"), float("nan")) if final_fit else
+                   validate(scored, val_loader, device, loss_name, pair, amp, radius))
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips,
                    "session": session["id"]}
             history.append(row)
-            improved = D.broadcast_object(val["nme"] < best_nme)  # rank 0 decides for all
+            # rank 0 decides for all; a final fit keeps its last epoch
+            improved = final_fit or D.broadcast_object(val["nme"] < best_nme)
             print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.5f}  val loss {val['loss']:.5f}  "
                   f"val NME {val['nme']:.2f}% (median {val['median']:.2f}, FR8 {val['fr8']:.1f}%)"
                   f"{'  * best' if improved else ''}  {row['epoch_s']:.0f}s", file=sys.stderr, flush=True)
             scores = {"val_" + k: v for k, v in val.items()}
-            scores["val_data"] = args.val_data or [f"{args.val_fraction:.0%} of photos/clips of "
-                                                   f"{', '.join(args.val_from or args.data)}"]
+            scores["val_data"] = args.val_data or ([f"{args.val_fraction:.0%} of photos/clips of "
+                                                    f"{', '.join(args.val_from or args.data)}"] if not final_fit
+                                                   else ["none: a final fit on every face (--val-fraction 0)"])
             if improved:
-                best_nme, stale = val["nme"], 0
+                best_nme, stale = (best_nme if final_fit else val["nme"]), 0
             else:
                 stale += 1
             if D.is_main():  # one writer: rank 0
@@ -542,7 +550,7 @@ def _train(args: argparse.Namespace) -> dict:
         print(f"\ninterrupted; the last finished epoch is saved. Continue with: --resume {run_dir}",
               file=sys.stderr)
         raise
-    best = min(history, key=lambda h: h["val_nme"]) if history else {}
+    best = (history[-1] if final_fit else min(history, key=lambda h: h["val_nme"])) if history else {}
     print(f"done. best validation NME {best.get('val_nme', float('nan')):.2f}% at epoch "
           f"{best.get('epoch')}; checkpoints, log.csv and curves.png in {run_dir}", file=sys.stderr)
     return {"run_dir": run_dir, "best": best, "history": history}

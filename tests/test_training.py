@@ -42,7 +42,7 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tiny_face_set, tmp_path)
     result = training.main(args)
     run_dir = os.path.join(runs, "face", "1")
     assert result["run_dir"] == run_dir
-    assert sorted(os.listdir(run_dir)) == ["best.pt", "curves.png", "last.pt", "log.csv"]
+    assert sorted(os.listdir(run_dir)) == ["best.pt", "curves.png", "last.pt", "log.csv", "time.txt"]
     hist = result["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5]
     assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"], [h["train_loss"] for h in hist]
@@ -61,6 +61,25 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tiny_face_set, tmp_path)
     assert model.predict(torch.zeros(1, 1, 64, 64)).shape == (1, 68, 2)
     last = C.load_checkpoint(os.path.join(run_dir, "last.pt"))
     assert last["epoch"] == 5 and len(last["history"]) == 5 and "optimizer" in last
+
+
+def test_final_fit_trains_on_every_face_and_keeps_the_last_epoch(tiny_face_set, tmp_path):
+    from common.dataset import split_like_run
+    runs = str(tmp_path / "runs")
+    common_args = ["--data", tiny_face_set["train"], "--input-size", "32", "--epochs", "2", "--runs-dir", runs]
+    twin = training.main(_args(*common_args, "--val-fraction", "0.3"))
+    final = training.main(_args(*common_args, "--val-fraction", "0"))
+    best = C.load_checkpoint(os.path.join(final["run_dir"], "best.pt"))
+    assert best["epoch"] == 2 and final["best"]["epoch"] == 2
+    assert best["scores"]["val_data"] == ["none: a final fit on every face (--val-fraction 0)"]
+    records = read_datasets([tiny_face_set["train"]])
+    trained, held = split_like_run(records, best["config"])
+    assert len(trained) == 24 and held == []                      # every face, none held out
+    t_trained, t_held = split_like_run(records, C.load_checkpoint(os.path.join(twin["run_dir"], "best.pt"))["config"])
+    assert len(t_trained) < 24 and len(t_held) > 0               # the twin held some out
+    # It resumes like any run.
+    again = training.main(_args("--resume", final["run_dir"], "--epochs", "3"))
+    assert [h["epoch"] for h in again["history"]] == [1, 2, 3] and again["best"]["epoch"] == 3
 
 
 def test_amp_on_a_cpu_trains_in_bfloat16_and_keeps_float32_weights(tiny_face_set, tmp_path, monkeypatch,
@@ -435,7 +454,7 @@ def test_bad_split_and_resume_arguments_say_what_to_do(tiny_face_set, tmp_path):
             training.main(parser.parse_args(["--device", "cpu", "--runs-dir", str(tmp_path), *argv]))
         return str(e.value)
 
-    assert "between 0 and 1" in fails("--data", tiny_face_set["train"], "--val-fraction", "1.5")
+    assert "at least 0 and below 1" in fails("--data", tiny_face_set["train"], "--val-fraction", "1.5")
     msg = fails("--data", tiny_face_set["train"], "--val-from", "other.xml")
     assert "other.xml" in msg and "train.xml" in msg and "--val-data" not in msg
     (tmp_path / "face" / "1").mkdir(parents=True)  # a run killed before its first epoch ended
