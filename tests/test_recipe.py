@@ -183,3 +183,13 @@ def test_stage1_epochs_changes_stage_1_alone(env):
     assert all("--epochs 48" not in c for c in trains)
     proc, calls = run_recipe({**env, "STAGE1_EPOCHS": "many"})
     assert proc.returncode == 2 and "STAGE1_EPOCHS must be" in proc.stderr and not calls
+
+
+def test_final_fit_trains_every_stage_on_every_face_in_its_own_folders(env):
+    proc, calls = run_recipe({**env, "FINAL": "1"})
+    assert proc.returncode == 0, proc.stderr
+    trains = [c for c in calls if c.startswith("training/")]
+    assert len(trains) == 5 and all("--val-fraction 0" in c and "--val-from" not in c for c in trains)
+    assert all(f"--runs-dir {env['RUNS']}/" in c for c in trains if "--runs-dir" in c)
+    proc, calls = run_recipe({**env, "FINAL": "yes"})
+    assert proc.returncode == 2 and "FINAL must be 0 or 1" in proc.stderr and not calls

@@ -17,6 +17,12 @@
 #   RUNS=$HOME/runs/recipe nohup bash training/recipe.sh cpu > $HOME/runs/recipe.log 2>&1 &
 # Each run folder's time.txt sums its training time over the sessions that ran it. The released files go to runs/recipe/release/ (face.pt,
 # eyes.pt and their .int8.onnx twins); copy them to weights/ yourself.
+# FINAL=1: the final fit for a release, the same recipe on every face (no held-out split, no validation;
+# runs/recipe-final, or runs/recipe-e96-final with STAGE1_EPOCHS=96). The same command without FINAL=1 is its
+# twin: the model card's held-out figures are the twin's, and compare_release.sh scores the two on the
+# YouTube-Faces test frames, e.g.
+#   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh            # the twin
+#   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp LAST_SIZE=192 FINAL=1 bash training/recipe.sh    # the release
 # LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the most accurate
 # model (the default on a GPU), for more network time and longer stages 2a/2b. Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
@@ -34,11 +40,14 @@ case $PLATFORM in cpu|cuda|rocm) ;; *) echo "error: platform must be cpu, cuda o
 STAGE1_EPOCHS=${STAGE1_EPOCHS:-48}
 [[ $STAGE1_EPOCHS =~ ^[1-9][0-9]*$ ]] ||
     { echo "error: STAGE1_EPOCHS must be a whole number of epochs, got '$STAGE1_EPOCHS'" >&2; exit 2; }
-if (( STAGE1_EPOCHS == 48 )); then R=${RUNS:-runs/recipe}; else R=${RUNS:-runs/recipe-e$STAGE1_EPOCHS}; fi
+FINAL=${FINAL:-0}
+[[ $FINAL == 0 || $FINAL == 1 ]] || { echo "error: FINAL must be 0 or 1, got '$FINAL'" >&2; exit 2; }
+TAG=$( (( STAGE1_EPOCHS == 48 )) || echo "-e$STAGE1_EPOCHS")$( (( FINAL == 0 )) || echo "-final")
+R=${RUNS:-runs/recipe$TAG}
 XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
 YT=${YT:-../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv}
 for f in "$XML" "$YT"; do [[ -f $f ]] || { echo "error: $f not found (set XML= / YT=)" >&2; exit 2; }; done
-SPLIT=(--val-from "$(basename "$XML")" --val-fraction 0.2)
+if (( FINAL )); then SPLIT=(--val-fraction 0); else SPLIT=(--val-from "$(basename "$XML")" --val-fraction 0.2); fi
 read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 
 stage() {  # name task epochs [train.py arguments for a fresh run...]
