@@ -144,7 +144,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "measured times) and is emulated, so slower, elsewhere. Validation stays float32 on a CPU")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
                    help="keep the network's weights and activations in channels-last memory layout: faster "
-                        "epochs on a CPU (weights/README.md, \"Training recipe\"); the same computation, summed "
+                        "epochs on some CPUs (docs/ablations.md, its channels-last row); the same computation, summed "
                         "in another order. Checkpoints are saved in the standard layout either way")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
     p.add_argument("--sync-bn", action="store_true",
