@@ -48,7 +48,8 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         kind = "ROCm" if torch.version.hip else "CUDA"
         return f"{kind} {torch.cuda.get_device_name(device)}"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"CPU ({n} thread{'' if n == 1 else 's'})"
 
 
 def cpu_flags() -> set[str]:

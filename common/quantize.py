@@ -5,10 +5,10 @@ calibrated on face crops from training photos (never on held-out ones).
 Weights use 7 bits of their 8 (ONNX Runtime's ``reduce_range``) by default.
 On x86 CPUs without VNNI instructions (AVX2 only, and AVX-512 before
 Cascade Lake) ONNX Runtime's uint8 x int8 kernels add pairs of products in
-16-bit registers, which saturate with full-range weights and move points
-(model card, *Ablations*). With 7-bit weights no pair can overflow
-(2 x 255 x 64 < 32768), so every CPU computes the same points; the bit
-given up costs next to nothing (model card, *Ablations*).
+16-bit registers, which saturate with full-range weights and move points.
+With 7-bit weights no pair can overflow (2 x 255 x 64 < 32768), so every CPU
+computes the same points; the bit given up costs next to nothing (both
+measured: docs/ablations.md, its 7-bit row).
 
 Only the backbone (the convolutions, their ReLUs and residual additions, the
 stem's max-pool) is quantised. The head's two 1x1 convolutions and the

@@ -71,8 +71,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="what the data's points are: auto (68 points: ibug68, 98: wflw98, else a custom scheme "
                         "'custom<K>'), ibug68, wflw98, or the name to give a custom scheme (common/schemes.py)")
     p.add_argument("--flip-permutation", default=None, metavar="FILE",
-                   help="custom schemes: the mirror partner of each point, as JSON or text (common/schemes.py's "
-                        "read_flip_file); default: <data>.scheme.json beside the first data set, else inferred "
+                   help="custom schemes: the mirror partner of each point, as JSON or text, with the NME's two points "
+                        "and drawing regions (an example: docs/custom_schemes.md); default: <data>.scheme.json beside the first data set, else inferred "
                         "by mirroring the mean shape (printed: check it)")
     p.add_argument("--crop-margin", type=float, default=None, metavar="M",
                    help="the crop's side is 1 + M times the longer side of the points' box (ibug68: 0.25); "
@@ -147,7 +147,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "measured times) and is emulated, so slower, elsewhere. Validation stays float32 on a CPU")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
                    help="keep the network's weights and activations in channels-last memory layout: faster "
-                        "epochs on a CPU (weights/README.md, \"Training recipe\"); the same computation, summed "
+                        "epochs on some CPUs (docs/ablations.md, its channels-last row); the same computation, summed "
                         "in another order. Checkpoints are saved in the standard layout either way")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
     p.add_argument("--sync-bn", action="store_true",

@@ -19,8 +19,8 @@ prints, over the faces of ``--data`` (landmark boxes, no second pass):
 - both again for the smaller, middle and larger thirds of the faces: an
   offset that stays the same in pixels is a pixel convention of the data.
 
-Pass the estimate to training as ``--mirror-offset`` (model card, *Mirroring
-and the annotation's offset*). Measure on training faces (``--split train``)
+Pass the estimate to training as ``--mirror-offset`` (the shipped data's:
+``docs/history.md``, *Mirroring and the annotation's offset*). Measure on training faces (``--split train``)
 so the held-out ones stay untouched. The last line is machine-readable.
 
 The half disagreement is also printed in the model's input pixels: that is

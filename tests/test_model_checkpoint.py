@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from common import checkpoint as C
-from common.device import select_device
+from common.device import describe_device, select_device
 from common.errors import DeviceError
 from common.metrics import auc, nme_per_face, summarize, summary_line
 from common.landmarks import EYE_INDICES, FACE_INDICES
@@ -266,6 +266,18 @@ def test_select_device_cpu():
     assert select_device("auto").type in ("cpu", "cuda")
     with pytest.raises(DeviceError, match="unknown device"):
         select_device("tpu")
+
+
+def test_describe_device_counts_threads_in_words():
+    """The training log's device line: "1 thread", "2 threads"."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert describe_device(torch.device("cpu")) == "CPU (1 thread)"
+        torch.set_num_threads(2)
+        assert describe_device(torch.device("cpu")) == "CPU (2 threads)"
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present; the no-GPU error cannot be tested")

@@ -14,8 +14,7 @@ run this test again), blocks holding the comment ``not run by
 tests/test_readme.py`` (long runs), blocks that read ``../shared/data`` when it
 is absent, and the export block when onnx or onnxscript is missing. The
 ```python blocks run from a folder outside the copy, with ``/path/to/repo``
-replaced by the copy's path. Relative links of README.md and weights/README.md
-must resolve.
+replaced by the copy's path. Links and section references: tests/test_links.py.
 """
 from __future__ import annotations
 
@@ -172,19 +171,3 @@ def test_skip_rules():
     kept, _ = runnable("python -m venv .venv && . .venv/bin/activate\npip install -r requirements-cpu.txt \\\n"
                        "    pytest\npython inference/predict.py a.jpg \\\n    --output out\n", True, True)
     assert kept == "python inference/predict.py a.jpg \\\n    --output out\n"
-
-
-@pytest.mark.parametrize("doc", ["README.md", "weights/README.md", "docs/history.md"])
-def test_relative_links_resolve(doc):
-    path = REPO / doc
-    if not path.exists():
-        pytest.skip(f"{doc} is absent")
-    text = BLOCK.sub("", path.read_text())  # links inside code blocks are not links
-    bad = []
-    for target in re.findall(r"\]\(([^)\s]+)\)", text):
-        if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
-            continue
-        file = target.split("#", 1)[0]
-        if not (path.parent / file).exists():
-            bad.append(target)
-    assert not bad, f"{doc}: links that do not resolve: {bad}"

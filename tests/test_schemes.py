@@ -23,8 +23,8 @@ from common.landmarks import FLIP_PERMUTATION_68, landmark_box
 from common.metrics import nme_per_face
 from common.predictor import FaceResult
 from common.schemes import (BUILTIN, EYES12, IBUG68, WFLW98, WFLW98_TO_IBUG68, Scheme, check_permutation,
-                            detector_calibration, infer_flip, measure_crop, require_ibug68, resolve_scheme,
-                            scheme_of)
+                            detector_calibration, infer_flip, measure_crop, read_flip_file, require_ibug68,
+                            resolve_scheme, scheme_of)
 from common.transforms import CropRule, crop_region, mirror
 from conftest import REPO_ROOT
 from inference_helpers import portrait_path
@@ -94,6 +94,25 @@ def test_flip_file_and_bad_permutations(tmp_path, capsys):
     with pytest.raises(DatasetFormatError, match="mix point counts"):
         resolve_scheme(mixed, ["d.xml"])
 
+
+
+def test_the_documented_scheme_file_example(tmp_path, capsys):
+    """docs/five_points.scheme.json parses with the reader, is found beside
+    its data set, and is the file docs/custom_schemes.md shows."""
+    example = os.path.join(REPO_ROOT, "docs", "five_points.scheme.json")
+    info = read_flip_file(example, 5)
+    assert info["flip_permutation"] == S.FIVE_FLIP
+    doc = open(os.path.join(REPO_ROOT, "docs", "custom_schemes.md"), encoding="utf-8").read()
+    shown = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    assert json.loads(shown) == json.load(open(example, encoding="utf-8"))
+    recs = [D.FaceRecord("x", S.five_points(p), group=f"g{i}") for i, p in enumerate(_faces(8))]
+    beside = tmp_path / "five_points.scheme.json"
+    beside.write_bytes(open(example, "rb").read())
+    s = resolve_scheme(recs, [str(tmp_path / "five_points.xml")])
+    assert (s.name, s.num_points, s.flip, s.norm) == ("five", 5, S.FIVE_FLIP, (0, 1))
+    assert dict(s.regions) == {"right_eye": (0,), "left_eye": (1,), "nose": (2,), "mouth": (3, 4)}
+    assert s.lines == (((0, 2, 1), False), ((3, 4), False))
+    assert str(beside) in capsys.readouterr().err
 
 def test_nme_by_box_size_when_there_are_no_eye_corners():
     gt = np.array([[[0, 0], [4, 0], [4, 9]]], np.float64)
