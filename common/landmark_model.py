@@ -231,7 +231,7 @@ class LandmarkModel:
     def flip_offset(self) -> float:
         """How far right of mirror symmetry the model puts its points, in input
         pixels (the checkpoint's ``mirror_offset``, measured on training faces
-        by ``inference/mirror_offset.py``; 0 if absent). ``--flip-test`` keeps it."""
+        by ``training/tools/mirror_offset.py``; 0 if absent). ``--flip-test`` keeps it."""
         return float((self.description.get("mirror_offset") or {}).get("input_px", 0.0))
 
     def positions(self, indices) -> list[int]:

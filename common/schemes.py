@@ -12,7 +12,7 @@ A :class:`Scheme` is
 - ``crop``: :class:`common.transforms.CropRule`, the square crop relative to
   the tight box of the data's points (iBUG 68: 1.25 times its longer side);
 - ``calibration``: detector name -> the detector-box-to-points-box
-  calibration measured for this scheme (``inference/calibrate_detector.py
+  calibration measured for this scheme (``training/tools/calibrate_detector.py
   --write-to``); see :func:`detector_calibration` for the uncalibrated rule;
 - ``ibug_points``: the iBUG index of every point when all are iBUG points
   (ibug68, eyes12), and ``ibug68``: the positions of the 68 iBUG points
@@ -370,4 +370,4 @@ def detector_calibration(scheme: Scheme, detector: str, ibug68_calibration: dict
     scale = c68["scale"] * FACE_CONTEXT / scheme.crop.context
     return ({"dx": float(c68["dx"]), "dy": float(c68["dy"] - scheme.crop.centre_dy * scale), "scale": float(scale)},
             f"uncalibrated: derived from the ibug68 calibration (measure it with "
-            f"inference/calibrate_detector.py --write-to)")
+            f"training/tools/calibrate_detector.py --write-to)")

@@ -104,7 +104,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror-offset", type=float, nargs="+", default=None, metavar="PX",
                    help="per --data set (one value for all, or one each): how many photo pixels its annotation "
                         "places points right of the mirror-symmetric position; mirrored copies keep that offset "
-                        "(measure it with inference/mirror_offset.py; default 0, a plain mirror)")
+                        "(measure it with training/tools/mirror_offset.py; default 0, a plain mirror)")
     p.add_argument("--rotation", type=float, default=20.0, help="max random rotation in degrees")
     p.add_argument("--box-scale", type=float, default=0.10, help="random crop scale jitter (+-fraction)")
     p.add_argument("--box-shift", type=float, default=0.05, help="random crop shift jitter (+-fraction of side)")

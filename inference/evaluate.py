@@ -81,7 +81,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-face", default=None, metavar="CSV",
                    help="write every face's NME and predicted points to CSV (photo, face in photo, detected, "
                         "nme_percent, norm_px, points), for a paired comparison of two models with "
-                        "inference/compare_evals.py")
+                        "training/tools/compare_evals.py")
     p.add_argument("--force", action="store_true",
                    help="replace an existing --ced file (and its _worst sheet) or --per-face file")
     return p

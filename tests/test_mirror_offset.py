@@ -1,4 +1,4 @@
-"""inference/mirror_offset.py: its two estimates of a data set's horizontal
+"""training/tools/mirror_offset.py: its two estimates of a data set's horizontal
 annotation offset, on generated faces with a model of known behaviour."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from synthetic import synthetic_xml_dataset
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("mirror_offset", REPO / "inference" / "mirror_offset.py")
+    spec = importlib.util.spec_from_file_location("mirror_offset", REPO / "training" / "tools" / "mirror_offset.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

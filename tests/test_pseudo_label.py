@@ -1,4 +1,4 @@
-"""inference/pseudo_label.py on a few generated frames with an untrained teacher:
+"""training/tools/pseudo_label.py on a few generated frames with an untrained teacher:
 the written CSV reads back through common.datasets, the sidecar names the
 teacher, outputs are never overwritten silently, and test splits are refused."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from synthetic import make_face, save_image, write_keypoints_csv
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("pseudo_label", REPO / "inference" / "pseudo_label.py")
+    spec = importlib.util.spec_from_file_location("pseudo_label", REPO / "training" / "tools" / "pseudo_label.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

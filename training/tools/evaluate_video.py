@@ -1,6 +1,6 @@
 """Landmarks in video against exact ground truth: tracking vs detecting every frame.
 
-    python inference/evaluate_video.py \
+    python training/tools/evaluate_video.py \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout
 
 Each of ``--photos`` annotated photos (the part of ``--data`` that the face
@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 MOTIONS = ("pan", "zoom", "rotate")
 SIZE = (480, 640)   # (height, width) of the videos

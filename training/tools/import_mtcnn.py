@@ -3,7 +3,7 @@ facenet-pytorch package's wheel, which carries the original authors' MTCNN
 weights converted to PyTorch (MIT licence, see weights/MTCNN_LICENSE).
 
     pip download facenet-pytorch==2.6.0 --no-deps -d /tmp/fp
-    python inference/import_mtcnn.py /tmp/fp/facenet_pytorch-2.6.0-py3-none-any.whl --output weights/mtcnn.pt
+    python training/tools/import_mtcnn.py /tmp/fp/facenet_pytorch-2.6.0-py3-none-any.whl --output weights/mtcnn.pt
 
 Only the wheel's three weight files are read (facenet_pytorch/data/*.pt);
 facenet-pytorch itself is never installed or imported (it pins old torch
@@ -16,7 +16,7 @@ import os
 import sys
 import zipfile
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 
 def get_args_parser() -> argparse.ArgumentParser:

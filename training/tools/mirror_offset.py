@@ -1,6 +1,6 @@
 """Measure how far a data set's annotation sits from mirror symmetry, in pixels.
 
-    python inference/mirror_offset.py --weights weights/face.pt \
+    python training/tools/mirror_offset.py --weights weights/face.pt \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split train
 
 Training mirrors faces and reflects their points with x -> (width - 1) - x.
@@ -29,7 +29,7 @@ with the mirrored crop. ``--write OUT`` saves a copy of the checkpoint that
 records it (``mirror_offset`` in its description, carried into ONNX exports),
 so ``--flip-test`` uses it:
 
-    python inference/mirror_offset.py --weights runs/face/2/best.pt --data $XML --split train \
+    python training/tools/mirror_offset.py --weights runs/face/2/best.pt --data $XML --split train \
         --write runs/face/2/best_flip.pt
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Estimate the 3-D mean face of the 68 iBUG points from 2-D annotations.
 
-    python inference/estimate_face_shape.py common/face_shape_68.csv \
+    python training/tools/estimate_face_shape.py common/face_shape_68.csv \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
                ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv \
         --split-from weights/face.pt --force
@@ -38,7 +38,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -164,7 +164,7 @@ def main(args: argparse.Namespace) -> int:
     today = datetime.date.today().isoformat()
     header = [
         "3-D mean face of the 68 iBUG points, for common/pose.py",
-        f"written by inference/estimate_face_shape.py on {today}",
+        f"written by training/tools/estimate_face_shape.py on {today}",
         f"data: {names}: {len(records)} of {n_all} faces, {split_note}",
         "method: orthographic factorisation (Tomasi-Kanade, metric upgrade), nose tip in front, "
         "averaged with its mirror image, pitch 0 = the faces' median pitch",

@@ -1,7 +1,7 @@
 """Label the YouTube-Faces TRAINING frames in the 300-W style with a teacher model.
 
-    python inference/pseudo_label.py --out runs/pseudo/ytf_train_300w.csv
-    python inference/pseudo_label.py --weights weights/face192.pt runs/other/best.pt --flip-test \
+    python training/tools/pseudo_label.py --out runs/pseudo/ytf_train_300w.csv
+    python training/tools/pseudo_label.py --weights weights/face192.pt runs/other/best.pt --flip-test \
         --max-disagreement 3.0 --out runs/pseudo/ytf_train_300w.csv --force
 
 YouTube-Faces frames carry their own annotation style (a different jaw and
@@ -36,7 +36,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 DEFAULT_DATA = "../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv"
 
@@ -175,7 +175,7 @@ def main(args: argparse.Namespace) -> int:
             f.write(path + "," + ",".join(f"{v:.3f}" for v in pts.reshape(-1)) + "\n")
     dis_all = np.array([fr["disagreement_pct"] for fr in frames])
     doc = {
-        "what": "300-W-style pseudo-labels from a teacher (inference/pseudo_label.py)",
+        "what": "300-W-style pseudo-labels from a teacher (training/tools/pseudo_label.py)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "data": os.path.abspath(args.data),
         "output": os.path.abspath(args.out),

@@ -1,6 +1,6 @@
 """Check the head-pose estimate (common/pose.py) on held-out faces.
 
-    python inference/evaluate_pose.py --weights weights/face.pt \
+    python training/tools/evaluate_pose.py --weights weights/face.pt \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout
 
 The points are the model's predictions (crop from each face's annotated
@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 PERCENTILES = (5, 25, 50, 75, 95)
 
