@@ -33,3 +33,8 @@ class InputError(UserError, ValueError):
     """A bad argument or input (message: ``<what>: <reason>``); one input of
     predict.py that cannot be processed. A ValueError too, for callers that
     catch those."""
+
+
+class CompileError(UserError):
+    """``torch.compile`` could not compile the model here (no C compiler, an
+    unsupported operation); the message says why."""

@@ -145,7 +145,8 @@ def main(args: argparse.Namespace) -> int:
                                 summary_line)
     from common.images import rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
-    from common.landmark_model import LandmarkModel, pick_weights, refined_boxes
+    from common.landmark_model import LandmarkModel, refined_boxes
+    from common.model_options import pick_weights
     from common.progress import Progress
 
     if args.worst < 0:
