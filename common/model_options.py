@@ -20,7 +20,8 @@ WEIGHTS_DIR = os.path.join(REPO_ROOT, "weights")
 # The most accurate shipped face model (192 px input; weights/README.md).
 ACCURATE_FACE_WEIGHTS = "face192.pt"
 DEFAULT_DEVICE = "auto"
-DEVICE_HELP = "auto (a GPU when present), cpu or cuda; asking for an absent GPU is an error"
+DEVICE_HELP = ("auto (a GPU when present), cpu or cuda (ROCm GPUs are 'cuda' too); asking for an absent GPU "
+               "is an error")
 
 
 def shipped(name: str) -> str:

@@ -96,6 +96,9 @@ def test_write_records_the_offset_and_measuring_again_agrees(tmp_path, capsys):
     again = float(re.search(r"input_px=(\S+)", capsys.readouterr().out).group(1))
     assert again == pytest.approx(first, abs=1e-3)
     # Never over the input, never over an existing file without --force.
-    assert mod.main(mod.get_args_parser().parse_args(args + ["--write", str(src)])) == 2
-    assert mod.main(mod.get_args_parser().parse_args(args + ["--write", str(out)])) == 2
+    from common.errors import InputError
+    with pytest.raises(InputError, match="would overwrite the input"):
+        mod.main(mod.get_args_parser().parse_args(args + ["--write", str(src)]))
+    with pytest.raises(InputError, match="use --force"):
+        mod.main(mod.get_args_parser().parse_args(args + ["--write", str(out)]))
     assert torch.load(str(src), weights_only=True).get("mirror_offset") is None

@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -40,7 +41,15 @@ def frames(tmp_path_factory):
 
 
 def _run(mod, *argv):
-    return mod.main(mod.get_args_parser().parse_args(list(argv)))
+    """The script as its ``__main__`` runs it (common/cli.py's run_script); its exit code."""
+    from common.cli import run_script
+    saved, sys.argv = sys.argv, ["pseudo_label.py", *map(str, argv)]
+    try:
+        run_script(mod.main, mod.get_args_parser())
+    except SystemExit as stop:
+        return stop.code
+    finally:
+        sys.argv = saved
 
 
 def test_labels_read_back_with_sidecar(frames, tmp_path):

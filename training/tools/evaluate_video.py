@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from common.model_options import add_device_argument, add_weights_argument  # noqa: E402
 
 MOTIONS = ("pan", "zoom", "rotate")
 SIZE = (480, 640)   # (height, width) of the videos
@@ -34,7 +35,7 @@ SIZE = (480, 640)   # (height, width) of the videos
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=None, help="face model (default: as predict.py picks it)")
+    add_weights_argument(p, "face model")
     p.add_argument("--data", required=True, help="annotated faces (dlib XML, .pts folder or keypoints CSV)")
     p.add_argument("--split", choices=("all", "heldout", "train"), default="heldout",
                    help="heldout/train: the part of --data that the face model's run held out / trained on")
@@ -42,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=300, help="frames per video")
     p.add_argument("--detect-every", type=int, nargs="+", default=None, metavar="N",
                    help="tracking settings to measure (default: common/video.py's DETECT_EVERY)")
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
     p.add_argument("--plot", default="runs/eval_video/nme_per_frame.png", help="NME per frame (PNG)")
     p.add_argument("--force", action="store_true", help="replace an existing --plot")
     return p
