@@ -436,7 +436,7 @@ class Runner:
         stem = os.path.splitext(os.path.basename(path))[0]
         files = []
         for i, f in enumerate(faces):
-            chip, matrix = align_face(rgb, self.fl.ibug68(f.points), a.chip_size, a.chip_template)
+            chip, matrix = align_face(rgb, f.points, a.chip_size, a.chip_template, scheme=self.fl.scheme)
             out = os.path.join(a.chips, f"{stem}_face{i}.png")
             self.guard.claim(out, f"chip {i} of {path}")
             ok, buf = cv2.imencode(".png", cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
@@ -831,6 +831,7 @@ def _load_landmarker(args):
     # Heavy imports only now: --help and argument errors stay instant.
     from .errors import CheckpointError, DetectorError, DeviceError
     from .predictor import FaceLandmarker
+    from .alignment import template_groups
     from .schemes import require_ibug68
 
     try:
@@ -838,9 +839,11 @@ def _load_landmarker(args):
                             refine=args.refine, flip_test=args.flip_test, min_face=args.min_face,
                             multi_crop=args.multi_crop, levers=TorchLevers.from_args(args))
         # The face-specific features need the 68 iBUG points: one line, before any work.
-        for wanted, option in ((args.eyes, "--eyes"), (args.pose, "--pose"), (args.chips, "--chips")):
+        for wanted, option in ((args.eyes, "--eyes"), (args.pose, "--pose")):
             if wanted:
                 require_ibug68(fl.scheme, option)
+        if args.chips:  # ArcFace chips need five named points only (common/alignment.py)
+            template_groups(args.chip_template, fl.scheme)
         if args.eyes:
             fl.add_eye_model(args.eye_weights or "default")
         fl.pose = args.pose

@@ -70,8 +70,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "'custom<K>'), ibug68, wflw98, or the name to give a custom scheme (common/schemes.py)")
     p.add_argument("--flip-permutation", default=None, metavar="FILE",
                    help="custom schemes: the mirror partner of each point, as JSON or text (common/schemes.py's "
-                        "read_flip_file); default: <data>.scheme.json beside the first data set, else inferred "
-                        "by mirroring the mean shape (printed: check it)")
+                        "read_flip_file; the JSON may name points too, e.g. the eyes, nose tip and mouth corners "
+                        "that predict.py --chips needs); default: <data>.scheme.json beside the first data set, "
+                        "else inferred by mirroring the mean shape (printed: check it)")
     p.add_argument("--crop-margin", type=float, default=None, metavar="M",
                    help="the crop's side is 1 + M times the longer side of the points' box (ibug68: 0.25); "
                         "default for a custom scheme: from the data's face boxes, else 0.25 (common/schemes.py's "
