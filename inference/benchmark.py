@@ -694,7 +694,7 @@ def main(args: argparse.Namespace) -> int:
 
         backend = "onnx" if weights.lower().endswith(".onnx") else "torch"
         doc = {"format": FORMAT, "version": VERSION, "machine": machine, "busy": bool(busy),
-               "settings": {"backend": backend, "threads": torch.get_num_threads(), "device": args.device,
+               "settings": {"backend": backend, "threads": torch.get_num_threads(), "device": str(device),
                             "quantization": (fl.face_model.description.get("quantization") or {}).get("method"),
                             "min_face": args.min_face, "eyes_per_image": bool(args.eyes_per_image and eye_weights),
                             **settings, "repeats": args.repeats, "warmup": args.warmup,
