@@ -1,7 +1,9 @@
-"""Face alignment: warp a face to a canonical chip from its 68 landmarks.
+"""Face alignment: warp a face to a canonical chip from its landmarks (the
+68 iBUG points, or a model's points of another scheme).
 
     chip, matrix = align_face(image, points, size=112, template="arcface")
     chip_points = transform_points(matrix, points)
+    chip, matrix = align_face(image, points5, template="arcface", scheme=model.scheme)
 
 A similarity transform (rotation, uniform scale, translation) is fitted by
 least squares from some of the 68 points to a template, then the image is
@@ -12,7 +14,11 @@ package); :func:`invert_matrix` maps back.
 Templates:
 - ``"arcface"``: the 5-point template of ArcFace / insightface (112 x 112),
   fitted to the centres of both eyes (means of points 36-41 and 42-47), the
-  nose tip (30) and the mouth corners (48, 54); other sizes scale it.
+  nose tip (30) and the mouth corners (48, 54); other sizes scale it. A
+  scheme without the 68 iBUG points that names those five (eye centres, or
+  each eye's two corners, nose tip, mouth corners: ``named_points`` in its
+  scheme file, :data:`common.schemes.POINT_NAMES`) fits it from them
+  (:meth:`common.schemes.Scheme.arcface_groups`).
 - ``"dlib"``: the chip of dlib's ``get_face_chip(img, shape, size, padding)``:
   dlib's mean face, fitted to the 33 points it uses (27-54 and 60-64; dlib
   ignores the brows and the lower lip).
@@ -21,6 +27,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from .errors import InputError
+from .schemes import IBUG68, Scheme
 
 # insightface's ArcFace template for 112 x 112 chips, in chip pixels: the
 # subject's right eye (left in the chip), left eye, nose tip, right and left
@@ -58,36 +67,53 @@ TEMPLATES = ("arcface", "dlib")
 DEFAULT_PADDING = {"arcface": 0.0, "dlib": 0.2}   # dlib's own default padding
 
 
-def arcface_points(points: np.ndarray) -> np.ndarray:
-    """The 5 ArcFace points of ``(68, 2)`` landmarks, float64 ``(5, 2)``:
-    right-eye centre (mean of 36-41), left-eye centre (42-47), nose tip (30),
-    mouth corners 48 and 54."""
+def arcface_points(points: np.ndarray, scheme: Scheme = IBUG68) -> np.ndarray:
+    """The 5 ArcFace points of ``(K, 2)`` landmarks of ``scheme``, float64
+    ``(5, 2)``: right-eye centre, left-eye centre, nose tip, right and left
+    mouth corners (iBUG 68: means of 36-41 and 42-47, 30, 48, 54; others:
+    :meth:`common.schemes.Scheme.arcface_groups`)."""
     p = np.asarray(points, np.float64)
-    return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
+    return np.stack([p[list(g)].mean(0) for g in template_groups("arcface", scheme)])
+
+
+def template_groups(template: str, scheme: Scheme = IBUG68) -> tuple[tuple[int, ...], ...]:
+    """Positions in ``scheme``'s points that give ``template``'s points (each
+    the mean of its group); raises :class:`common.errors.InputError` (one
+    line, naming ``--chips``) when the scheme cannot make that chip."""
+    if template not in TEMPLATES:
+        raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
+    if template == "dlib":
+        if scheme.ibug68 is None:
+            raise InputError(f"--chip-template dlib needs the 68 iBUG points; this model predicts {scheme.describe()}"
+                             " (--chip-template arcface needs only eyes, nose tip and mouth corners)")
+        return tuple((scheme.ibug68[i],) for i in DLIB_INDICES)
+    groups = scheme.arcface_groups()
+    if groups is None:
+        raise InputError(f"--chips needs the eye centres (or corners), nose tip and mouth corners; "
+                         f"{scheme.describe()} does not name them (its scheme file's \"named_points\", "
+                         "common/schemes.py)")
+    return groups
 
 
 def template_points(template: str, size: int, padding: float | None = None,
-                    points: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    points: np.ndarray | None = None, scheme: Scheme = IBUG68) -> tuple[np.ndarray, np.ndarray]:
     """``(source, target)`` float64 ``(K, 2)`` point pairs for ``template``:
-    the points taken from the ``(68, 2)`` landmarks ``points`` (None: an empty
-    ``(0, 2)`` source) and where they go in a ``size`` x ``size`` chip.
+    the points taken from the ``(N, 2)`` landmarks ``points`` of ``scheme``
+    (iBUG 68 by default; None: an empty ``(0, 2)`` source) and where they go
+    in a ``size`` x ``size`` chip.
 
     ``padding`` (None: :data:`DEFAULT_PADDING`) adds that fraction of the
     template's extent on each side, as dlib does: a normalised template point
     ``m`` goes to ``(padding + m) / (1 + 2 padding) * size``. The ArcFace
     template is normalised by 112, so padding 0 gives insightface's chip.
     """
-    if template not in TEMPLATES:
-        raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
+    groups = template_groups(template, scheme)
     padding = DEFAULT_PADDING[template] if padding is None else float(padding)
     if padding < 0 or size < 1:
         raise ValueError(f"need padding >= 0 and size >= 1, got {padding}, {size}")
-    if template == "arcface":
-        unit = ARCFACE_112 / 112.0
-        src = arcface_points(points) if points is not None else np.zeros((0, 2))
-    else:
-        unit = DLIB_MEAN_FACE
-        src = np.asarray(points, np.float64)[list(DLIB_INDICES)] if points is not None else np.zeros((0, 2))
+    unit = ARCFACE_112 / 112.0 if template == "arcface" else DLIB_MEAN_FACE
+    p = np.asarray(points, np.float64) if points is not None else None
+    src = np.stack([p[list(g)].mean(0) for g in groups]) if p is not None else np.zeros((0, 2))
     return src, (padding + unit) / (1.0 + 2.0 * padding) * size
 
 
@@ -127,23 +153,26 @@ def invert_matrix(matrix: np.ndarray) -> np.ndarray:
 
 
 def alignment_matrix(points: np.ndarray, size: int = 112, template: str = "arcface",
-                     padding: float | None = None) -> np.ndarray:
+                     padding: float | None = None, scheme: Scheme = IBUG68) -> np.ndarray:
     """The 2x3 float64 matrix (image pixels -> chip pixels) that
-    :func:`align_face` warps with, from ``(68, 2)`` landmarks."""
+    :func:`align_face` warps with, from ``(K, 2)`` landmarks of ``scheme``."""
     points = np.asarray(points, np.float64)
-    if points.shape != (68, 2) or not np.isfinite(points).all():
-        raise ValueError(f"expected finite (68, 2) landmarks, got shape {points.shape}")
-    src, dst = template_points(template, size, padding, points)
+    if points.shape != (scheme.num_points, 2) or not np.isfinite(points).all():
+        raise ValueError(f"expected finite ({scheme.num_points}, 2) landmarks, got shape {points.shape}")
+    src, dst = template_points(template, size, padding, points, scheme)
     return fit_similarity(src, dst)
 
 
 def align_face(image: np.ndarray, points: np.ndarray, size: int = 112, template: str = "arcface",
-               padding: float | None = None, border: int = cv2.BORDER_CONSTANT) -> tuple[np.ndarray, np.ndarray]:
+               padding: float | None = None, border: int = cv2.BORDER_CONSTANT,
+               scheme: Scheme = IBUG68) -> tuple[np.ndarray, np.ndarray]:
     """Cut a ``size`` x ``size`` chip of the face with landmarks ``points``.
 
     ``image``: ``(H, W)`` or ``(H, W, C)`` array (any dtype cv2 warps; the
-    chip keeps it); ``points``: ``(68, 2)`` pixels of ``image``, iBUG order;
-    ``template``: "arcface" or "dlib" (module docstring); ``padding``: see
+    chip keeps it); ``points``: ``(K, 2)`` pixels of ``image`` in
+    ``scheme``'s order (default: the 68 iBUG points; a scheme that cannot
+    make the chip raises :class:`common.errors.InputError`, see
+    :func:`template_groups`); ``template``: "arcface" or "dlib" (module docstring); ``padding``: see
     :func:`template_points`. Returns ``(chip, matrix)``: the chip, ``(size,
     size)`` or ``(size, size, C)``, and the 2x3 float64 matrix taking image
     pixels to chip pixels. Outside the image is black (``border``).
@@ -151,7 +180,7 @@ def align_face(image: np.ndarray, points: np.ndarray, size: int = 112, template:
     image = np.asarray(image)
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
         raise ValueError(f"expected an image (H, W) or (H, W, C), got shape {image.shape}")
-    matrix = alignment_matrix(points, size, template, padding)
+    matrix = alignment_matrix(points, size, template, padding, scheme)
     chip = cv2.warpAffine(image, matrix, (int(size), int(size)), flags=cv2.INTER_LINEAR,
                           borderMode=border, borderValue=0)
     if image.ndim == 3 and chip.ndim == 2:   # cv2 drops a single channel

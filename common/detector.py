@@ -19,7 +19,7 @@ from .errors import DetectorError
 DETECTORS = ("mtcnn", "haar", "yunet")
 DEFAULT_DETECTOR = "mtcnn"
 
-# Haar box -> tight landmark box, measured by inference/calibrate_detector.py
+# Haar box -> tight landmark box, measured by training/tools/calibrate_detector.py
 # on the training part of the 300-W subset (held-out photos excluded):
 # centre offset in units of the detector box side, and landmark-box side over
 # detector side (medians over matched faces).
@@ -35,7 +35,7 @@ DETECT_MAX_SIDE = 1280
 # size fills the backend's smallest window: smaller faces cost time to look
 # for, so a larger value is faster (predict.py --min-face).
 MIN_FACE = 40
-# Haar cascade settings, chosen with inference/tune_detector.py on the 970
+# Haar cascade settings, chosen with training/tools/tune_detector.py on the 970
 # training faces of the 300-W subset (held-out photos excluded), smallest face
 # 40 px: the most faces found for few unmatched detections (the measurements:
 # docs/history.md).

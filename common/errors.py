@@ -48,3 +48,6 @@ class OutputError(UserError, OSError):
 
     def __str__(self) -> str:
         return self.args[0]
+class CompileError(UserError):
+    """``torch.compile`` could not compile the model here (no C compiler, an
+    unsupported operation); the message says why."""

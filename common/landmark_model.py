@@ -1,7 +1,10 @@
 """One landmark model (face or eyes) and the crop that feeds it, run by one of
 two back ends chosen by the file's suffix: ``.pt`` checkpoints by PyTorch
 (:class:`TorchBackend`), ``.onnx`` exports (``inference/export_onnx.py``) by
-ONNX Runtime (:class:`OnnxBackend`). Either file describes itself (task,
+ONNX Runtime (:class:`OnnxBackend`). The PyTorch back end takes the levers
+of :class:`common.model_options.TorchLevers` (bfloat16, channels-last,
+torch.compile), which ``predict.py`` and ``benchmark.py`` pass alike; an
+ONNX export refuses them. Either file describes itself (task,
 landmark indices, input size, normalisation, ...): a checkpoint in its keys,
 an export in its ``metadata_props``; :class:`LandmarkModel` reads that
 description once, whichever the back end.
@@ -15,10 +18,10 @@ pixels, 0-based pixel centres. Its metadata holds one JSON value per key of
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -26,14 +29,10 @@ import torch
 from . import transforms as T
 from .checkpoint import load_model
 from .device import int8_pairs_saturate
-from .errors import CheckpointError, DeviceError
+from .errors import CheckpointError, CompileError, DeviceError
 from .landmarks import landmark_box
+from .model_options import TorchLevers
 from .schemes import scheme_of
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WEIGHTS_DIR = os.path.join(REPO_ROOT, "weights")
-# The most accurate shipped face model (192 px input; weights/README.md).
-ACCURATE_FACE_WEIGHTS = "face192.pt"
 
 ONNX_FORMAT = "face-landmark-onnx"
 ONNX_VERSION = 1
@@ -50,13 +49,38 @@ MULTI_CROP = ((1.0, 0.0, 0.0), (0.9, 0.0, 0.0), (1.1, 0.0, 0.0),
 
 class TorchBackend:
     """A ``.pt`` checkpoint run by PyTorch on ``device``; ``model`` is the
-    :class:`common.model.LandmarkNet` (anything with its ``predict`` will do)."""
+    :class:`common.model.LandmarkNet`. ``levers``
+    (:class:`common.model_options.TorchLevers`): bfloat16 autocast of the
+    network (decoding and scores stay float32), channels-last memory format,
+    ``torch.compile`` of network and decoding. Compiling happens here, on a
+    batch of one: a failure (no C compiler, an unsupported operation) raises
+    :class:`common.errors.CompileError` with the reason, never a silent
+    uncompiled run; ``compile_s`` is the seconds it took (None uncompiled)."""
 
-    def __init__(self, path: str, device: torch.device):
+    def __init__(self, path: str, device: torch.device, levers: TorchLevers = TorchLevers()):
         self.model, ckpt = load_model(path)
         self.model.to(device)
-        self.device = device
+        self.device, self.levers = device, levers
         self.description = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler")}
+        if levers.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self._predict = torch.compile(self._forward) if levers.compile else self._forward
+        self.compile_s = None
+        if levers.compile:
+            size = int(self.description["input_size"])
+            t = time.perf_counter()
+            try:
+                self.run(torch.zeros(1, 1, size, size))
+            except Exception as exc:  # inductor raises many types (no compiler, unsupported op, ...)
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+                raise CompileError(f"{path}: --compile: torch.compile failed here "
+                                      f"({exc.__class__.__name__}: {msg[:200]})") from None
+            self.compile_s = time.perf_counter() - t
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.levers.bf16):
+            out = self.model(x)
+        return self.model.decode(out), self.model.point_scores(out)  # both work in float32
 
     def run(self, batch: torch.Tensor) -> np.ndarray:
         """Normalised float32 ``(B, 1, S, S)`` -> float32 ``(B, K, 2)`` in input pixels."""
@@ -64,8 +88,11 @@ class TorchBackend:
 
     def run_with_scores(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`run` plus float32 ``(B, K)`` point scores (None: the model has none)."""
+        x = batch.to(self.device)
+        if self.levers.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            points, scores = self.model.predict_with_scores(batch.to(self.device))
+            points, scores = self._predict(x)
         return (points.float().cpu().numpy(),
                 None if scores is None else scores.float().cpu().numpy())
 
@@ -140,6 +167,8 @@ class LandmarkModel:
     """A face or eye model with the crop that feeds it.
 
     ``path``: a ``.pt`` checkpoint or its ``.onnx`` export (by suffix);
+    ``levers``: :class:`common.model_options.TorchLevers` for a ``.pt``
+    (an ``.onnx`` with any raises :class:`common.errors.CheckpointError`);
     ``task``: "face" or "eyes" (None accepts either; see ``.task``); a file
     for another task, or a missing or foreign one, raises
     :class:`common.errors.CheckpointError`. ``backend`` does the network
@@ -152,10 +181,14 @@ class LandmarkModel:
     # Test-time crops: average the predictions on the MULTI_CROP variants of each box.
     multi_crop = False
 
-    def __init__(self, path: str, task: str | None, device: torch.device, int8_reference: bool = False):
+    def __init__(self, path: str, task: str | None, device: torch.device, int8_reference: bool = False,
+                 levers: TorchLevers = TorchLevers()):
         onnx = path.lower().endswith(".onnx")
+        if onnx and levers.names:
+            raise CheckpointError(f"{path}: {', '.join(levers.names)}: levers of the PyTorch back end, "
+                                  "for .pt weights (give the .pt checkpoint, or leave them out)")
         self.backend = OnnxBackend(path, device, int8_reference=int8_reference) if onnx \
-            else TorchBackend(path, device)
+            else TorchBackend(path, device, levers)
         desc = self.description = self.backend.description
         if task is not None and desc.get("task") != task:
             raise CheckpointError(f"{path}: this model is for the '{desc.get('task')}' task, "
@@ -231,7 +264,7 @@ class LandmarkModel:
     def flip_offset(self) -> float:
         """How far right of mirror symmetry the model puts its points, in input
         pixels (the checkpoint's ``mirror_offset``, measured on training faces
-        by ``inference/mirror_offset.py``; 0 if absent). ``--flip-test`` keeps it."""
+        by ``training/tools/mirror_offset.py``; 0 if absent). ``--flip-test`` keeps it."""
         return float((self.description.get("mirror_offset") or {}).get("input_px", 0.0))
 
     def positions(self, indices) -> list[int]:
@@ -270,56 +303,3 @@ def refined_boxes(face_model: LandmarkModel, gray: np.ndarray, boxes: list[np.nd
 def refined_crops(face_model: LandmarkModel, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     """:func:`refined_boxes` for ``(gray, box)`` pairs of several images, in one batch."""
     return [landmark_box(p) for p in face_model.predict_crops(items, flip=False, multi=False)[0]]
-
-
-def onnxruntime_available() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-def default_weights(task: str, device: torch.device) -> tuple[str, str]:
-    """The shipped model for ``task`` ("face" or "eyes") on ``device``, and
-    why it was picked (for a log line). The one rule for every command:
-
-    - on a GPU: ``weights/face192.pt`` (:data:`ACCURATE_FACE_WEIGHTS`, the
-      most accurate, for more network time: little on a GPU) for the face task, ``weights/eyes.pt`` for the eye task;
-    - on a CPU with onnxruntime installed: ``weights/<task>.int8.onnx``
-      (faster than ``<task>.pt`` on a CPU at the same accuracy: weights/README.md);
-    - on a CPU without onnxruntime: ``weights/<task>.pt``.
-
-    A file missing from ``weights/`` falls back to ``weights/<task>.pt``.
-    See weights/README.md for the figures.
-    """
-    pt = os.path.join(WEIGHTS_DIR, f"{task}.pt")
-    if device.type != "cpu":
-        if task == "face":
-            accurate = os.path.join(WEIGHTS_DIR, ACCURATE_FACE_WEIGHTS)
-            if not os.path.isfile(accurate):
-                return pt, f"default on a GPU; {ACCURATE_FACE_WEIGHTS} is missing"
-            return accurate, "default on a GPU"
-        return pt, "default on a GPU"
-    if not onnxruntime_available():
-        return pt, "default on a CPU without onnxruntime"
-    int8 = os.path.join(WEIGHTS_DIR, f"{task}.int8.onnx")
-    if not os.path.isfile(int8):
-        return pt, f"default on a CPU; {task}.int8.onnx is missing"
-    return int8, "default on a CPU with onnxruntime"
-
-
-def choice_line(path: str, reason: str, option: str = "--weights") -> str:
-    """The log line of a default model: ``model: weights/face.int8.onnx
-    (default on a CPU with onnxruntime; --weights to choose)``."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        rel = path
-    return f"model: {rel if len(rel) < len(path) else path} ({reason}; {option} to choose)"
-
-
-def pick_weights(path: str | None, task: str, device: torch.device, option: str = "--weights") -> str:
-    """``path`` when given, else :func:`default_weights`'s choice, logged on
-    stderr with its reason (:func:`choice_line`)."""
-    if path:
-        return path
-    path, reason = default_weights(task, device)
-    print(choice_line(path, reason, option), file=sys.stderr, flush=True)
-    return path

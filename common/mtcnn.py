@@ -6,7 +6,7 @@ O-Net (48 x 48) re-score and adjust them; O-Net also gives five points
 
 The weights (``weights/mtcnn.pt``, 2 MB) are the original authors' networks
 as converted to PyTorch by the ``facenet-pytorch`` package (MIT licence,
-see ``weights/MTCNN_LICENSE``); ``inference/import_mtcnn.py`` rebuilds the file
+see ``weights/MTCNN_LICENSE``); ``training/tools/import_mtcnn.py`` rebuilds the file
 from that package's wheel. Written here from the paper; only the weights come
 from outside.
 
@@ -350,7 +350,7 @@ class MtcnnWeightsError(Exception):
 
 def load_weights(path: str) -> dict:
     """The three state dicts of an MTCNN weights file written by
-    ``inference/import_mtcnn.py`` (its ``format`` key says what it is)."""
+    ``training/tools/import_mtcnn.py`` (its ``format`` key says what it is)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -5,7 +5,7 @@
 
 The 68 points are fitted (``cv2.solvePnP``) to a 3-D mean face of the same
 68 points, ``common/face_shape_68.csv``, estimated from our training
-annotations by ``inference/estimate_face_shape.py``.
+annotations by ``training/tools/estimate_face_shape.py``.
 
 Frames. The face model's axes, for a frontal face, are the camera's (OpenCV):
 x to the image right (the subject's left), y down, z away from the camera;

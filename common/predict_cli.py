@@ -21,6 +21,7 @@ import time
 from .detector import add_detector_arguments
 from .errors import InputError, OutputError
 from .outputs import OutputGuard, StagedFile, is_device, write_atomically
+from .model_options import TorchLevers, add_device_argument, add_lever_arguments, add_weights_argument
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -114,15 +115,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", type=int, default=None, metavar="INDEX",
                    help="read from this camera (e.g. 0) instead of files")
     g = p.add_argument_group("models")
-    g.add_argument("--weights", default=None, metavar="PT",
-                   help="face checkpoint (task 'face'; 68 points or any scheme it was trained on), or its ONNX export (.onnx, from "
-                        "inference/export_onnx.py; needs onnxruntime); default: the shipped model for the "
-                        "device (common/landmark_model.py's default_weights; the choice is printed; each "
-                        "model's accuracy and speed: weights/README.md)")
+    add_weights_argument(g, "face checkpoint (task 'face'; 68 points or any scheme it was trained on), or its ONNX "
+                            "export (.onnx, from inference/export_onnx.py; needs onnxruntime); each model's accuracy "
+                            "and speed: weights/README.md")
     g.add_argument("--eyes", action="store_true",
                    help="also run the eye model: 12 eye points (iBUG 36-47) and each eye's aspect ratio")
-    g.add_argument("--eye-weights", default=None, metavar="PT",
-                   help="eye checkpoint (task 'eyes') or its .onnx export; default: as for --weights")
+    add_weights_argument(g, "eye checkpoint (task 'eyes') or its .onnx export", "--eye-weights")
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="second pass on the crop given by the first prediction (default: on; lower error "
                         "with detector boxes, see weights/README.md; --no-refine halves the network time)")
@@ -135,7 +133,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "final pass's network time; 14x with --flip-test); lower error. Meant for "
                         "face192.int8.onnx: with face.int8.onnx it is slower than face192.int8.onnx alone and "
                         "less accurate (weights/README.md, Speed)")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda; asking for an absent GPU is an error")
+    add_device_argument(g)
+    add_lever_arguments(g)
     add_detector_arguments(g)
     g = p.add_argument_group("output")
     g.add_argument("--output", "-o", default=None, metavar="DIR",
@@ -383,7 +382,7 @@ class Runner:
         stem = os.path.splitext(os.path.basename(path))[0]
         files = []
         for i, f in enumerate(faces):
-            chip, matrix = align_face(rgb, self.fl.ibug68(f.points), a.chip_size, a.chip_template)
+            chip, matrix = align_face(rgb, f.points, a.chip_size, a.chip_template, scheme=self.fl.scheme)
             out = chip_name(a.chips, stem, i)
             self.guard.claim(out, f"chip {i} of {path}", replace=a.force or a.resume)
             ok, buf = cv2.imencode(".png", cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
@@ -812,16 +811,19 @@ def _load_landmarker(args):
     # Heavy imports only now: --help and argument errors stay instant.
     from .errors import CheckpointError, DetectorError, DeviceError
     from .predictor import FaceLandmarker
+    from .alignment import template_groups
     from .schemes import require_ibug68
 
     try:
         fl = FaceLandmarker(args.weights, None, args.device, args.detector, args.detector_model,
                             refine=args.refine, flip_test=args.flip_test, min_face=args.min_face,
-                            multi_crop=args.multi_crop)
+                            multi_crop=args.multi_crop, levers=TorchLevers.from_args(args))
         # The face-specific features need the 68 iBUG points: one line, before any work.
-        for wanted, option in ((args.eyes, "--eyes"), (args.pose, "--pose"), (args.chips, "--chips")):
+        for wanted, option in ((args.eyes, "--eyes"), (args.pose, "--pose")):
             if wanted:
                 require_ibug68(fl.scheme, option)
+        if args.chips:  # ArcFace chips need five named points only (common/alignment.py)
+            template_groups(args.chip_template, fl.scheme)
         if args.eyes:
             fl.add_eye_model(args.eye_weights or "default")
         fl.pose = args.pose

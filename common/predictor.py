@@ -23,8 +23,9 @@ import torch
 from .detector import DEFAULT_DETECTOR, Detection, FaceDetector, make_detector
 from .device import select_device
 from .images import read_image, rgb_to_gray, to_uint8
-from .landmark_model import LandmarkModel, choice_line, default_weights, refined_boxes, refined_crops  # noqa: F401
+from .landmark_model import LandmarkModel, refined_boxes, refined_crops  # noqa: F401
 from .landmarks import eye_aspect_ratio
+from .model_options import TorchLevers, choice_line, default_weights
 from .pose import Pose, estimate_pose
 from .schemes import detector_calibration, require_ibug68
 
@@ -163,7 +164,7 @@ class FaceLandmarker:
     ``weights``: face checkpoint (task "face"; 68 points, or any scheme,
     ``.scheme`` says which), or its ``.onnx``
     export (run with ONNX Runtime; so can ``eye_weights``); None: the shipped
-    model for the device (:func:`common.landmark_model.default_weights`). ``eye_weights``: optional
+    model for the device (:func:`common.model_options.default_weights`). ``eye_weights``: optional
     eye checkpoint (task "eyes", points 36-47), "default" for the shipped one;
     when given, every face also gets ``eye_points`` and ``ears``. ``device``: "auto", "cpu", "cuda" or a
     ``torch.device`` (a missing GPU raises :class:`common.errors.DeviceError`).
@@ -187,19 +188,24 @@ class FaceLandmarker:
     scheme gets detector boxes converted by the calibration its checkpoint
     records for the detector, or an uncalibrated one derived from ibug68's
     (:func:`common.schemes.detector_calibration`; ``calibration_source`` says which).
+    ``levers``: :class:`common.model_options.TorchLevers` (bfloat16,
+    channels-last, torch.compile) for both models, ``.pt`` weights only (the
+    default models are then the ``.pt`` ones).
     """
 
     def __init__(self, weights: str | None = None, eye_weights: str | None = None,
                  device: str | torch.device = "auto", detector: str | FaceDetector = DEFAULT_DETECTOR,
                  detector_model: str | None = None, refine: bool = True, flip_test: bool = False,
-                 min_face: float | None = None, pose: bool = False, multi_crop: bool = False):
+                 min_face: float | None = None, pose: bool = False, multi_crop: bool = False,
+                 levers: TorchLevers = TorchLevers()):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         # Why a default model was picked (None: the caller chose it).
         self.weights_reason = self.eye_weights_reason = None
         if not weights:
-            weights, self.weights_reason = default_weights("face", self.device)
+            weights, self.weights_reason = default_weights("face", self.device, bool(levers.names))
         self.weights = weights
-        self.face_model = LandmarkModel(weights, "face", self.device)
+        self.levers = levers
+        self.face_model = LandmarkModel(weights, "face", self.device, levers=levers)
         self.face_model.flip_test, self.face_model.multi_crop = flip_test, multi_crop
         self.scheme = self.face_model.scheme
         self.detector = detector if isinstance(detector, FaceDetector) else make_detector(
@@ -223,9 +229,9 @@ class FaceLandmarker:
         needs a face model that gives the 68 iBUG points."""
         require_ibug68(self.scheme, "the eye model")
         if eye_weights == "default":
-            eye_weights, self.eye_weights_reason = default_weights("eyes", self.device)
+            eye_weights, self.eye_weights_reason = default_weights("eyes", self.device, bool(self.levers.names))
         self.eye_weights = eye_weights
-        self.eye_model = LandmarkModel(eye_weights, "eyes", self.device)
+        self.eye_model = LandmarkModel(eye_weights, "eyes", self.device, levers=self.levers)
         self.eye_model.flip_test = self.face_model.flip_test
         self.eye_model.multi_crop = self.face_model.multi_crop
         self._eye_pos = self.eye_model.positions(RIGHT_EYE + LEFT_EYE)

@@ -12,12 +12,16 @@ A :class:`Scheme` is
 - ``crop``: :class:`common.transforms.CropRule`, the square crop relative to
   the tight box of the data's points (iBUG 68: 1.25 times its longer side);
 - ``calibration``: detector name -> the detector-box-to-points-box
-  calibration measured for this scheme (``inference/calibrate_detector.py
+  calibration measured for this scheme (``training/tools/calibrate_detector.py
   --write-to``); see :func:`detector_calibration` for the uncalibrated rule;
 - ``ibug_points``: the iBUG index of every point when all are iBUG points
   (ibug68, eyes12), and ``ibug68``: the positions of the 68 iBUG points
   among the outputs when all 68 can be read off them (ibug68; wflw98 by the
-  usual 98 -> 68 mapping). Pose, chips and the eye model need ``ibug68``.
+  usual 98 -> 68 mapping). Pose and the eye model need ``ibug68``;
+- ``named``: names of single points (:data:`POINT_NAMES`: the eye centres
+  or corners, the nose tip, the mouth corners), for a custom scheme from its
+  scheme file; ArcFace chips need either ``ibug68`` or these names
+  (:meth:`Scheme.arcface_groups`).
 
 Checkpoints store :meth:`Scheme.to_dict` (plain values); a checkpoint
 without one is ibug68 (task "face") or eyes12 (task "eyes").
@@ -51,6 +55,7 @@ class Scheme:
     ibug_points: tuple[int, ...] | None = None
     ibug68: tuple[int, ...] | None = None
     calibration: dict = field(default_factory=dict, compare=False)
+    named: tuple[tuple[str, int], ...] = ()
 
     @property
     def data_points(self) -> int:
@@ -67,6 +72,31 @@ class Scheme:
         """``the 5-point scheme 'custom5'``, for messages."""
         return f"the {self.num_points}-point scheme '{self.name}'"
 
+    def arcface_groups(self) -> tuple[tuple[int, ...], ...] | None:
+        """Positions whose mean gives each of the five ArcFace points: the
+        subject's right eye centre, left eye centre, nose tip, right and left
+        mouth corners (:data:`common.alignment.ARCFACE_112`'s order). From
+        the 68 iBUG points when the scheme has them (each eye's six points,
+        30, 48, 54), else from :attr:`named` (an eye's centre, or the mean of
+        its two corners); None when neither gives all five."""
+        if self.ibug68 is not None:
+            m = self.ibug68
+            return (tuple(m[i] for i in range(36, 42)), tuple(m[i] for i in range(42, 48)), (m[30],), (m[48],),
+                    (m[54],))
+        pos = dict(self.named)
+        groups = []
+        for side in ("right", "left"):
+            centre, corners = f"{side}_eye_centre", (f"{side}_eye_outer", f"{side}_eye_inner")
+            if centre in pos:
+                groups.append((pos[centre],))
+            elif all(c in pos for c in corners):
+                groups.append(tuple(pos[c] for c in corners))
+            else:
+                return None
+        if not all(n in pos for n in ("nose_tip", "mouth_right", "mouth_left")):
+            return None
+        return tuple(groups) + ((pos["nose_tip"],), (pos["mouth_right"],), (pos["mouth_left"],))
+
     def to_dict(self) -> dict:
         """Plain values for a checkpoint or an ONNX export's metadata."""
         return {"name": self.name, "num_points": self.num_points, "flip_permutation": list(self.flip),
@@ -76,7 +106,8 @@ class Scheme:
                 "crop": {"context": self.crop.context, "centre_dy": self.crop.centre_dy},
                 "ibug_points": list(self.ibug_points) if self.ibug_points is not None else None,
                 "ibug68": list(self.ibug68) if self.ibug68 is not None else None,
-                "calibration": {k: dict(v) for k, v in self.calibration.items()}}
+                "calibration": {k: dict(v) for k, v in self.calibration.items()},
+                "named_points": dict(self.named)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Scheme":
@@ -95,11 +126,13 @@ class Scheme:
                 ibug_points=tuple(d["ibug_points"]) if d.get("ibug_points") is not None else None,
                 ibug68=tuple(d["ibug68"]) if d.get("ibug68") is not None else None,
                 calibration={str(k): {kk: float(vv) for kk, vv in v.items()}
-                             for k, v in (d.get("calibration") or {}).items()})
+                             for k, v in (d.get("calibration") or {}).items()},
+                named=tuple((str(k), int(v)) for k, v in (d.get("named_points") or {}).items()))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise CheckpointError(f"malformed landmark scheme in the checkpoint ({exc})") from None
         check_permutation(scheme.flip, scheme.num_points, "the checkpoint's flip permutation",
                           CheckpointError)
+        check_named_points(dict(scheme.named), scheme.flip, "the checkpoint's named points", CheckpointError)
         return scheme
 
 
@@ -113,6 +146,36 @@ def check_permutation(perm, k: int, what: str, error=DatasetFormatError) -> tupl
     if bad is not None:
         raise error(f"{what}: not a mirror pairing (point {bad} -> {perm[bad]} -> {perm[perm[bad]]})")
     return perm
+
+
+# Names a scheme file may give single points ("named_points"), the subject's
+# right and left (the right eye is on the photo's left), and each name's
+# mirror partner: what five-point alignment (ArcFace chips) reads.
+POINT_NAMES: dict[str, str] = {
+    "right_eye_centre": "left_eye_centre", "right_eye_outer": "left_eye_outer", "right_eye_inner": "left_eye_inner",
+    "nose_tip": "nose_tip", "mouth_right": "mouth_left"}
+POINT_NAMES.update({v: k for k, v in list(POINT_NAMES.items())})
+
+
+def check_named_points(named: dict, flip, what: str, error=InputError) -> dict[str, int]:
+    """``named`` (name -> position) as plain values if every name is one of
+    :data:`POINT_NAMES`, every position one of the ``len(flip)`` points, and
+    mirroring (``flip``) takes each named point to its partner's position."""
+    if not isinstance(named, dict):
+        raise error(f"{what}: want an object of point names and positions")
+    out = {}
+    for name, p in named.items():
+        if name not in POINT_NAMES:
+            raise error(f"{what}: unknown point name {name!r} (want some of {', '.join(sorted(POINT_NAMES))})")
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < len(flip):
+            raise error(f"{what}: {name!r} must be a position 0-{len(flip) - 1}, got {p!r}")
+        out[name] = p
+    for name, p in out.items():
+        partner = POINT_NAMES[name]
+        if partner in out and flip[p] != out[partner]:
+            raise error(f"{what}: mirroring takes {name} (point {p}) to point {flip[p]}, "
+                        f"but {partner} is point {out[partner]}")
+    return out
 
 
 def _region_tuple(regions: dict[str, tuple[int, int]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -194,9 +257,13 @@ def require_ibug68(scheme: Scheme, what: str) -> None:
 def read_flip_file(path: str, k: int) -> dict:
     """A scheme file: JSON, either a list of K ints (the flip permutation) or
     ``{"flip_permutation": [...], "name"?, "normalisation"?: [a, b] | "box",
-    "regions"?: {name: [positions]}, "lines"?: [[positions], ...]}`` (a line
-    whose first and last positions are equal is drawn closed); or plain text
-    of K ints separated by spaces, commas or new lines."""
+    "regions"?: {name: [positions]}, "lines"?: [[positions], ...],
+    "named_points"?: {name: position}}`` (a line whose first and last
+    positions are equal is drawn closed; point names: :data:`POINT_NAMES`,
+    e.g. ``{"right_eye_centre": 0, "left_eye_centre": 1, "nose_tip": 2,
+    "mouth_right": 3, "mouth_left": 4}`` for five points as MTCNN's, which
+    lets ``predict.py --chips`` cut ArcFace chips); or plain text of K ints
+    separated by spaces, commas or new lines."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -217,6 +284,8 @@ def read_flip_file(path: str, k: int) -> dict:
     norm = value.get("normalisation", "box")
     if norm != "box" and not (isinstance(norm, list) and len(norm) == 2 and all(0 <= int(i) < k for i in norm)):
         raise InputError(f"{path}: \"normalisation\" must be \"box\" or two positions 0-{k - 1}")
+    value["named_points"] = check_named_points(value.get("named_points") or {}, value["flip_permutation"],
+                                               f"{path}: \"named_points\"")
     return value
 
 
@@ -332,7 +401,8 @@ def resolve_scheme(records, data_paths: list[str], name: str = "auto", flip_file
         name=str(info.get("name") or (name if name != "auto" else f"custom{k}")), num_points=k, flip=flip,
         norm=None if norm == "box" else (int(norm[0]), int(norm[1])),
         regions=tuple((str(rn), tuple(int(i) for i in p)) for rn, p in (info.get("regions") or {}).items()),
-        lines=lines, crop=crop)
+        lines=lines, crop=crop, named=tuple(info.get("named_points", {}).items()))
+    check_sides(scheme, [r.points for r in records], flip_file)
     print(f"scheme '{scheme.name}': {k} points; flip permutation ({source}): {_fmt_perm(flip)}\n"
           f"  check it (a wrong one teaches mirrored faces the wrong points); to change it, write the "
           f"{k} numbers to {scheme_file_beside(data_paths[0])} or give --flip-permutation FILE\n"
@@ -340,6 +410,25 @@ def resolve_scheme(records, data_paths: list[str], name: str = "auto", flip_file
           f"crop {crop.context:.2f} x the points' box, centre {crop.centre_dy:+.2f} of its side down "
           f"({crop_source})", file=log or sys.stderr, flush=True)
     return scheme
+
+
+def check_sides(scheme: Scheme, points: list[np.ndarray], source: str | None) -> None:
+    """The named points' right and left are the subject's: in the data's
+    mean shape (photos of faces more or less facing the camera) each
+    ``right_...`` point lies left of its ``left_...`` partner in the photo.
+    Raises :class:`DatasetFormatError` otherwise (swapped names would mirror
+    every chip)."""
+    named = dict(scheme.named)
+    if not named:
+        return
+    m = mean_shape(points)
+    for name, p in named.items():
+        partner = POINT_NAMES[name]
+        if name.startswith("right") or name.endswith("_right"):
+            if partner in named and m[p, 0] >= m[named[partner], 0]:
+                raise DatasetFormatError(
+                    f"{source}: \"named_points\": {name} (point {p}) lies right of {partner} (point "
+                    f"{named[partner]}) in the photos, but the subject's right is the photo's left: swap them")
 
 
 def training_scheme(data_scheme: Scheme, task: str) -> Scheme:
@@ -370,4 +459,4 @@ def detector_calibration(scheme: Scheme, detector: str, ibug68_calibration: dict
     scale = c68["scale"] * FACE_CONTEXT / scheme.crop.context
     return ({"dx": float(c68["dx"]), "dy": float(c68["dy"] - scheme.crop.centre_dy * scale), "scale": float(scale)},
             f"uncalibrated: derived from the ibug68 calibration (measure it with "
-            f"inference/calibrate_detector.py --write-to)")
+            f"training/tools/calibrate_detector.py --write-to)")

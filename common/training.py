@@ -25,6 +25,7 @@ from .distill import Teacher
 from .readers import dataset_name, read_datasets
 from .device import autocast_dtype, describe_device, native_bf16, select_device
 from .metrics import nme_per_face, summarize
+from .model_options import add_device_argument
 from .errors import CheckpointError, DatasetFormatError, InputError
 from .landmarks import EYE_INDICES, FACE_INDICES
 from .schemes import resolve_scheme, training_scheme
@@ -107,7 +108,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror-offset", type=float, nargs="+", default=None, metavar="PX",
                    help="per --data set (one value for all, or one each): how many photo pixels its annotation "
                         "places points right of the mirror-symmetric position; mirrored copies keep that offset "
-                        "(measure it with inference/mirror_offset.py; default 0, a plain mirror)")
+                        "(measure it with training/tools/mirror_offset.py; default 0, a plain mirror)")
     p.add_argument("--rotation", type=float, default=20.0, help="max random rotation in degrees")
     p.add_argument("--box-scale", type=float, default=0.10, help="random crop scale jitter (+-fraction)")
     p.add_argument("--box-shift", type=float, default=0.05, help="random crop shift jitter (+-fraction of side)")
@@ -137,7 +138,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-weight", type=float, default=0.5, metavar="W",
                    help="with --teacher: the teacher's share of each target point (0: the annotation only, "
                         "1: the teacher only)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (ROCm GPUs are 'cuda' too)")
+    add_device_argument(p)   # the thin platform scripts set their own default
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,

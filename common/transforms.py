@@ -22,7 +22,7 @@ from .landmarks import FLIP_PERMUTATION_68, landmark_box
 # landmark box (brows to chin, jaw to jaw).
 FACE_CONTEXT = 1.25
 # Eye-region crop, relative to the same landmark box: centre offset (fraction
-# of the box side) and side. Measured by inference/eye_crop_stats.py on the
+# of the box side) and side. Measured by training/tools/eye_crop_stats.py on the
 # training faces of the two sets (4,432 faces, held-out photos left out): the
 # 12 eye points lie within x in [-0.41, 0.41] and y in [-0.38, -0.15] of the
 # box side around the box centre (1st-99th percentiles; the x extremes are
@@ -142,7 +142,7 @@ def mirror(image: np.ndarray, landmarks: np.ndarray,
     ``offset``: how far (in this image's pixels) the annotation places points
     to the right of where a mirror-consistent annotation would; the mirrored
     points keep that offset instead of flipping it to the left (a pixel
-    convention of the data set; ``inference/mirror_offset.py`` measures it)."""
+    convention of the data set; ``training/tools/mirror_offset.py`` measures it)."""
     w = image.shape[1]
     out = np.ascontiguousarray(image[:, ::-1])
     pts = landmarks.astype(np.float32).copy()

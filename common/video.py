@@ -35,7 +35,7 @@ from .tracking import FaceTracker, Track
 # spread over the background), and the next frame runs the detector.
 MAX_SIZE_CHANGE = 1.3
 # Frames between detections while tracking, and the face quality under
-# which a tracked face is taken as lost; chosen with inference/evaluate_video.py
+# which a tracked face is taken as lost; chosen with training/tools/evaluate_video.py
 # (model card, "Video: tracking, and point confidence"). With the shipped face.pt a blank grey frame scores
 # between 0.3 and 0.4, so 0.4 counts it as lost (tests/test_tracking.py).
 DETECT_EVERY = 10

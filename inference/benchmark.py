@@ -11,11 +11,15 @@ Run (on a quiet machine: other work on the cores makes the figures meaningless):
     python inference/benchmark.py --json bench.json             # shipped defaults (int8 ONNX on a CPU)
     python inference/benchmark.py --min-face 80 --json bench_80.json
     python inference/benchmark.py --weights weights/face.pt --eye-weights weights/eyes.pt --json bench_pt.json
-    python inference/benchmark.py --weights weights/face.pt --eye-weights weights/eyes.pt \
-        --channels-last --bf16 --json bench_bf16.json
+    python inference/benchmark.py --channels-last --bf16 --json bench_bf16.json   # .pt weights, as predict.py
     python inference/benchmark.py --weights weights/face.pt --eye-weights weights/eyes.pt \
         --backend onnx --json bench_onnx_fp32.json
     python inference/benchmark.py --multi-crop --no-dlib --json bench_multi.json   # or --flip-test: their cost
+
+It measures what predict.py runs with the same options: the models, device
+(auto: a GPU when present), detector, --refine, --flip-test, --multi-crop and
+the PyTorch back end's levers --bf16, --channels-last and --compile
+(common/model_options.py, applied by common/landmark_model.py's TorchBackend).
 
 Figures (medians of --repeats runs after --warmup runs):
 - landmark model, per model (face, eyes): ms per face at batch 1 and faces/s
@@ -67,7 +71,9 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from common.detector import add_detector_arguments  # noqa: E402
-from common.errors import ImageReadError, UserError  # noqa: E402
+from common.errors import ImageReadError, InputError, UserError  # noqa: E402
+from common.model_options import (TorchLevers, add_device_argument, add_lever_arguments,  # noqa: E402
+                                  add_weights_argument)
 
 FORMAT, VERSION = "face-landmark-benchmark", 1
 BATCH = 32
@@ -78,17 +84,14 @@ DLIB_HINT = ("dlib comparison skipped: dlib or its 68-point model is missing "
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("models and data")
-    g.add_argument("--weights", default=None, metavar="FILE",
-                   help="face checkpoint or .onnx export (default: predict.py's for the device, "
-                        "common/landmark_model.py's default_weights)")
-    g.add_argument("--eye-weights", default=None, metavar="FILE",
-                   help="eye checkpoint or .onnx export (default: as --weights, weights/eyes.*)")
+    add_weights_argument(g, "face checkpoint or .onnx export")
+    add_weights_argument(g, "eye checkpoint or .onnx export", "--eye-weights")
     g.add_argument("--no-eyes", dest="eyes", action="store_false", help="leave the eye model out")
     g.add_argument("--images", default=None, metavar="DIR", help="more photos to time full predicts on")
     g.add_argument("--eyes-per-image", action="store_true",
                    help="run the eye model in the per-image figures too (predict.py --eyes)")
     add_detector_arguments(g)
-    g.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_device_argument(g)
     g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="predict.py's second face-model pass (default on, as in predict.py)")
     g.add_argument("--flip-test", action="store_true",
@@ -102,11 +105,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch.set_num_threads(N); also ONNX Runtime's and OpenCV's threads "
                         "(default: the libraries' own defaults)")
-    g.add_argument("--channels-last", action="store_true", help="channels-last memory format (torch)")
-    g.add_argument("--bf16", action="store_true", help="torch.autocast('cpu', torch.bfloat16) (torch)")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the network and decoding (torch; failures are reported, "
-                        "then the run goes on uncompiled)")
+    add_lever_arguments(g)
     g = p.add_argument_group("measurement")
     g.add_argument("--repeats", type=int, default=10, metavar="N", help="timed runs per figure (median)")
     g.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed runs before them")
@@ -234,63 +233,22 @@ def folder_figures(fl, paths: list[str], workers: int, batch_faces: int) -> dict
                        "speedup": max(many) / max(one)}}
 
 
-class Levered:
-    """``LandmarkNet.predict`` and ``predict_with_scores`` with the torch
-    levers applied (what :class:`common.landmark_model.TorchBackend` calls)."""
-
-    def __init__(self, model, channels_last: bool, bf16: bool, compile: bool):
-        import torch
-        self.model, self.channels_last, self.bf16 = model, channels_last, bf16
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        self._predict = torch.compile(self._forward) if compile else self._forward
-
-    def _forward(self, x):
-        import torch
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(x)
-        return self.model.decode(out), self.model.point_scores(out)  # both work in float32
-
-    def predict_with_scores(self, x):
-        import torch
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self._predict(x)
-
-    def predict(self, x):
-        return self.predict_with_scores(x)[0]
-
-
 def build_landmarker(args, weights: str, eye_weights: str | None) -> tuple["object", dict]:
-    """A FaceLandmarker with ``args``' levers; returns it and the lever
-    settings actually in force (``compile_error`` when compiling failed)."""
-    import torch
-    from common.landmark_model import TorchBackend
+    """The FaceLandmarker that predict.py builds with ``args``' options (the
+    PyTorch levers included: common/model_options.py's TorchLevers); returns
+    it and the settings in force, with ``compile_s``, the seconds compiling
+    took at load time (first batch size only; others compile in warm-up)."""
     from common.predictor import FaceLandmarker
 
+    levers = TorchLevers.from_args(args)
     fl = FaceLandmarker(weights, eye_weights, args.device, args.detector, args.detector_model,
                         refine=args.refine, min_face=args.min_face, flip_test=args.flip_test,
-                        multi_crop=args.multi_crop)
-    levers = {"refine": args.refine, "flip_test": args.flip_test, "multi_crop": args.multi_crop,
-              "channels_last": args.channels_last, "bf16": args.bf16, "compile": args.compile,
-              "compile_error": None, "compile_s": None}
-    if not (args.channels_last or args.bf16 or args.compile):
-        return fl, levers
-    models = [m for m in (fl.face_model, fl.eye_model) if m is not None and isinstance(m.backend, TorchBackend)]
-    for m in models:
-        m.backend.model = Levered(m.backend.model, args.channels_last, args.bf16, args.compile)
-    if args.compile:  # compiling happens on the first call: try it now
-        t = time.time()
-        try:
-            for m in models:
-                m.backend.run(torch.zeros(1, 1, m.input_size, m.input_size))
-            levers["compile_s"] = time.time() - t  # first batch size only; others compile in warm-up
-        except Exception as exc:  # inductor raises many types (no compiler, unsupported op, ...)
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            levers["compile"], levers["compile_error"] = False, f"{exc.__class__.__name__}: {msg[:300]}"
-            for m in models:
-                m.backend.model = Levered(m.backend.model.model, args.channels_last, args.bf16, False)
-    return fl, levers
+                        multi_crop=args.multi_crop, levers=levers)
+    compiled = [m.backend.compile_s for m in (fl.face_model, fl.eye_model) if m is not None and levers.compile]
+    settings = {"refine": args.refine, "flip_test": args.flip_test, "multi_crop": args.multi_crop,
+                "channels_last": levers.channels_last, "bf16": levers.bf16, "compile": levers.compile,
+                "compile_s": sum(compiled) if compiled else None}
+    return fl, settings
 
 
 def dlib_model_path(given: str | None) -> str | None:
@@ -643,27 +601,23 @@ def write_json(path: str, doc: dict) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    def fail(msg: str) -> int:
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-
     if args.repeats < 1 or args.warmup < 0 or args.startup_repeats < 1:
-        return fail("--repeats and --startup-repeats must be at least 1, --warmup at least 0")
+        raise InputError("--repeats and --startup-repeats must be at least 1, --warmup at least 0")
     if args.folder_images < 0 or args.video_frames < 0 or args.workers < 0:
-        return fail("--folder-images, --video-frames and --workers must be 0 or more")
+        raise InputError("--folder-images, --video-frames and --workers must be 0 or more")
     if args.threads is not None and args.threads < 1:
-        return fail("--threads must be at least 1")
+        raise InputError("--threads must be at least 1")
     if args.min_face is None:
         from common.detector import MIN_FACE
         args.min_face = MIN_FACE
     if args.min_face <= 0:
-        return fail("--min-face must be positive")
+        raise InputError("--min-face must be positive")
     if args.dlib_upsample is None:  # dlib's HOG window is 80 px; each upsampling step halves it
         args.dlib_upsample = max(0, round(math.log2(80 / args.min_face)))
     if args.dlib_model and not os.path.isfile(args.dlib_model):
-        return fail(f"{args.dlib_model}: dlib model file not found")
+        raise InputError(f"{args.dlib_model}: dlib model file not found")
     if args.json and os.path.exists(args.json) and not args.force:
-        return fail(f"{args.json}: already exists (use --force to overwrite)")
+        raise InputError(f"{args.json}: already exists (use --force to overwrite)")
     if args.probe:
         return probe(args)
 
@@ -672,23 +626,25 @@ def main(args: argparse.Namespace) -> int:
     import torch
     from common.images import rgb_to_gray
     from common.device import native_bf16, select_device
-    from common.landmark_model import LandmarkModel, pick_weights
+    from common.landmark_model import LandmarkModel
+    from common.model_options import pick_weights
 
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     device = select_device(args.device)
-    weights = pick_weights(args.weights, "face", device)
-    eye_weights = pick_weights(args.eye_weights, "eyes", device, "--eye-weights") if args.eyes else None
+    levers = TorchLevers.from_args(args)
+    if levers.names and args.backend == "onnx":
+        raise InputError(f"{', '.join(levers.names)}: levers of the PyTorch back end, not of --backend onnx")
+    pt_only = bool(levers.names) or args.backend == "torch"
+    weights = pick_weights(args.weights, "face", device, pt_only=pt_only)
+    eye_weights = pick_weights(args.eye_weights, "eyes", device, "--eye-weights", pt_only) if args.eyes else None
     onnx_given = any(w and w.lower().endswith(".onnx") for w in (weights, eye_weights))
-    torch_levers = args.channels_last or args.bf16 or args.compile
-    if torch_levers and (args.backend == "onnx" or onnx_given):
-        return fail("--channels-last, --bf16 and --compile are levers of PyTorch (.pt weights)")
     if args.backend == "torch" and onnx_given:
-        return fail("--backend torch needs .pt weights")
+        raise InputError("--backend torch needs .pt weights")
     if eye_weights and not os.path.isfile(eye_weights):
         if args.eye_weights:
-            return fail(f"{eye_weights}: checkpoint not found")
+            raise InputError(f"{eye_weights}: checkpoint not found")
         print(f"eye model left out: {eye_weights} not found (give --eye-weights, or --no-eyes)")
         eye_weights = None
     machine = machine_info(args)
@@ -724,9 +680,7 @@ def main(args: argparse.Namespace) -> int:
                     weights = out if w == weights else weights
                     eye_weights = out if w == eye_weights else eye_weights
 
-        fl, levers = build_landmarker(args, weights, eye_weights)
-        if levers["compile_error"]:
-            print(f"note: torch.compile failed, measured uncompiled: {levers['compile_error']}")
+        fl, settings = build_landmarker(args, weights, eye_weights)
         images = benchmark_images(args.images)
         gray = rgb_to_gray(images[0][1])
         dets = fl.detector.detect(images[0][1])
@@ -740,10 +694,10 @@ def main(args: argparse.Namespace) -> int:
 
         backend = "onnx" if weights.lower().endswith(".onnx") else "torch"
         doc = {"format": FORMAT, "version": VERSION, "machine": machine, "busy": bool(busy),
-               "settings": {"backend": backend, "threads": torch.get_num_threads(), "device": args.device,
+               "settings": {"backend": backend, "threads": torch.get_num_threads(), "device": str(device),
                             "quantization": (fl.face_model.description.get("quantization") or {}).get("method"),
                             "min_face": args.min_face, "eyes_per_image": bool(args.eyes_per_image and eye_weights),
-                            **levers, "repeats": args.repeats, "warmup": args.warmup,
+                            **settings, "repeats": args.repeats, "warmup": args.warmup,
                             "startup_repeats": args.startup_repeats if args.startup else 0,
                             "detector": args.detector, "dlib_upsample": args.dlib_upsample,
                             # MTCNN's networks: "onnx" (ONNX Runtime) or "torch" (no onnxruntime, or
@@ -752,7 +706,7 @@ def main(args: argparse.Namespace) -> int:
                             "face_box": [round(float(v), 1) for v in box], "face_box_source": box_source},
                "models": {}, "input_size": {}, "head": {},
                "ms_per_face_batch1": {}, "faces_per_s_batch32": {}, "max_diff_px_vs_float32": {}}
-        levered = args.channels_last or args.bf16 or levers["compile"]
+        levered = bool(levers.names)
         for task, lm, path in (("face", fl.face_model, weights), ("eyes", fl.eye_model, eye_weights)):
             if lm is None:
                 doc["models"][task] = None

@@ -33,13 +33,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from common.detector import add_detector_arguments  # noqa: E402
+from common.model_options import (TorchLevers, add_device_argument, add_lever_arguments,  # noqa: E402
+                                  add_weights_argument)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=None,
-                   help="checkpoint to evaluate (face or eyes), or its .onnx export (needs onnxruntime); "
-                        "default: predict.py's face model for the device")
+    add_weights_argument(p, "checkpoint to evaluate (face or eyes), or its .onnx export (needs onnxruntime)")
     p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, keypoints CSV or WFLW .txt")
     p.add_argument("--image-root", default=None, metavar="DIR",
                    help="WFLW .txt data: the folder its image paths are relative to")
@@ -56,9 +56,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi-crop", action="store_true",
                    help="average the final prediction over seven crops of each box (as given, 0.9x and 1.1x, "
                         "shifted 3%% each way: common/landmark_model.py's MULTI_CROP; 7x that pass's time)")
-    p.add_argument("--face-weights", default=None,
-                   help="for an eye model with --refine: the face model whose prediction gives the box "
-                        "(default: predict.py's face model for the device)")
+    add_weights_argument(p, "for an eye model with --refine: the face model whose prediction gives the box",
+                         "--face-weights")
     p.add_argument("--int8-reference", action="store_true",
                    help="an .onnx model: run it with ONNX Runtime's graph optimisations off, so its int8 layers "
                         "compute in float32 on the quantised values (exact int8 arithmetic, slower); the "
@@ -68,7 +67,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "Gaussian blur of sigma 2 px, JPEG at quality 15, or black beyond the annotated faces' "
                         "landmark boxes plus 10%% (a photo cut tight around the face)")
     add_detector_arguments(p)
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
+    add_lever_arguments(p)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip malformed records (reported) instead of stopping at the first")
@@ -81,7 +81,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-face", default=None, metavar="CSV",
                    help="write every face's NME and predicted points to CSV (photo, face in photo, detected, "
                         "nme_percent, norm_px, points), for a paired comparison of two models with "
-                        "inference/compare_evals.py")
+                        "training/tools/compare_evals.py")
     p.add_argument("--force", action="store_true",
                    help="replace an existing --ced file (and its _worst sheet) or --per-face file")
     return p
@@ -145,28 +145,29 @@ def main(args: argparse.Namespace) -> int:
                                 summary_line)
     from common.images import rgb_to_gray
     from common.landmarks import EYE_INDICES, landmark_box, normalisation_pair
-    from common.landmark_model import LandmarkModel, pick_weights, refined_boxes
+    from common.landmark_model import LandmarkModel, refined_boxes
+    from common.model_options import pick_weights
     from common.progress import Progress
 
     if args.worst < 0:
         raise InputError(f"--worst must be 0 or more faces, got {args.worst}")
     device = select_device(args.device)
-    args.weights = pick_weights(args.weights, "face", device)
+    levers = TorchLevers.from_args(args)
+    args.weights = pick_weights(args.weights, "face", device, pt_only=bool(levers.names))
     if args.int8_reference and not args.weights.lower().endswith(".onnx"):
         raise InputError(f"--int8-reference needs an .onnx model, not {args.weights}")
-    model = LandmarkModel(args.weights, None, device, int8_reference=args.int8_reference)
+    model = LandmarkModel(args.weights, None, device, int8_reference=args.int8_reference, levers=levers)
     ckpt = model.description
     model.flip_test, model.multi_crop = args.flip_test, args.multi_crop
     face_model = None
     if args.refine:
         face_model = model if ckpt["task"] == "face" else LandmarkModel(
-            pick_weights(args.face_weights, "face", device, "--face-weights"), "face", device,
-            int8_reference=args.int8_reference)
+            pick_weights(args.face_weights, "face", device, "--face-weights", bool(levers.names)), "face", device,
+            int8_reference=args.int8_reference, levers=levers)
     outputs = [args.ced, worst_path(args.ced)] if args.ced and args.worst else [args.ced]
     for path in outputs + [args.per_face]:
         if path and os.path.exists(path) and not args.force:
-            print(f"error: {path} exists (use --force to replace it, or another --ced)", file=sys.stderr)
-            return 2
+            raise InputError(f"{path} exists (use --force to replace it, or another --ced)")
     records = read_datasets([args.data], skip_bad=args.skip_bad, image_root=args.image_root)
     scheme = model.scheme
     if records and any(len(r.points) != scheme.data_points for r in records):

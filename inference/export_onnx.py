@@ -33,11 +33,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+from common.errors import CheckpointError, InputError  # noqa: E402
+from common.model_options import add_weights_argument  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default="weights/face.pt", help="checkpoint to export (face or eyes)")
+    add_weights_argument(p, "checkpoint to export (face or eyes)", file="face.pt")
     p.add_argument("--output", "-o", default=None,
                    help="ONNX file (default: beside the weights, suffix .onnx)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -63,17 +65,13 @@ def main(args: argparse.Namespace) -> int:
     int8_only = [f"--{d.replace('_', '-')}" for d in ("calib_data", "calib_faces", "calibration", "full_range")
                  if getattr(args, d) != defaults.get_default(d)]
     if int8_only and not args.int8:
-        print(f"error: {', '.join(int8_only)} need{'s' if len(int8_only) == 1 else ''} --int8", file=sys.stderr)
-        return 2
+        raise InputError(f"{', '.join(int8_only)} need{'s' if len(int8_only) == 1 else ''} --int8")
     if args.int8 and not args.calib_data:
-        print("error: --int8 needs --calib-data (the datasets the model was trained on)", file=sys.stderr)
-        return 2
+        raise InputError("--int8 needs --calib-data (the datasets the model was trained on)")
     if os.path.abspath(output) == os.path.abspath(args.weights):
-        print(f"error: {output}: the output would overwrite the weights", file=sys.stderr)
-        return 2
+        raise InputError(f"{output}: the output would overwrite the weights")
     if os.path.exists(output) and not args.force:
-        print(f"error: {output}: already exists (use --force to overwrite)", file=sys.stderr)
-        return 2
+        raise InputError(f"{output}: already exists (use --force to overwrite)")
     import warnings
     from common.export import compare_with_torch, export_onnx
 
@@ -100,8 +98,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {c['differ']} points differ by more than 0.001 px; {c['ties']} of them lie on near-tied "
               "score cells (random input; either cell is a correct argmax)")
         if c["differ"] > c["ties"]:
-            print("error: the export does not match PyTorch", file=sys.stderr)
-            return 1
+            raise CheckpointError(f"{output}: the export does not match PyTorch")
     return 0
 
 

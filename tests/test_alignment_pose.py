@@ -231,7 +231,7 @@ def test_draw_pose_axes_on_the_portrait(portrait):
 def test_factorisation_recovers_the_shape_from_orthographic_views():
     import importlib.util
     spec = importlib.util.spec_from_file_location("estimate_face_shape",
-                                                  str(REPO / "inference" / "estimate_face_shape.py"))
+                                                  str(REPO / "training" / "tools" / "estimate_face_shape.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     truth = load_face_shape()

@@ -18,7 +18,7 @@ script=$1; shift
 if [[ $script == inference/evaluate.py ]]; then
     while [[ $# -gt 0 ]]; do [[ $1 == --per-face ]] && echo "photo,face" > "$2"; shift; done
     echo "NME=3.50"
-elif [[ $script == inference/compare_evals.py ]]; then
+elif [[ $script == training/tools/compare_evals.py ]]; then
     echo "DIFF=-0.0100 first=$1 second=$2"
 fi
 '''
@@ -61,7 +61,7 @@ def test_face_candidate_is_scored_beside_the_shipped_files_on_four_measures(env)
     proc, calls = run(env, cand)  # again: every evaluation is kept, only the comparisons rerun
     assert proc.returncode == 0, proc.stderr
     assert not [c for c in calls if c.startswith("inference/evaluate.py")]
-    assert len([c for c in calls if c.startswith("inference/compare_evals.py")]) == 4
+    assert len([c for c in calls if c.startswith("training/tools/compare_evals.py")]) == 4
 
 
 def test_eyes_candidate_uses_the_shipped_face_model_for_its_boxes(env):

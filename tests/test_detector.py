@@ -163,7 +163,7 @@ def test_import_mtcnn_rebuilds_the_weights_file(tmp_path):
     wheel = tmp_path / "facenet_pytorch-0-py3-none-any.whl"
     fake_facenet_wheel(wheel, state)
     out = tmp_path / "mtcnn.pt"
-    cmd = [sys.executable, str(REPO / "inference" / "import_mtcnn.py"), str(wheel), "--output", str(out)]
+    cmd = [sys.executable, str(REPO / "training" / "tools" / "import_mtcnn.py"), str(wheel), "--output", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     rebuilt = load_weights(str(out))

@@ -126,7 +126,7 @@ def test_int8_reference_needs_an_onnx_model(setup, tmp_path):
     assert not (tmp_path / "c.png").exists()
 
 
-COMPARE = REPO / "inference" / "compare_evals.py"
+COMPARE = REPO / "training" / "tools" / "compare_evals.py"
 
 
 def _compare(*args) -> subprocess.CompletedProcess:

@@ -229,26 +229,27 @@ def test_int8_twin_of_trained_weights_agrees_on_a_real_face(tmp_path):
 
 
 def test_default_weights_prefer_int8_on_a_cpu(tmp_path, monkeypatch):
-    from common import landmark_model as LM
-    monkeypatch.setattr(LM, "WEIGHTS_DIR", str(tmp_path))
+    from common import model_options as MO
+    monkeypatch.setattr(MO, "WEIGHTS_DIR", str(tmp_path))
 
-    def pick(task, device):
-        return os.path.basename(LM.default_weights(task, torch.device(device))[0])
-    monkeypatch.setattr(LM, "onnxruntime_available", lambda: True)
+    def pick(task, device, pt_only=False):
+        return os.path.basename(MO.default_weights(task, torch.device(device), pt_only)[0])
+    monkeypatch.setattr(MO, "onnxruntime_available", lambda: True)
     assert pick("face", "cpu") == "face.pt"  # no int8 file
     (tmp_path / "face.int8.onnx").write_bytes(b"x")
     assert pick("face", "cpu") == "face.int8.onnx"
+    assert pick("face", "cpu", pt_only=True) == "face.pt"  # the PyTorch levers want a .pt
     assert pick("face", "cuda") == "face.pt"  # no accurate model
-    monkeypatch.setattr(LM, "onnxruntime_available", lambda: False)
+    monkeypatch.setattr(MO, "onnxruntime_available", lambda: False)
     assert pick("face", "cpu") == "face.pt"
     # on a GPU the face task takes the most accurate model when it is there; a CPU never does
-    (tmp_path / LM.ACCURATE_FACE_WEIGHTS).write_bytes(b"x")
-    assert pick("face", "cuda") == LM.ACCURATE_FACE_WEIGHTS
+    (tmp_path / MO.ACCURATE_FACE_WEIGHTS).write_bytes(b"x")
+    assert pick("face", "cuda") == MO.ACCURATE_FACE_WEIGHTS
     assert pick("face", "cpu") == "face.pt"
     assert pick("eyes", "cuda") == "eyes.pt"
     # every pick comes with its reason, and the log line names the file and the option
-    path, why = LM.default_weights("face", torch.device("cpu"))
-    line = LM.choice_line(path, why)
+    path, why = MO.default_weights("face", torch.device("cpu"))
+    line = MO.choice_line(path, why)
     assert why and "face.pt" in line and why in line and "--weights" in line
 
 
@@ -324,20 +325,78 @@ def test_benchmark_times_the_test_time_options(small_checkpoint):
 
 
 def test_benchmark_torch_levers_predict_with_scores(small_checkpoint):
-    """--bf16 and --channels-last wrap the PyTorch model; the wrapped model
-    still gives points and scores, near the plain model's."""
+    """The benchmark's --bf16 and --channels-last reach the PyTorch back end
+    of the landmarker it times (as predict.py builds it); it still gives
+    points and scores, near the plain model's."""
     sys.path.insert(0, str(REPO / "inference"))
     from benchmark import build_landmarker, get_args_parser
     from common.landmark_model import LandmarkModel
+    from common.model_options import TorchLevers
     args = get_args_parser().parse_args(["--weights", small_checkpoint, "--bf16", "--channels-last"])
     fl, levers = build_landmarker(args, small_checkpoint, None)
-    assert levers["bf16"] is levers["channels_last"] is True
+    assert levers["bf16"] is levers["channels_last"] is True and levers["compile_s"] is None
+    assert fl.face_model.backend.levers == TorchLevers(bf16=True, channels_last=True)
     gray = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
     box = np.array([50, 50, 150, 150], np.float32)
     points, scores = fl.face_model.predict_boxes_with_scores(gray, [box])
     plain = LandmarkModel(small_checkpoint, "face", torch.device("cpu")).predict_boxes(gray, [box])
     assert points.shape == (1, 68, 2) and scores.shape == (1, 68) and np.isfinite(points).all()
     assert np.median(np.abs(points - plain)) < 2.0  # bfloat16 moves points a little, not far
+
+
+def _lever_outputs(path, levers):
+    from common.landmark_model import LandmarkModel
+    m = LandmarkModel(path, "face", torch.device("cpu"), levers=levers)
+    gray = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
+    boxes = [np.array([50, 50, 150, 150], np.float32), np.array([20, 30, 140, 150], np.float32)]
+    return m.predict_boxes_with_scores(gray, boxes)
+
+
+@pytest.mark.parametrize("names", [("bf16",), ("channels_last",), ("bf16", "channels_last", "compile")])
+def test_torch_levers_give_the_plain_back_end_points(small_checkpoint, names):
+    """Each lever of the PyTorch back end (the one predict.py and benchmark.py
+    use) gives the points and scores of the plain float32 back end: exactly
+    but for float rounding without bfloat16, within bfloat16's rounding with
+    it. torch.compile compiles when the model loads (a C compiler is needed)."""
+    from common.model_options import TorchLevers
+    levers = TorchLevers(**{n: True for n in names})
+    ref_points, ref_scores = _lever_outputs(small_checkpoint, TorchLevers())
+    points, scores = _lever_outputs(small_checkpoint, levers)
+    assert points.shape == ref_points.shape and scores.shape == ref_scores.shape
+    if levers.bf16:
+        assert np.median(np.abs(points - ref_points)) < 0.5 and np.median(np.abs(scores - ref_scores)) < 0.01
+    else:
+        np.testing.assert_allclose(points, ref_points, atol=1e-3)
+        np.testing.assert_allclose(scores, ref_scores, atol=1e-4)
+
+
+def test_a_failed_compile_is_one_error_not_a_silent_fallback(small_checkpoint, monkeypatch):
+    from common.errors import CompileError
+    from common.landmark_model import LandmarkModel
+    from common.model_options import TorchLevers
+
+    def broken(fn):
+        def run(*a, **k):
+            raise RuntimeError("no C compiler found\nlong traceback text")
+        return run
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(CompileError, match=r"--compile: torch.compile failed here \(RuntimeError: no C compiler "
+                                           r"found\)$"):
+        LandmarkModel(small_checkpoint, "face", torch.device("cpu"), levers=TorchLevers(compile=True))
+
+
+@needs_onnx
+def test_torch_levers_refuse_onnx_weights_in_one_line(small_checkpoint, onnx_file):
+    from common.errors import CheckpointError
+    from common.landmark_model import LandmarkModel
+    from common.model_options import TorchLevers
+    with pytest.raises(CheckpointError, match="--bf16, --channels-last: levers of the PyTorch back end"):
+        LandmarkModel(onnx_file, "face", torch.device("cpu"), levers=TorchLevers(bf16=True, channels_last=True))
+    from inference_helpers import run_predict
+    r = run_predict(portrait_path(), "--weights", onnx_file, "--device", "cpu", "--bf16", "--no-save", "--json", "-")
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: {onnx_file}: --bf16: levers of the PyTorch back end, for .pt "
+                                             "weights (give the .pt checkpoint, or leave them out)"]
 
 
 def test_cpu_busy_fraction_sees_other_work():

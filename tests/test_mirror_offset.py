@@ -1,4 +1,4 @@
-"""inference/mirror_offset.py: its two estimates of a data set's horizontal
+"""training/tools/mirror_offset.py: its two estimates of a data set's horizontal
 annotation offset, on generated faces with a model of known behaviour."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from synthetic import synthetic_xml_dataset
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("mirror_offset", REPO / "inference" / "mirror_offset.py")
+    spec = importlib.util.spec_from_file_location("mirror_offset", REPO / "training" / "tools" / "mirror_offset.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -96,6 +96,9 @@ def test_write_records_the_offset_and_measuring_again_agrees(tmp_path, capsys):
     again = float(re.search(r"input_px=(\S+)", capsys.readouterr().out).group(1))
     assert again == pytest.approx(first, abs=1e-3)
     # Never over the input, never over an existing file without --force.
-    assert mod.main(mod.get_args_parser().parse_args(args + ["--write", str(src)])) == 2
-    assert mod.main(mod.get_args_parser().parse_args(args + ["--write", str(out)])) == 2
+    from common.errors import InputError
+    with pytest.raises(InputError, match="would overwrite the input"):
+        mod.main(mod.get_args_parser().parse_args(args + ["--write", str(src)]))
+    with pytest.raises(InputError, match="use --force"):
+        mod.main(mod.get_args_parser().parse_args(args + ["--write", str(out)]))
     assert torch.load(str(src), weights_only=True).get("mirror_offset") is None

@@ -362,7 +362,7 @@ def test_average_refuses_runs_that_cannot_be_averaged():
 def test_release_weights_cli_averages_and_guards_its_inputs(tmp_path):
     import subprocess
     import sys
-    script = os.path.join(os.path.dirname(__file__), "..", "inference", "release_weights.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "training", "tools", "release_weights.py")
     a, b = str(tmp_path / "a.pt"), str(tmp_path / "b.pt")
     C.atomic_save(_run(1), a)
     C.atomic_save(_run(2), b)

@@ -1,4 +1,4 @@
-"""inference/pseudo_label.py on a few generated frames with an untrained teacher:
+"""training/tools/pseudo_label.py on a few generated frames with an untrained teacher:
 the written CSV reads back through common.datasets, the sidecar names the
 teacher, outputs are never overwritten silently, and test splits are refused."""
 from __future__ import annotations
@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from synthetic import make_face, save_image, write_keypoints_csv
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("pseudo_label", REPO / "inference" / "pseudo_label.py")
+    spec = importlib.util.spec_from_file_location("pseudo_label", REPO / "training" / "tools" / "pseudo_label.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -40,7 +41,15 @@ def frames(tmp_path_factory):
 
 
 def _run(mod, *argv):
-    return mod.main(mod.get_args_parser().parse_args(list(argv)))
+    """The script as its ``__main__`` runs it (common/cli.py's run_script); its exit code."""
+    from common.cli import run_script
+    saved, sys.argv = sys.argv, ["pseudo_label.py", *map(str, argv)]
+    try:
+        run_script(mod.main, mod.get_args_parser())
+    except SystemExit as stop:
+        return stop.code
+    finally:
+        sys.argv = saved
 
 
 def test_labels_read_back_with_sidecar(frames, tmp_path):

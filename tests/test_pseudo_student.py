@@ -21,19 +21,19 @@ def test_labels_trains_resumes_and_releases(env, tmp_path):  # noqa: F811
     proc, calls = _run(env)
     # the stand-in writes no labels: the script stops, saying why
     assert proc.returncode == 2 and "mirror_offset_photo_px" in proc.stderr
-    assert calls[0].startswith(f"inference/pseudo_label.py --data {env['YT']} --weights weights/face192.pt "
+    assert calls[0].startswith(f"training/tools/pseudo_label.py --data {env['YT']} --weights weights/face192.pt "
                                f"--flip-test --max-frames 1200 --out {out}/ytf_train_300w.csv")
     assert "test_frames" not in calls[0]
     (out / "ytf_train_300w.csv").write_text("")
     (out / "ytf_train_300w.csv.json").write_text(json.dumps({"mirror_offset_photo_px": 0.358}))
     proc, calls = _run(env, "3")
     assert proc.returncode == 0, proc.stderr
-    assert not any(c.startswith("inference/pseudo_label.py") for c in calls)  # labels kept
+    assert not any(c.startswith("training/tools/pseudo_label.py") for c in calls)  # labels kept
     train = calls[0]
     assert train.startswith(f"training/face/cpu/train.py --data {env['XML']} {out}/ytf_train_300w.csv "
                             "--val-from labels.xml --val-fraction 0.2 --init weights/face.pt")
     assert "--mirror-offset 0.99 0.358 --epochs 3" in train and "--lr 1e-3 --ema 0.99" in train
-    assert calls[1].startswith(f"inference/release_weights.py {out}/face/1/last.pt")
+    assert calls[1].startswith(f"training/tools/release_weights.py {out}/face/1/last.pt")
     assert calls[-1].startswith(f"inference/export_onnx.py --weights {out}/release/student.pt --int8")
     proc, calls = _run(env, "3")
     assert proc.returncode == 0, proc.stderr
@@ -48,7 +48,7 @@ def test_filter_rate_and_control_run(env, tmp_path):  # noqa: F811
     ctl = tmp_path / "ctl"
     proc, calls = _run({**env, "OUT": str(ctl), "CONTROL": "1", "LR": "3e-4", "TRAIN_ARGS": "--amp --seed 1"}, "8")
     assert proc.returncode == 0, proc.stderr
-    assert not any(c.startswith("inference/pseudo_label.py") for c in calls)
+    assert not any(c.startswith("training/tools/pseudo_label.py") for c in calls)
     train = calls[0]
     assert train.startswith(f"training/face/cpu/train.py --data {env['XML']} --val-from labels.xml")
     assert "--lr 3e-4 --ema 0.99 --mirror-offset 0.99 --epochs 8" in train and train.endswith("--amp --seed 1")

@@ -47,6 +47,16 @@ def env(tmp_path):
             "RUNS": str(tmp_path / "runs"), "XML": str(tmp_path / "labels.xml"), "YT": str(tmp_path / "frames.csv")}
 
 
+def trains_of(calls: list[str]) -> list[str]:
+    """The training runs among the logged calls."""
+    return [c for c in calls if c.split()[0].endswith("/train.py")]
+
+
+def released_of(calls: list[str]) -> list[str]:
+    """The release steps: the tools in training/tools/ and the ONNX export."""
+    return [c for c in calls if c.startswith(("training/tools/", "inference/"))]
+
+
 def run_recipe(env, *args) -> tuple[subprocess.CompletedProcess, list[str]]:
     return run_logged_script(RECIPE, env, *args)
 
@@ -55,7 +65,7 @@ def test_recipe_runs_the_stages_in_order_then_skips_them(env):
     runs = env["RUNS"]
     proc, calls = run_recipe(env, "cuda")
     assert proc.returncode == 0, proc.stderr
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = trains_of(calls)
     # the face stages first (1, 2a, 2b), so that the face model is ready before the eye stages (3, 4)
     assert [c.split()[0] for c in trains] == ["training/face/cuda/train.py", "training/face/cuda/train.py",
                                               "training/face/cuda/train.py", "training/eyes/cuda/train.py",
@@ -71,20 +81,20 @@ def test_recipe_runs_the_stages_in_order_then_skips_them(env):
     assert f"--init {runs}/mixed/eyes/1/last.pt" in trains[4] and "--epochs 10" in trains[4]
     assert "--lr 2e-4 --no-mirror --ema 0.99" in trains[4]
     assert env["YT"] not in trains[1] + trains[2] + trains[4]  # stages 2a, 2b and 4: the 300-W faces alone
-    released = [c for c in calls if c.startswith("inference/")]
+    released = released_of(calls)
     assert len(released) == 6 and f"{runs}/release/face.int8" not in " ".join(released)
     # the released face model is the weight average of the two last-stage runs
-    assert released[0].startswith(f"inference/release_weights.py {runs}/300w/face/1/last.pt "
+    assert released[0].startswith(f"training/tools/release_weights.py {runs}/300w/face/1/last.pt "
                                   f"{runs}/300w-nomirror/face/1/last.pt {runs}/release/face.plain.pt")
     # each released model records its annotation offset (on training faces) before its int8 export
-    i = next(k for k, c in enumerate(released) if c.startswith("inference/mirror_offset.py"))
+    i = next(k for k, c in enumerate(released) if c.startswith("training/tools/mirror_offset.py"))
     assert f"--write {runs}/release/face.pt" in released[i] and "--split train" in released[i]
     assert released[i + 1].startswith(f"inference/export_onnx.py --weights {runs}/release/face.pt")
     assert any(c.startswith(f"inference/export_onnx.py --weights {runs}/release/eyes.pt --int8") for c in released)
 
     proc, calls = run_recipe(env, "cuda")  # again: every stage is finished
     assert proc.returncode == 0, proc.stderr
-    assert not [c for c in calls if c.startswith("training/")]
+    assert not trains_of(calls)
     assert proc.stdout.count(": done") == 5
 
 
@@ -94,11 +104,11 @@ def test_recipe_resumes_an_interrupted_stage(env):
     log.write_text("epoch,train_loss\n10,0.1\n")  # stopped after epoch 10 of 24
     proc, calls = run_recipe(env)
     assert proc.returncode == 0, proc.stderr
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = trains_of(calls)
     assert trains == [f"training/face/cpu/train.py --resume {env['RUNS']}/300w/face/1 --epochs 24"]
     log.write_text("epoch,train_loss\n10,0.1\n")  # machine settings reach the resumed stage too
     proc, calls = run_recipe({**env, "TRAIN_ARGS": "--channels-last"})
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = trains_of(calls)
     assert trains == [f"training/face/cpu/train.py --resume {env['RUNS']}/300w/face/1 --epochs 24 --channels-last"]
 
 
@@ -119,18 +129,18 @@ def test_last_runs_1_releases_the_mirrored_last_stage_run_alone(env):
     runs = env["RUNS"]
     proc, calls = run_recipe({**env, "LAST_SIZE": "192", "LAST_RUNS": "1"})
     assert proc.returncode == 0, proc.stderr
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = trains_of(calls)
     assert len(trains) == 4 and "--no-mirror" not in trains[1] and "--input-size 192" in trains[1]
     assert f"--runs-dir {runs}/300w-192" in trains[1] and "300w-nomirror" not in " ".join(trains)
-    released = [c for c in calls if c.startswith("inference/")]
-    assert released[0] == (f"inference/release_weights.py {runs}/300w-192/face/1/last.pt "
+    released = released_of(calls)
+    assert released[0] == (f"training/tools/release_weights.py {runs}/300w-192/face/1/last.pt "
                            f"{runs}/release/face192.plain.pt --force")
 
 
 def test_train_args_reach_every_fresh_stage_but_not_a_resume(env):
     proc, calls = run_recipe({**env, "TRAIN_ARGS": "--amp --threads 2"})
     assert proc.returncode == 0, proc.stderr
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = trains_of(calls)
     fresh = [c for c in trains if "--resume" not in c]
     assert len(fresh) == 5 and all("--amp --threads 2" in c for c in fresh)
     assert all("--amp" not in c for c in trains if "--resume" in c)  # a resumed run keeps its own config
@@ -139,7 +149,7 @@ def test_train_args_reach_every_fresh_stage_but_not_a_resume(env):
 def test_mirror_offsets_can_be_set_for_other_data(env):
     proc, calls = run_recipe({**env, "OFF_XML": "0", "OFF_YT": "0.5"})
     assert proc.returncode == 0, proc.stderr
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = trains_of(calls)
     assert "--mirror-offset 0 0.5" in trains[0] and "--mirror-offset 0 --ema" in trains[1]
 
 
@@ -148,13 +158,13 @@ def test_last_size_trains_and_releases_the_larger_face_model(env, size):
     runs = env["RUNS"]
     proc, calls = run_recipe({**env, "LAST_SIZE": size})
     assert proc.returncode == 0, proc.stderr
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = trains_of(calls)
     assert "--input-size 128" in trains[0]  # stage 1 stays at 128 px
     for t, d in ((trains[1], f"300w-{size}"), (trains[2], f"300w-nomirror-{size}")):
         assert f"--input-size {size}" in t and f"--runs-dir {runs}/{d}" in t
     assert "--input-size" not in trains[3] + trains[4]  # the eye model keeps its stage-1 size
-    released = [c for c in calls if c.startswith("inference/")]
-    assert released[0].startswith(f"inference/release_weights.py {runs}/300w-{size}/face/1/last.pt "
+    released = released_of(calls)
+    assert released[0].startswith(f"training/tools/release_weights.py {runs}/300w-{size}/face/1/last.pt "
                                   f"{runs}/300w-nomirror-{size}/face/1/last.pt {runs}/release/face{size}.plain.pt")
     assert any(f"--write {runs}/release/face{size}.pt" in c for c in released)
     assert any(c.startswith(f"inference/export_onnx.py --weights {runs}/release/face{size}.pt --int8")
@@ -166,7 +176,7 @@ def test_teacher_distils_into_both_last_stage_face_runs_in_their_own_folders(env
     teacher.write_text("")
     proc, calls = run_recipe({**env, "TEACHER": str(teacher)})
     assert proc.returncode == 0, proc.stderr
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = trains_of(calls)
     with_teacher = [c for c in trains if f"--teacher {teacher} --teacher-weight 0.5" in c]
     assert with_teacher == trains[1:3]                      # 2a and 2b, not stage 1 or the eyes
     assert f"--runs-dir {runs}/300w-distil" in trains[1] and f"--runs-dir {runs}/300w-nomirror-distil" in trains[2]
@@ -177,7 +187,7 @@ def test_teacher_distils_into_both_last_stage_face_runs_in_their_own_folders(env
 def test_stage1_epochs_changes_stage_1_alone(env):
     proc, calls = run_recipe({**env, "STAGE1_EPOCHS": "24"})
     assert proc.returncode == 0, proc.stderr
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = trains_of(calls)
     assert "--epochs 24" in trains[0] and f"--runs-dir {env['RUNS']}/mixed" in trains[0]
     assert len(trains) == 5 and all("--epochs 24" in c for c in trains[1:3])  # 2a, 2b keep theirs
     assert all("--epochs 48" not in c for c in trains)

@@ -113,6 +113,57 @@ def test_the_documented_scheme_file_example(tmp_path, capsys):
     assert dict(s.regions) == {"right_eye": (0,), "left_eye": (1,), "nose": (2,), "mouth": (3, 4)}
     assert s.lines == (((0, 2, 1), False), ((3, 4), False))
     assert str(beside) in capsys.readouterr().err
+FIVE_NAMES = {"right_eye_centre": 0, "left_eye_centre": 1, "nose_tip": 2, "mouth_right": 3, "mouth_left": 4}
+
+
+def test_scheme_file_names_points_checked_against_mirroring_and_sides(tmp_path, capsys):
+    recs = [D.FaceRecord("x", S.five_points(p), group=f"g{i}") for i, p in enumerate(_faces(8))]
+    f = tmp_path / "five.json"
+
+    def scheme(named):
+        f.write_text(json.dumps({"flip_permutation": list(S.FIVE_FLIP), "named_points": named}))
+        return resolve_scheme(recs, [str(tmp_path / "d.xml")], flip_file=str(f))
+    s = scheme(FIVE_NAMES)
+    assert dict(s.named) == FIVE_NAMES and s.arcface_groups() == ((0,), (1,), (2,), (3,), (4,))
+    assert Scheme.from_dict(json.loads(json.dumps(s.to_dict()))) == s   # a checkpoint keeps the names
+    with pytest.raises(InputError, match="unknown point name 'nose'"):
+        scheme({**FIVE_NAMES, "nose": 2})
+    with pytest.raises(InputError, match="mirroring takes mouth_right \\(point 3\\) to point 4, but mouth_left is point 3"):
+        scheme({**FIVE_NAMES, "mouth_left": 3})
+    swapped = {**FIVE_NAMES, "right_eye_centre": 1, "left_eye_centre": 0}   # mirror-consistent, but sides swapped
+    with pytest.raises(DatasetFormatError, match="right_eye_centre \\(point 1\\) lies right of left_eye_centre"):
+        scheme(swapped)
+    assert scheme({"nose_tip": 2}).arcface_groups() is None   # not all five named
+
+
+def test_arcface_chips_from_five_named_points_or_eye_corners():
+    from common.alignment import ARCFACE_112, align_face, alignment_matrix, arcface_points, transform_points
+    pts68 = S.face_points(np.random.default_rng(5), 240, 200).astype(np.float32)
+    image = np.zeros((240, 200, 3), np.uint8)
+    five = Scheme("five", 5, S.FIVE_FLIP, None, named=tuple(FIVE_NAMES.items()))
+    # The five points MTCNN-style models give are exactly what the 68-point chip is fitted to: the same chip.
+    chip5, m5 = align_face(image, S.five_points(pts68), 112, "arcface", scheme=five)
+    chip68, m68 = align_face(image, pts68, 112, "arcface")
+    assert chip5.shape == (112, 112, 3)
+    np.testing.assert_allclose(m5, m68, atol=1e-3)   # float32 points
+    # Eye corners instead of centres (7 points: 36, 39, 42, 45, 30, 48, 54): near the same chip.
+    idx = [36, 39, 42, 45, 30, 48, 54]
+    corners = Scheme("seven", 7, (3, 2, 1, 0, 4, 6, 5), None, named=(
+        ("right_eye_outer", 0), ("right_eye_inner", 1), ("left_eye_inner", 2), ("left_eye_outer", 3),
+        ("nose_tip", 4), ("mouth_right", 5), ("mouth_left", 6)))
+    m7 = alignment_matrix(pts68[idx], 112, "arcface", scheme=corners)
+    assert np.abs(arcface_points(transform_points(m7, pts68)) - arcface_points(transform_points(m68, pts68))).max() < 2
+    assert np.abs(arcface_points(transform_points(m5, S.five_points(pts68)), five) - ARCFACE_112).max() < 15
+    # A scheme that does not name them, and dlib's template (33 iBUG points), say so in one line.
+    unnamed = Scheme("custom5", 5, S.FIVE_FLIP, None)
+    with pytest.raises(InputError, match="--chips needs the eye centres \\(or corners\\), nose tip and mouth "
+                                         "corners; the 5-point scheme 'custom5' does not name them"):
+        align_face(image, S.five_points(pts68), scheme=unnamed)
+    with pytest.raises(InputError, match="--chip-template dlib needs the 68 iBUG points"):
+        align_face(image, S.five_points(pts68), template="dlib", scheme=five)
+    # wflw98 goes through its 68-point mapping, as before.
+    np.testing.assert_allclose(alignment_matrix(S.wflw98_points(pts68), scheme=WFLW98), m68, atol=1e-6)
+
 
 def test_nme_by_box_size_when_there_are_no_eye_corners():
     gt = np.array([[[0, 0], [4, 0], [4, 9]]], np.float64)
@@ -249,6 +300,28 @@ def test_predict_puts_five_points_on_the_portrait_and_refuses_pose(five_point_mo
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines()[-1] == (
         "error: --pose needs the 68 iBUG points; this model predicts the 5-point scheme 'custom5'")
+    # Chips: its five points are unnamed (no scheme file) ...
+    bad = subprocess.run(cmd + ["--chips", str(tmp_path / "chips"), "--no-save", "--json", "-"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and bad.stdout == "" and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith(
+        "error: --chips needs the eye centres (or corners), nose tip and mouth corners; the 5-point scheme 'custom5'")
+    # ... named (as a scheme file's "named_points" would have them), they make ArcFace chips.
+    ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+    ck["scheme"]["named_points"] = FIVE_NAMES
+    named = str(tmp_path / "named5.pt")
+    torch.save(ck, named)
+    out = subprocess.run(cmd[:3] + ["--weights", named, "--device", "cpu", "--chips", str(tmp_path / "chips"),
+                                    "--no-save", "--json", str(tmp_path / "c.json")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    face = json.loads((tmp_path / "c.json").read_text())["images"][0]["faces"][0]
+    chip = read_image(face["chip"]["path"])
+    assert chip.shape == (112, 112, 3) and chip.any()
+    from common.alignment import alignment_matrix, transform_points
+    pts = np.array(face["points"])   # rounded to 0.01 px in the JSON
+    fitted = alignment_matrix(pts, scheme=Scheme.from_dict(ck["scheme"]))
+    assert np.abs(transform_points(face["chip"]["matrix"], pts) - transform_points(fitted, pts)).max() < 0.5
 
 
 def test_evaluate_a_five_point_model(five_point_model, capsys):

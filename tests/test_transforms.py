@@ -181,14 +181,14 @@ def test_train_pipeline_eyes_gives_twelve_points_inside():
 
 
 def test_eye_crop_stats_script_measures_the_eye_points(tmp_path):
-    """inference/eye_crop_stats.py (the source of the eye crop constants)
+    """training/tools/eye_crop_stats.py (the source of the eye crop constants)
     reports where the eye points fall and that the crop holds them."""
     import subprocess
     import sys
     from synthetic import synthetic_xml_dataset
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     data = synthetic_xml_dataset(str(tmp_path), 6, seed=1)
-    r = subprocess.run([sys.executable, os.path.join(root, "inference", "eye_crop_stats.py"), "--data", data,
+    r = subprocess.run([sys.executable, os.path.join(root, "training", "tools", "eye_crop_stats.py"), "--data", data,
                         "--exclude-heldout", "0"], capture_output=True, text=True, cwd=root)
     assert r.returncode == 0, r.stderr
     assert "6 faces" in r.stdout and "holds 100.00% of the eye points" in r.stdout

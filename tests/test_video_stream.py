@@ -59,7 +59,7 @@ def test_predict_py_on_a_clip_gives_the_api_loops_points_blinks_and_pose(tmp_pat
 
 
 def test_video_scores_measure_jitter_and_lag_against_the_ground_truth():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training" / "tools"))
     from evaluate_video import video_scores
     rng = np.random.default_rng(0)
     n = 120

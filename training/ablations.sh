@@ -55,7 +55,7 @@ if [[ ${1:-} == last ]]; then
     run "seed 1, ema" --seed 1 --ema 0.99
     run "no mirroring, ema" --no-mirror --ema 0.99
     run "no mirroring, lr 1e-3, ema" --no-mirror --lr 1e-3 --ema 0.99
-    # Mirroring that keeps 300-W's horizontal annotation offset (inference/mirror_offset.py, model card)
+    # Mirroring that keeps 300-W's horizontal annotation offset (training/tools/mirror_offset.py, model card)
     run "mirror offset 0.99, lr 1e-3, ema" --mirror-offset 0.99 --lr 1e-3 --ema 0.99
     exit 0
 fi
@@ -66,7 +66,7 @@ if [[ ${1:-} == finetune ]]; then
     run "12 epochs, lr 1e-3" --epochs 12 --lr 1e-3 --mirror-offset 0.99
     run "12 epochs, lr 1e-3, teacher" --epochs 12 --lr 1e-3 --mirror-offset 0.99 "${T[@]}"
     # the pair a last stage averages (2a, 2b), with the teacher; then, to score their average:
-    #   python inference/release_weights.py $OUT/face/<a>/last.pt $OUT/face/<b>/last.pt $OUT/distil.pt
+    #   python training/tools/release_weights.py $OUT/face/<a>/last.pt $OUT/face/<b>/last.pt $OUT/distil.pt
     #   python inference/evaluate.py --weights $OUT/distil.pt --data $XML --split heldout
     #   python inference/export_onnx.py --weights $OUT/distil.pt --int8 --calib-data "${DATA[@]}"   # its int8 twin,
     #   then evaluate.py on $OUT/distil.int8.onnx with --boxes detector --refine (as predict.py runs)

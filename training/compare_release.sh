@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Should a newly trained model replace a shipped one? Scores the candidate and weights/ on the same faces and
-# prints the paired change (inference/compare_evals.py: mean, 95% bootstrap interval) for the measures the model
+# prints the paired change (training/tools/compare_evals.py: mean, 95% bootstrap interval) for the measures the model
 # card's ablation rows quote; the card's rule: replace only for a gain of at least 0.05 NME points.
 #   bash training/compare_release.sh runs/recipe-e192/release            # face.pt and face.int8.onnx
 #   bash training/compare_release.sh runs/recipe-e192/release face192    # or eyes
@@ -50,7 +50,7 @@ for m in "${MEASURES[@]}"; do
         fi
     done
     { echo "== $tag ($file; evaluate.py ${ARGS[*]})"
-      python inference/compare_evals.py "$OUT/shipped-$tag.csv" "$OUT/candidate-$tag.csv"; } >> "$OUT/compare.txt.part"
+      python training/tools/compare_evals.py "$OUT/shipped-$tag.csv" "$OUT/candidate-$tag.csv"; } >> "$OUT/compare.txt.part"
 done
 mv "$OUT/compare.txt.part" "$OUT/compare.txt"
 cat "$OUT/compare.txt"

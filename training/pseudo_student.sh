@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue #18, first lever: a 128 px student trained on the 300-W faces plus YouTube-Faces TRAINING frames
-# labelled in the 300-W style by a teacher (inference/pseudo_label.py). The test frames are never labelled.
+# labelled in the 300-W style by a teacher (training/tools/pseudo_label.py). The test frames are never labelled.
 #   bash training/pseudo_student.sh [EPOCHS]    # default 4 (each epoch is 2,170 faces: 970 300-W + 1,200 frames)
 # TEACHER=... (default weights/face192.pt; several, space-separated, are averaged), INIT=... (default
 # weights/face.pt), FRAMES=... (frames to label, evenly spread; 0: all 3,462), OUT=... (default runs/pseudo-student),
@@ -28,7 +28,7 @@ if [[ -n ${CONTROL:-} ]]; then
     DATA=("$XML") OFFSETS=("$OFF_XML")
 else
     if [[ ! -f $LABELS ]]; then
-        python inference/pseudo_label.py --data "$YT" --weights "${TEACHER[@]}" --flip-test --max-frames "$FRAMES" \
+        python training/tools/pseudo_label.py --data "$YT" --weights "${TEACHER[@]}" --flip-test --max-frames "$FRAMES" \
             ${MAX_DISAGREEMENT:+--max-disagreement "$MAX_DISAGREEMENT"} --out "$LABELS"
     fi
     # the labels keep the teacher's own offset from mirror symmetry: mirror them with it (photo pixels)
@@ -45,8 +45,8 @@ else
         --mirror-offset "${OFFSETS[@]}" --epochs "$EPOCHS" --runs-dir "$OUT" ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"}
 fi
 mkdir -p "$OUT/release"
-python inference/release_weights.py "$DIR/last.pt" "$OUT/release/student.plain.pt" --force
-python inference/mirror_offset.py --weights "$OUT/release/student.plain.pt" --data "$XML" --split train \
+python training/tools/release_weights.py "$DIR/last.pt" "$OUT/release/student.plain.pt" --force
+python training/tools/mirror_offset.py --weights "$OUT/release/student.plain.pt" --data "$XML" --split train \
     --write "$OUT/release/student.pt" --force
 rm -f "$OUT/release/student.plain.pt"
 python inference/export_onnx.py --weights "$OUT/release/student.pt" --int8 --force --calib-data "$XML" "$YT"

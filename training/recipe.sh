@@ -68,7 +68,7 @@ stage() {  # name task epochs [train.py arguments for a fresh run...]
 }
 
 # Both data sets place their points about one pixel right of mirror symmetry; mirrored copies keep
-# that offset (--mirror-offset, in photo pixels, one per data set, measured with inference/mirror_offset.py;
+# that offset (--mirror-offset, in photo pixels, one per data set, measured with training/tools/mirror_offset.py;
 # weights/README.md, "Ablations"; the measurements: docs/history.md). OFF_XML=0 OFF_YT=0 gives a plain mirror.
 OFF_XML=${OFF_XML:-0.99}
 OFF_YT=${OFF_YT:-0.73}
@@ -112,11 +112,11 @@ stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/last.pt" --warmup-epoch
 mkdir -p "$R/release"
 FACE_RUNS=()
 for d in "${FACE_DIRS[@]:0:$LAST_RUNS}"; do FACE_RUNS+=("$R/$d/face/1/last.pt"); done
-python inference/release_weights.py "${FACE_RUNS[@]}" "$R/release/$FACE_NAME.plain.pt" --force  # their weight average (one run: itself)
-python inference/release_weights.py "$R/300w/eyes/1/last.pt" "$R/release/eyes.plain.pt" --force
+python training/tools/release_weights.py "${FACE_RUNS[@]}" "$R/release/$FACE_NAME.plain.pt" --force  # their weight average (one run: itself)
+python training/tools/release_weights.py "$R/300w/eyes/1/last.pt" "$R/release/eyes.plain.pt" --force
 for name in "$FACE_NAME" eyes; do
     # record the model's own annotation offset (measured on training faces) for --flip-test
-    python inference/mirror_offset.py --weights "$R/release/$name.plain.pt" --data "$XML" --split train \
+    python training/tools/mirror_offset.py --weights "$R/release/$name.plain.pt" --data "$XML" --split train \
         --write "$R/release/$name.pt" --force
     rm -f "$R/release/$name.plain.pt"
     python inference/export_onnx.py --weights "$R/release/$name.pt" --int8 --force --calib-data "$XML" "$YT"

@@ -1,6 +1,6 @@
 """Measure how far a data set's annotation sits from mirror symmetry, in pixels.
 
-    python inference/mirror_offset.py --weights weights/face.pt \
+    python training/tools/mirror_offset.py --weights weights/face.pt \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split train
 
 Training mirrors faces and reflects their points with x -> (width - 1) - x.
@@ -29,7 +29,7 @@ with the mirrored crop. ``--write OUT`` saves a copy of the checkpoint that
 records it (``mirror_offset`` in its description, carried into ONNX exports),
 so ``--flip-test`` uses it:
 
-    python inference/mirror_offset.py --weights runs/face/2/best.pt --data $XML --split train \
+    python training/tools/mirror_offset.py --weights runs/face/2/best.pt --data $XML --split train \
         --write runs/face/2/best_flip.pt
 """
 from __future__ import annotations
@@ -40,12 +40,14 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from common.errors import InputError  # noqa: E402
+from common.model_options import add_device_argument, add_weights_argument  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default="weights/face.pt", help="face or eye checkpoint")
+    add_weights_argument(p, "face or eye checkpoint", file="face.pt")
     p.add_argument("--data", required=True, help="dlib XML, folder of .pts files, or keypoints CSV")
     p.add_argument("--split", choices=("all", "heldout", "train"), default="train",
                    help="train (default): the faces the checkpoint's run trained on; all: every face "
@@ -54,7 +56,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", metavar="OUT", default=None,
                    help="save a copy of the .pt checkpoint that records the measured offset for --flip-test")
     p.add_argument("--force", action="store_true", help="with --write: replace an existing OUT")
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
     return p
 
 
@@ -71,13 +73,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.write:
         if not args.weights.endswith(".pt"):
-            print("error: --write needs a .pt checkpoint (export the ONNX file again from the written one)",
-                  file=sys.stderr)
-            return 2
+            raise InputError("--write needs a .pt checkpoint (export the ONNX file again from the written one)")
         problem = output_problem(args.write, args.weights, args.force)
         if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
+            raise InputError(problem)
     model = LandmarkModel(args.weights, None, select_device(args.device))
     records = read_datasets([args.data])
     if args.split != "all":
@@ -86,8 +85,7 @@ def main(args: argparse.Namespace) -> int:
     if args.max_faces and len(records) > args.max_faces:
         records = [records[i] for i in np.linspace(0, len(records) - 1, args.max_faces).astype(int)]
     if not records:
-        print(f"error: no faces in {args.data} [{args.split}]", file=sys.stderr)
-        return 2
+        raise InputError(f"no faces in {args.data} [{args.split}]")
     pair = normalisation_pair(model.indices)
     err, dis, iod, scale = [], [], [], []
     bar = Progress(len(records), desc="predicting", unit="faces")

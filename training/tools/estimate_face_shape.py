@@ -1,6 +1,6 @@
 """Estimate the 3-D mean face of the 68 iBUG points from 2-D annotations.
 
-    python inference/estimate_face_shape.py common/face_shape_68.csv \
+    python training/tools/estimate_face_shape.py common/face_shape_68.csv \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
                ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv \
         --split-from weights/face.pt --force
@@ -38,7 +38,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from common.errors import InputError  # noqa: E402
+from common.model_options import add_weights_argument  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -46,8 +48,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="CSV to write (68 rows index,x,y,z after # comment lines)")
     p.add_argument("--data", nargs="+", required=True,
                    help="annotated data sets (dlib XML, .pts folder or keypoints CSV)")
-    p.add_argument("--split-from", default="weights/face.pt", metavar="CHECKPOINT",
-                   help="use only the faces this checkpoint's training run trained on ('none': all faces)")
+    add_weights_argument(p, "use only the faces this checkpoint's training run trained on ('none': all faces)",
+                         "--split-from", file="face.pt")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     return p
 
@@ -141,8 +143,7 @@ def main(args: argparse.Namespace) -> int:
 
     problem = output_problem(args.output, args.data[0], args.force)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        raise InputError(problem)
     records = read_datasets(args.data)
     n_all = len(records)
     split_note = "all faces"
@@ -152,8 +153,7 @@ def main(args: argparse.Namespace) -> int:
         records, held = split_like_run(records, load_checkpoint(args.split_from).get("config", {}))
         split_note = f"the part {os.path.basename(args.split_from)}'s run trained on ({len(held)} held-out faces left out)"
     if len(records) < 3:
-        print("error: fewer than 3 faces to factorise", file=sys.stderr)
-        return 2
+        raise InputError("fewer than 3 faces to factorise")
     shapes = np.stack([r.points for r in records]).astype(np.float64)
     raw, residual = factorise(shapes)
     shape, asym = canonical_frame(raw)
@@ -164,7 +164,7 @@ def main(args: argparse.Namespace) -> int:
     today = datetime.date.today().isoformat()
     header = [
         "3-D mean face of the 68 iBUG points, for common/pose.py",
-        f"written by inference/estimate_face_shape.py on {today}",
+        f"written by training/tools/estimate_face_shape.py on {today}",
         f"data: {names}: {len(records)} of {n_all} faces, {split_note}",
         "method: orthographic factorisation (Tomasi-Kanade, metric upgrade), nose tip in front, "
         "averaged with its mirror image, pitch 0 = the faces' median pitch",

@@ -1,7 +1,7 @@
 """Label the YouTube-Faces TRAINING frames in the 300-W style with a teacher model.
 
-    python inference/pseudo_label.py --out runs/pseudo/ytf_train_300w.csv
-    python inference/pseudo_label.py --weights weights/face192.pt runs/other/best.pt --flip-test \
+    python training/tools/pseudo_label.py --out runs/pseudo/ytf_train_300w.csv
+    python training/tools/pseudo_label.py --weights weights/face192.pt runs/other/best.pt --flip-test \
         --max-disagreement 3.0 --out runs/pseudo/ytf_train_300w.csv --force
 
 YouTube-Faces frames carry their own annotation style (a different jaw and
@@ -36,7 +36,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from common.errors import InputError  # noqa: E402
+from common.model_options import add_device_argument, add_weights_argument  # noqa: E402
 
 DEFAULT_DATA = "../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv"
 
@@ -45,8 +47,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help="frames to label (a keypoints CSV or any readable set)")
     p.add_argument("--out", required=True, help="keypoints CSV to write (OUT.json beside it)")
-    p.add_argument("--weights", nargs="+", default=["weights/face192.pt"],
-                   help="teacher face checkpoint(s) (.pt or .onnx); several are averaged")
+    add_weights_argument(p, "teacher face checkpoint(s) (.pt or .onnx); several are averaged", file="face192.pt",
+                         nargs="+")
     p.add_argument("--flip-test", action="store_true",
                    help="average each teacher's prediction with its mirrored crop (keeping its annotation offset)")
     p.add_argument("--max-disagreement", type=float, default=None, metavar="PCT",
@@ -58,7 +60,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="frames per network batch")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for torch (0: torch's default; 1 is fastest on a busy machine)")
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
     return p
 
 
@@ -118,18 +120,14 @@ def main(args: argparse.Namespace) -> int:
     from common.progress import Progress
 
     if is_test_split(args.data):
-        print(f"error: {args.data} is a test split: its frames stay a test set and are never labelled",
-              file=sys.stderr)
-        return 2
+        raise InputError(f"{args.data} is a test split: its frames stay a test set and are never labelled")
     sidecar = args.out + ".json"
     for out in (args.out, sidecar):
         problem = output_problem(out, args.data, args.force)
         if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
+            raise InputError(problem)
     if not args.out.lower().endswith(".csv"):
-        print(f"error: {args.out}: the output must be a .csv file", file=sys.stderr)
-        return 2
+        raise InputError(f"{args.out}: the output must be a .csv file")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -137,8 +135,7 @@ def main(args: argparse.Namespace) -> int:
     models = [LandmarkModel(w, "face", device) for w in args.weights]
     records = read_dataset(args.data)
     if not records:
-        print(f"error: {args.data}: no faces", file=sys.stderr)
-        return 2
+        raise InputError(f"{args.data}: no faces")
     if args.max_frames and len(records) > args.max_frames:
         keep_idx = np.unique(np.linspace(0, len(records) - 1, args.max_frames).round().astype(int))
         records = [records[i] for i in keep_idx]
@@ -162,8 +159,7 @@ def main(args: argparse.Namespace) -> int:
         bar.update(start + len(chunk), start + len(chunk), kept=kept)
     bar.close()
     if not rows:
-        print("error: every frame was dropped (raise --max-disagreement)", file=sys.stderr)
-        return 2
+        raise InputError("every frame was dropped (raise --max-disagreement)")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
@@ -175,7 +171,7 @@ def main(args: argparse.Namespace) -> int:
             f.write(path + "," + ",".join(f"{v:.3f}" for v in pts.reshape(-1)) + "\n")
     dis_all = np.array([fr["disagreement_pct"] for fr in frames])
     doc = {
-        "what": "300-W-style pseudo-labels from a teacher (inference/pseudo_label.py)",
+        "what": "300-W-style pseudo-labels from a teacher (training/tools/pseudo_label.py)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "data": os.path.abspath(args.data),
         "output": os.path.abspath(args.out),

@@ -2,7 +2,7 @@
 landmark box, over annotated faces: the measurement behind the eye model's
 crop constants (EYE_CENTRE_DY, EYE_CONTEXT in common/transforms.py).
 
-    python inference/eye_crop_stats.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \\
+    python training/tools/eye_crop_stats.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \\
         ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv
 
 Prints the 1st and 99th percentiles of the eye points' x and y, relative to
@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@
         --boxes detector --refine --per-face runs/eval/old.csv
     python inference/evaluate.py --weights new/face.int8.onnx --data $XML --split heldout \\
         --boxes detector --refine --per-face runs/eval/new.csv
-    python inference/compare_evals.py runs/eval/old.csv runs/eval/new.csv
+    python training/tools/compare_evals.py runs/eval/old.csv runs/eval/new.csv
 
 Prints both mean NMEs to four decimals over the faces both files scored (a
 face missed by either detector is left out, and counted), the change from
@@ -22,7 +22,7 @@ import csv
 import os
 import sys
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 
 def get_args_parser() -> argparse.ArgumentParser:

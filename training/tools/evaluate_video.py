@@ -1,7 +1,7 @@
 """Landmarks in video against exact ground truth: accuracy, jitter and lag
 of what ``predict.py`` runs, per setting.
 
-    python inference/evaluate_video.py \
+    python training/tools/evaluate_video.py \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout
 
 Each of ``--photos`` annotated photos (the part of ``--data`` that the face
@@ -37,7 +37,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from common.model_options import add_device_argument, add_weights_argument  # noqa: E402
 
 MOTIONS = ("still", "pan", "zoom", "rotate")
 SIZE = (480, 640)   # (height, width) of the videos
@@ -47,7 +48,7 @@ MAX_LAG = 8         # frames of delay searched for the lag
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=None, help="face model (default: as predict.py picks it)")
+    add_weights_argument(p, "face model")
     p.add_argument("--data", required=True, help="annotated faces (dlib XML, .pts folder or keypoints CSV)")
     p.add_argument("--split", choices=("all", "heldout", "train"), default="heldout",
                    help="heldout/train: the part of --data that the face model's run held out / trained on")
@@ -63,7 +64,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="One Euro minimum cut-off (default: common/tracking.py's FaceTracker)")
     p.add_argument("--beta", type=float, default=None,
                    help="One Euro speed coefficient (default: common/tracking.py's FaceTracker)")
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
     p.add_argument("--plot", default="runs/eval_video/nme_per_frame.png", help="NME per frame (PNG)")
     p.add_argument("--force", action="store_true", help="replace an existing --plot")
     return p

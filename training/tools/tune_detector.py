@@ -2,7 +2,7 @@
 cascade, scale factor and neighbours) for detection rate and speed on real
 annotated photos.
 
-    python inference/tune_detector.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
+    python training/tools/tune_detector.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
         --detector mtcnn haar --min-face 40 80 --scale-factor 1.1 1.2 --min-neighbors 3 5
 
 For every combination it prints: the share of annotated faces found (a
@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 
 def get_args_parser() -> argparse.ArgumentParser:

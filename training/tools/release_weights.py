@@ -1,19 +1,19 @@
 """Turn a training checkpoint into a compact released one (float16 tensors,
 no optimizer state; loads back as float32).
 
-    python inference/release_weights.py runs/face/1/best.pt weights/face.pt
+    python training/tools/release_weights.py runs/face/1/best.pt weights/face.pt
 
 Given several checkpoints, it releases their weight average (a "model soup"):
 they must be runs of the same model started from the same --init, for
 example two last-stage runs with different settings (weights/README.md).
 
-    python inference/release_weights.py runs/a/face/1/best.pt runs/b/face/1/best.pt weights/face.pt
+    python training/tools/release_weights.py runs/a/face/1/best.pt runs/b/face/1/best.pt weights/face.pt
 """
 import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from common.checkpoint import (atomic_save, average_checkpoints, load_checkpoint,  # noqa: E402
                                provenance, release_copy)
 from common.cli import output_problem, run_script  # noqa: E402

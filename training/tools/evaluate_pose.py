@@ -1,6 +1,6 @@
 """Check the head-pose estimate (common/pose.py) on held-out faces.
 
-    python inference/evaluate_pose.py --weights weights/face.pt \
+    python training/tools/evaluate_pose.py --weights weights/face.pt \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout
 
 The points are the model's predictions (crop from each face's annotated
@@ -31,19 +31,21 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from common.errors import InputError  # noqa: E402
+from common.model_options import add_device_argument, add_weights_argument  # noqa: E402
 
 PERCENTILES = (5, 25, 50, 75, 95)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default="weights/face.pt", help="face checkpoint (or its .onnx export)")
+    add_weights_argument(p, "face checkpoint (or its .onnx export)")
     p.add_argument("--data", required=True, help="annotated faces (dlib XML, .pts folder or keypoints CSV)")
     p.add_argument("--split", choices=("all", "heldout", "train"), default="heldout",
                    help="heldout/train: the part of --data that the checkpoint's run held out / trained on")
     p.add_argument("--angle", type=float, default=20.0, help="in-plane rotation for the roll check, degrees")
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
     p.add_argument("--plot", default="runs/pose/yaw_hist.png", help="histogram of yaw (PNG)")
     p.add_argument("--force", action="store_true", help="replace an existing --plot")
     return p
@@ -88,20 +90,21 @@ def main(args: argparse.Namespace) -> int:
     from common.landmarks import landmark_box
     from common.pose import estimate_pose
     from common.landmark_model import LandmarkModel, refined_boxes
+    from common.model_options import pick_weights
     from common.progress import Progress
 
     problem = output_problem(args.plot, args.data, args.force)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    model = LandmarkModel(args.weights, "face", select_device(args.device))
+        raise InputError(problem)
+    device = select_device(args.device)
+    args.weights = pick_weights(args.weights, "face", device)
+    model = LandmarkModel(args.weights, "face", device)
     pos = model.positions(range(68))
     records = read_datasets([args.data])
     name = dataset_name(args.data)
     records = records_of_split(records, model.description.get("config", {}), name, args.split, args.weights)
     if not records:
-        print(f"error: no faces in {args.data} [{args.split}]", file=sys.stderr)
-        return 2
+        raise InputError(f"no faces in {args.data} [{args.split}]")
 
     def predict(gray: np.ndarray, box: np.ndarray) -> np.ndarray:
         boxes = refined_boxes(model, gray, [box])

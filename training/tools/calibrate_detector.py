@@ -2,7 +2,7 @@
 training crops from, on real annotated faces, and print the calibration
 constants (centre shift and scale) for common/detector.py.
 
-    python inference/calibrate_detector.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
+    python training/tools/calibrate_detector.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
         --exclude-heldout 0.2
 
 Faces held out for validation by the training split (same seed and fraction)
@@ -13,7 +13,7 @@ scheme's training data and store the result in its checkpoint, which
 predict.py then uses with that detector (the faces its run held out are
 left out):
 
-    python inference/calibrate_detector.py --data my5.xml --write-to runs/face/3/best.pt
+    python training/tools/calibrate_detector.py --data my5.xml --write-to runs/face/3/best.pt
 """
 import argparse
 import os
@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from common.cli import run_script  # noqa: E402
 from common.dataset import split_like_run, split_records  # noqa: E402
 from common.detector import add_detector_arguments, iou, make_detector  # noqa: E402
