@@ -198,7 +198,7 @@ def test_stage1_epochs_changes_stage_1_alone(env):
 def test_final_fit_trains_every_stage_on_every_face_in_its_own_folders(env):
     proc, calls = run_recipe({**env, "FINAL": "1"})
     assert proc.returncode == 0, proc.stderr
-    trains = [c for c in calls if c.startswith("training/")]
+    trains = [c for c in calls if c.split()[0].endswith("/train.py")]
     assert len(trains) == 5 and all("--val-fraction 0" in c and "--val-from" not in c for c in trains)
     assert all(f"--runs-dir {env['RUNS']}/" in c for c in trains if "--runs-dir" in c)
     proc, calls = run_recipe({**env, "FINAL": "yes"})
