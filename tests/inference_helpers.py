@@ -123,3 +123,24 @@ def stand_in_python(tmp_path: Path, script_text: str) -> str:
     (bin_dir / "python").write_text(script_text)
     (bin_dir / "python").chmod(0o755)
     return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+
+def interrupting_landmarker(on_batch: int):
+    """A :class:`common.predictor.FaceLandmarker` whose ``on_batch``-th
+    landmark batch raises KeyboardInterrupt (a Ctrl-C), with one image per
+    batch; monkeypatch it in as ``common.predictor.FaceLandmarker``."""
+    from common import predictor
+
+    class Interrupting(predictor.FaceLandmarker):
+        calls = 0
+
+        def landmarks_for_images(self, items):
+            Interrupting.calls += 1
+            if Interrupting.calls == on_batch:
+                raise KeyboardInterrupt
+            return super().landmarks_for_images(items)
+
+        def iter_landmarks(self, sources, workers=2, batch_faces=16, colour="rgb", keep_rgb=False):
+            return super().iter_landmarks(sources, workers, 1, colour, keep_rgb)  # one image per batch
+
+    return Interrupting

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import REPO, make_random_checkpoint, run_predict  # noqa: E402
+from inference_helpers import REPO, interrupting_landmarker, make_random_checkpoint, run_predict  # noqa: E402
 
 sys.path.insert(0, str(REPO / "inference"))
 from benchmark import make_photo_folder  # noqa: E402
@@ -151,17 +151,7 @@ def test_ctrl_c_keeps_the_lines_written_and_says_resume(tmp_path, photos, face_c
     from common import predict_cli as I
     from common import predictor
 
-    class Interrupting(predictor.FaceLandmarker):
-        calls = 0
-
-        def landmarks_for_images(self, items):
-            Interrupting.calls += 1
-            if Interrupting.calls == 3:
-                raise KeyboardInterrupt
-            return super().landmarks_for_images(items)
-
-        def iter_landmarks(self, sources, workers=2, batch_faces=16, colour="rgb", keep_rgb=False):
-            return super().iter_landmarks(sources, workers, 1, colour, keep_rgb)  # one image per batch
+    Interrupting = interrupting_landmarker(3)
 
     monkeypatch.setattr(predictor, "FaceLandmarker", Interrupting)
     monkeypatch.chdir(tmp_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import PREDICT, REPO, run_predict  # noqa: E402
+from inference_helpers import PREDICT, REPO, interrupting_landmarker, run_predict  # noqa: E402
 from test_predict_outputs import count_frames, write_video  # noqa: E402
 
 sys.path.insert(0, str(REPO / "inference"))
@@ -185,17 +185,7 @@ def test_resume_after_ctrl_c_with_json_rebuilds_the_json(tmp_path, photos, ckpts
     from common import predict_cli as I
     from common import predictor
 
-    class Interrupting(predictor.FaceLandmarker):
-        calls = 0
-
-        def landmarks_for_images(self, items):
-            Interrupting.calls += 1
-            if Interrupting.calls == 3:
-                raise KeyboardInterrupt
-            return super().landmarks_for_images(items)
-
-        def iter_landmarks(self, sources, workers=2, batch_faces=16, colour="rgb", keep_rgb=False):
-            return super().iter_landmarks(sources, workers, 1, colour, keep_rgb)
+    Interrupting = interrupting_landmarker(3)
 
     monkeypatch.chdir(tmp_path)
     argv = ["ph", "--no-save", "--jsonl", "k7.jsonl", "--json", "k7.json", "--weights", str(ckpts["face"])]
