@@ -17,7 +17,7 @@ from .errors import DetectorError
 
 # The detectors make_detector knows, and the default.
 DETECTORS = ("blazeface", "mtcnn", "haar", "yunet")
-DEFAULT_DETECTOR = "mtcnn"
+DEFAULT_DETECTOR = "blazeface"
 
 # Haar box -> tight landmark box, measured by inference/calibrate_detector.py
 # on the training part of the 300-W subset (held-out photos excluded):
@@ -245,10 +245,10 @@ class BlazeFaceDetector(FaceDetector):
 
 def make_detector(name: str = DEFAULT_DETECTOR, model_path: str | None = None,
                   min_face: float | None = None) -> FaceDetector:
-    """One of :data:`DETECTORS`: ``haar``, ``mtcnn`` (``model_path``: its
-    weights, default ``weights/mtcnn.pt``) or ``yunet`` (needs
-    ``model_path``, an ONNX file), finding faces from ``min_face`` pixels up
-    (None: :data:`MIN_FACE`)."""
+    """One of :data:`DETECTORS`: ``blazeface`` and ``mtcnn`` (``model_path``:
+    their weights, default ``weights/blazeface.pt``, ``weights/mtcnn.pt``),
+    ``haar``, or ``yunet`` (needs ``model_path``, an ONNX file), finding
+    faces from ``min_face`` pixels up (None: :data:`MIN_FACE`)."""
     if name == "haar":
         return HaarDetector(min_face=min_face)
     if name == "blazeface":
@@ -266,10 +266,11 @@ def add_detector_arguments(group) -> None:
     """``--detector``, ``--detector-model`` and ``--min-face``, the same in
     every script that detects faces."""
     group.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTORS,
-                       help="face detector: mtcnn (default; weights/mtcnn.pt), OpenCV's frontal Haar "
-                            "cascade, or YuNet (needs --detector-model); see weights/README.md")
+                       help="face detector: blazeface (default; weights/blazeface.pt), mtcnn "
+                            "(weights/mtcnn.pt; slower), OpenCV's frontal Haar cascade, or YuNet (needs "
+                            "--detector-model); see weights/README.md")
     group.add_argument("--detector-model", default=None, metavar="FILE",
-                       help="model file: YuNet's ONNX file (required), or other MTCNN weights")
+                       help="model file: YuNet's ONNX file (required), or other BlazeFace or MTCNN weights")
     group.add_argument("--min-face", type=float, default=None, metavar="PX",
                        help=f"smallest face to look for, in image pixels (default: {MIN_FACE}, "
                             "common/detector.py's MIN_FACE; 80, what dlib finds without upsampling, is "
