@@ -223,7 +223,8 @@ class MtcnnDetector(FaceDetector):
 class BlazeFaceDetector(FaceDetector):
     """BlazeFace, short range (:mod:`common.blazeface`, weights
     ``weights/blazeface.pt``): one small network over the image at two or
-    three sizes; several times faster than MTCNN on a CPU."""
+    three sizes; the default, about twice as fast as MTCNN on a CPU at the
+    same detection rate (weights/README.md, *Speed* and *Evaluation*)."""
     calibration = BLAZEFACE_CALIBRATION
     window = 20  # common.blazeface.SMALLEST (not imported here: it imports torch)
     thread_safe = True  # no state between calls

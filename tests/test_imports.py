@@ -81,7 +81,8 @@ def test_predict_help_does_not_import_torch():
 def test_every_script_help_renders():
     # argparse formats help strings with %: an unescaped "%" in one crashes --help.
     import glob
-    scripts = sorted(glob.glob(REPO_ROOT + "/inference/*.py") + glob.glob(REPO_ROOT + "/training/*/*/train.py"))
+    scripts = sorted(glob.glob(REPO_ROOT + "/inference/*.py") + glob.glob(REPO_ROOT + "/training/*/*/train.py")
+                     + glob.glob(REPO_ROOT + "/training/tools/*.py"))
     assert len(scripts) > 10
     failed = []
     for path in scripts:
