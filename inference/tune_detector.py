@@ -3,7 +3,7 @@ cascade, scale factor and neighbours) for detection rate and speed on real
 annotated photos.
 
     python inference/tune_detector.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
-        --detector mtcnn haar --min-face 40 80 --scale-factor 1.1 1.2 --min-neighbors 3 5
+        --detector blazeface mtcnn haar --min-face 40 80 --scale-factor 1.1 1.2 --min-neighbors 3 5
 
 For every combination it prints: the share of annotated faces found (a
 detection whose calibrated box overlaps the face's landmark box by IoU 0.3 or
