@@ -158,3 +158,13 @@ def test_importer_errors_are_one_line(tmp_path):
     taken = subprocess.run([sys.executable, script, str(empty_wheel), "--output", BLAZEFACE_WEIGHTS],
                            capture_output=True, text=True)
     assert taken.returncode == 2 and "exists" in taken.stderr
+
+
+def test_a_face_cut_through_the_middle_is_missed_as_the_model_card_says():
+    """The limitation stated in weights/README.md (Evaluation): the portrait
+    cut at the nose keeps its face for MTCNN, not for BlazeFace."""
+    rgb = read_image(portrait_path())
+    (face,) = make_detector("mtcnn").detect(rgb)
+    half = np.ascontiguousarray(rgb[:, :int((face.box[0] + face.box[2]) / 2)])
+    assert len(make_detector("mtcnn").detect(half)) == 1
+    assert make_detector("blazeface").detect(half) == []
