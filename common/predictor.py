@@ -168,8 +168,9 @@ class FaceLandmarker:
     eye checkpoint (task "eyes", points 36-47), "default" for the shipped one;
     when given, every face also gets ``eye_points`` and ``ears``. ``device``: "auto", "cpu", "cuda" or a
     ``torch.device`` (a missing GPU raises :class:`common.errors.DeviceError`).
-    ``detector``: "mtcnn" (default; ``weights/mtcnn.pt``, or other weights
-    in ``detector_model``), "haar" (OpenCV's frontal cascade), "yunet" (with
+    ``detector``: "blazeface" (default; ``weights/blazeface.pt``), "mtcnn"
+    (``weights/mtcnn.pt``; both take other weights in ``detector_model``),
+    "haar" (OpenCV's frontal cascade), "yunet" (with
     ``detector_model``, an ONNX file) or a
     :class:`common.detector.FaceDetector`; ``min_face``: the
     smallest face it looks for, pixels (None: the detector's default,

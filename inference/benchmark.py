@@ -41,6 +41,10 @@ Figures (medians of --repeats runs after --warmup runs):
   predict.py runs video: tracking (video_fps_tracking) and detecting every
   frame (video_fps_detect_every_frame), in memory (no decoding); and
   mediapipe's face mesh in video mode on the same frames;
+- detectors (ms per image): each of --compare-detectors alone (its
+  ``detect`` on the image in memory) and the whole per-image predict with
+  it, on the same images, beside dlib's HOG detector alone and dlib's
+  whole pipeline;
 - mediapipe's face mesh (468 points, its own detector; static image mode)
   on the same per-image images, when mediapipe is importable;
 - start-up (s): a fresh interpreter importing the predictor and loading the
@@ -119,6 +123,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="frames of the video figures (0: skip them)")
     g.add_argument("--workers", type=int, default=2, metavar="N",
                    help="reading and detecting threads of the folder figure (predict.py --workers)")
+    g.add_argument("--compare-detectors", nargs="*", default=["blazeface", "mtcnn"], metavar="NAME",
+                   help="detectors timed alone and in the whole predict, each at --min-face "
+                        "(default: %(default)s; none: skip)")
     g.add_argument("--no-dlib", dest="dlib", action="store_false", help="skip the dlib comparison")
     g.add_argument("--no-mediapipe", dest="mediapipe", action="store_false",
                    help="skip mediapipe's face mesh even when it is installed")
@@ -290,7 +297,8 @@ def float32_reference(weights: str) -> str | None:
 
 
 def load_dlib(upsample: int, model: str | None = None):
-    """``(detect(rgb) -> list of rectangles in image pixels, predictor, dlib)``."""
+    """``(detect_landmarks(rgb) -> list of 68-point lists, predictor, dlib)``;
+    ``detect_landmarks.detect(rgb)`` runs the detector alone."""
     import cv2
     import dlib
     from common.detector import DETECT_MAX_SIDE
@@ -299,21 +307,26 @@ def load_dlib(upsample: int, model: str | None = None):
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(dlib_model_path(model))
 
-    def detect_landmarks(rgb):
+    def detect(rgb):
         # The same downscaled copy for detection as ours, landmarks on the full image.
         gray = rgb_to_gray(rgb)
         h, w = gray.shape
         scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
         small = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                      interpolation=cv2.INTER_AREA)
+        return gray, scale, detector(small, upsample)
+
+    def detect_landmarks(rgb):
+        gray, scale, rects = detect(rgb)
         faces = []
-        for r in detector(small, upsample):
+        for r in rects:
             rect = dlib.rectangle(int(r.left() / scale), int(r.top() / scale),
                                   int(r.right() / scale), int(r.bottom() / scale))
             shape = predictor(gray, rect)
             faces.append([(p.x, p.y) for p in shape.parts()])
         return faces
 
+    detect_landmarks.detect = detect
     return detect_landmarks, predictor, dlib
 
 
@@ -449,11 +462,31 @@ def dlib_figures(args, images, box) -> dict:
     one = median_s(lambda: predictor(gray, rect), args.repeats, args.warmup)
     many = median_s(lambda: [predictor(gray, rect) for _ in range(BATCH)], args.repeats, args.warmup)
     out = {"dlib_ms_per_face_batch1": one * 1000, "dlib_faces_per_s_batch32": BATCH / many,
-           "dlib_ms_per_image": {}, "dlib_faces_per_image": {}}
+           "dlib_ms_per_image": {}, "dlib_faces_per_image": {}, "dlib_detect_ms_per_image": {}}
     for name, rgb in images:
         out["dlib_ms_per_image"][name] = median_s(lambda: detect_landmarks(rgb), args.repeats, args.warmup) * 1000
+        out["dlib_detect_ms_per_image"][name] = median_s(lambda: detect_landmarks.detect(rgb), args.repeats,
+                                                         args.warmup) * 1000
         out["dlib_faces_per_image"][name] = len(detect_landmarks(rgb))
     out["dlib_version"] = getattr(dlib, "__version__", None)
+    return out
+
+
+def detector_figures(fl, names: list[str], images, min_face: float, repeats: int, warmup: int) -> dict:
+    """Each detector of ``names`` at ``min_face``: ms per image of its
+    ``detect`` alone and of the whole per-image predict of ``fl`` with it
+    instead of ``fl``'s own detector, and the faces it finds."""
+    from common.detector import make_detector
+    out = {}
+    for det_name in names:
+        other = copy.copy(fl)
+        other.detector = make_detector(det_name, None, min_face)
+        fig = {"ms_per_image_detect": {}, "ms_per_image": {}, "faces_per_image": {}}
+        for name, rgb in images:
+            fig["ms_per_image_detect"][name] = median_s(lambda: other.detector.detect(rgb), repeats, warmup) * 1000
+            fig["ms_per_image"][name] = median_s(lambda: other.detect_landmarks(rgb), repeats, warmup) * 1000
+            fig["faces_per_image"][name] = len(other.detect_landmarks(rgb))
+        out[det_name] = fig
     return out
 
 
@@ -561,6 +594,12 @@ def print_table(doc: dict) -> None:
         faces = f"{n}" + (f"/{dn}" if dn is not None else "")
         rows.append((f"predict {name} ({w}x{h}, faces {faces}): ms/image", ms,
                      doc["dlib_ms_per_image"][name] if dlib else None, 1))
+    for det_name, fig in (doc.get("detectors") or {}).items():
+        for name, ms in fig["ms_per_image_detect"].items():
+            rows.append((f"{det_name} alone, {name} (faces {fig['faces_per_image'][name]}): ms/image "
+                         "(dlib: its HOG detector)", ms, doc["dlib_detect_ms_per_image"][name] if dlib else None, 1))
+            rows.append((f"predict {name} with {det_name}: ms/image", fig["ms_per_image"][name],
+                         doc["dlib_ms_per_image"][name] if dlib else None, 1))
     for task, diff in doc["max_diff_px_vs_float32"].items():
         if diff is not None:
             rows.append((f"{task} model: largest point shift vs plain float32 torch, px", diff, None, 3))
@@ -734,6 +773,8 @@ def main(args: argparse.Namespace) -> int:
             doc["ms_per_image"][name] = median_s(lambda: per_image.detect_landmarks(rgb), args.repeats,
                                                  args.warmup) * 1000
             doc["faces_per_image"][name] = len(per_image.detect_landmarks(rgb))
+        doc["detectors"] = detector_figures(per_image, args.compare_detectors, images, args.min_face,
+                                            args.repeats, args.warmup)
         doc["folder_images_per_s"] = doc["folder_images_per_s_one_by_one"] = doc["folder"] = None
         if args.folder_images:
             with tempfile.TemporaryDirectory(prefix="bench-folder-") as folder:
@@ -749,7 +790,7 @@ def main(args: argparse.Namespace) -> int:
         doc["startup_s"], doc["peak_mb"] = ours.get("startup_s"), ours.get("peak_mb")
 
         dlib_keys = ("dlib_ms_per_face_batch1", "dlib_faces_per_s_batch32", "dlib_ms_per_image",
-                     "dlib_faces_per_image", "dlib_startup_s", "dlib_peak_mb")
+                     "dlib_faces_per_image", "dlib_detect_ms_per_image", "dlib_startup_s", "dlib_peak_mb")
         doc.update({k: None for k in dlib_keys})
         doc["dlib"] = {"available": False, "note": None, "upsample": args.dlib_upsample, "version": None}
         if not args.dlib:

@@ -27,7 +27,7 @@ def test_detect_scale_follows_min_face_and_max_side():
     assert HaarDetector(min_face=24).detect_scale(big, big) == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize("name", ["mtcnn", "haar"])
+@pytest.mark.parametrize("name", ["blazeface", "mtcnn", "haar"])
 def test_min_face_decides_which_faces_are_found(name):
     rgb = read_image(portrait_path())
     faces = make_detector(name).detect(rgb)
@@ -64,7 +64,7 @@ def test_every_detector_name_is_known_to_make_detector():
             make_detector(name)
         except DetectorError as exc:  # yunet: the user supplies its model file
             assert "--detector-model" in str(exc)
-    with pytest.raises(DetectorError, match="want one of mtcnn, haar, yunet"):
+    with pytest.raises(DetectorError, match="want one of blazeface, mtcnn, haar, yunet"):
         make_detector("hog")
 
 

@@ -288,9 +288,19 @@ def test_benchmark_writes_its_figures(small_checkpoint, tmp_path):
     assert list(doc["ms_per_image"]) == names and all(v > 0 for v in doc["ms_per_image"].values())
     assert doc["images"]["grace_hopper_2x2"] == {"height": 1200, "width": 1024}
     assert doc["faces_per_image"] == {"grace_hopper": 1, "grace_hopper_2x2": 4, "grace_hopper_3x3": 9}
+    # Each detector alone and in the whole predict, on the same images, finding the same faces.
+    assert list(doc["detectors"]) == ["blazeface", "mtcnn"]
+    for fig in doc["detectors"].values():
+        assert fig["faces_per_image"] == doc["faces_per_image"]
+        assert all(fig["ms_per_image_detect"][n] > 0 and fig["ms_per_image"][n] > 0 for n in names)
+    if doc["dlib"]["available"]:
+        assert list(doc["dlib_detect_ms_per_image"]) == names
+        assert all(doc["dlib_detect_ms_per_image"][n] > 0 for n in names)
+    assert "blazeface alone, grace_hopper_2x2 (faces 4)" in r.stdout
     assert doc["startup_s"] is None and doc["peak_mb"] is None  # --no-startup: no fresh processes
     for key in ("dlib_ms_per_face_batch1", "dlib_faces_per_s_batch32", "dlib_ms_per_image",
-                "dlib_faces_per_image", "dlib_startup_s", "dlib_peak_mb", "ratio_ours_over_dlib"):
+                "dlib_faces_per_image", "dlib_detect_ms_per_image", "dlib_startup_s", "dlib_peak_mb",
+                "ratio_ours_over_dlib"):
         assert key in doc
     if not doc["dlib"]["available"]:
         assert doc["dlib_ms_per_image"] is None and doc["ratio_ours_over_dlib"] is None

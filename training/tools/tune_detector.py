@@ -3,7 +3,7 @@ cascade, scale factor and neighbours) for detection rate and speed on real
 annotated photos.
 
     python training/tools/tune_detector.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
-        --detector mtcnn haar --min-face 40 80 --scale-factor 1.1 1.2 --min-neighbors 3 5
+        --detector blazeface mtcnn haar --min-face 40 80 --scale-factor 1.1 1.2 --min-neighbors 3 5
 
 For every combination it prints: the share of annotated faces found (a
 detection whose calibrated box overlaps the face's landmark box by IoU 0.3 or
@@ -30,9 +30,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     from common.detector import DEFAULT_DETECTOR, HAAR_CASCADE, HAAR_MIN_NEIGHBORS, HAAR_SCALE_FACTOR, MIN_FACE
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="annotated datasets (any supported format)")
-    p.add_argument("--detector", nargs="+", default=[DEFAULT_DETECTOR], choices=("mtcnn", "haar"),
+    p.add_argument("--detector", nargs="+", default=[DEFAULT_DETECTOR], choices=("blazeface", "mtcnn", "haar"),
                    help="detectors to compare (the Haar settings below apply to haar only)")
     p.add_argument("--min-face", type=float, nargs="+", default=[MIN_FACE], metavar="PX")
+    p.add_argument("--window", type=float, nargs="+", default=[None], metavar="PX",
+                   help="blazeface and mtcnn: detect on a copy where a --min-face face is this many pixels "
+                        "(default: the backend's own window; smaller is faster)")
+    p.add_argument("--threshold", type=float, nargs="+", default=[None], metavar="P",
+                   help="blazeface: face probability kept (default: common/blazeface.py's THRESHOLD)")
     p.add_argument("--scale-factor", type=float, nargs="+", default=[HAAR_SCALE_FACTOR], metavar="F")
     p.add_argument("--min-neighbors", type=int, nargs="+", default=[HAAR_MIN_NEIGHBORS], metavar="N")
     p.add_argument("--cascade", nargs="+", default=[HAAR_CASCADE], metavar="XML",
@@ -44,12 +49,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _window(w: float | None) -> str:
+    return "" if w is None else f" window {w:g}"
+
+
+def _windowed(det, window: float | None):
+    if window is not None:
+        det.window = window
+    return det
+
+
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     from matplotlib import cbook
     from common.dataset import split_records
     from common.readers import read_datasets
-    from common.detector import HaarDetector, MtcnnDetector, iou
+    from common.detector import BlazeFaceDetector, HaarDetector, MtcnnDetector, iou
     from common.images import read_image
     from common.landmarks import landmark_box
     from common.progress import Progress
@@ -76,7 +91,12 @@ def main(args: argparse.Namespace) -> int:
     settings = []  # (label, min_face, scale factor or None, neighbours or None, detector)
     for name in args.detector:
         if name == "mtcnn":
-            settings += [("mtcnn", m, None, None, MtcnnDetector(min_face=m)) for m in args.min_face]
+            settings += [(f"mtcnn{_window(w)}", m, None, None, _windowed(MtcnnDetector(min_face=m), w))
+                         for m, w in itertools.product(args.min_face, args.window)]
+        elif name == "blazeface":
+            settings += [(f"blazeface{_window(w)}{'' if t is None else f' p>{t:g}'}", m, None, None,
+                          _windowed(BlazeFaceDetector(min_face=m, threshold=t), w))
+                         for m, w, t in itertools.product(args.min_face, args.window, args.threshold)]
         else:
             settings += [(os.path.basename(c), m, f, n, HaarDetector(c, scale_factor=f, min_neighbors=n, min_face=m))
                          for c, m, f, n in itertools.product(args.cascade, args.min_face, args.scale_factor,
