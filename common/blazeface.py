@@ -22,7 +22,6 @@ Boxes are ``(x0, y0, x1, y1)`` floats in pixels of the image given
 """
 from __future__ import annotations
 
-import math
 import os
 
 import cv2

@@ -88,6 +88,7 @@ def _missing(tmp) -> dict[str, list[str]]:
         "training/tools/evaluate_video.py": ["--weights", f"{m}.pt", "--data", f"{m}.xml", "--plot", f"{out}.png",
                                              "--device", "cpu"],
         "training/tools/eye_crop_stats.py": ["--data", f"{m}.xml"],
+        "training/tools/import_blazeface.py": [f"{m}.whl", "--output", f"{out}.pt"],
         "training/tools/import_mtcnn.py": [f"{m}.whl", "--output", f"{out}.pt"],
         "training/tools/mirror_offset.py": ["--weights", f"{m}.pt", "--data", f"{m}.xml", "--device", "cpu"],
         "training/tools/pseudo_label.py": ["--weights", f"{m}.pt", "--data", f"{m}.csv", "--out", f"{out}.csv",

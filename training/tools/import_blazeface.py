@@ -21,6 +21,7 @@ import zipfile
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from common.errors import UserError  # noqa: E402
+from common.model_options import shipped  # noqa: E402
 
 MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
 
@@ -28,7 +29,7 @@ MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("wheel", help="mediapipe-*.whl (from pip download mediapipe --no-deps), or the .tflite file")
-    p.add_argument("--output", default="weights/blazeface.pt", help="file to write (default: %(default)s)")
+    p.add_argument("--output", default=shipped("blazeface.pt"), help="file to write (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     return p
 
