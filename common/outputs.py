@@ -25,6 +25,10 @@ import stat
 
 from .errors import InputError, OutputError
 
+
+class OutputBusyError(InputError):
+    """Another live run holds the output: the whole run stops (one line)."""
+
 LOCK_SUFFIX = ".lock"
 TMP_MARK = ".tmp"
 
@@ -190,7 +194,7 @@ class OutputGuard:
                 holder = self._holder(lock)
                 if holder is not None or attempt:
                     who = f"pid {holder[0]} on {holder[1]}" if holder else "another run"
-                    raise InputError(f"{path}: another run ({who}) is writing it; wait for it to end, "
+                    raise OutputBusyError(f"{path}: another run ({who}) is writing it; wait for it to end, "
                                      f"or write elsewhere (a run killed on another machine leaves "
                                      f"{lock}: remove it)") from None
                 self.clean_leftovers(real)

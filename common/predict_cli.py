@@ -20,7 +20,7 @@ import time
 
 from .detector import add_detector_arguments
 from .errors import InputError, OutputError
-from .outputs import OutputGuard, StagedFile, is_device, write_atomically
+from .outputs import OutputBusyError, OutputGuard, StagedFile, is_device, write_atomically
 from .model_options import TorchLevers, add_device_argument, add_lever_arguments, add_weights_argument
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -795,7 +795,7 @@ def _plan(args, runner: Runner, guard: OutputGuard, all_files, files, shard, don
             planned.append((kind, src, name, runner.plan(kind, src)))
         except InputError as exc:
             _fail(str(exc))
-            if "another run" in str(exc):
+            if isinstance(exc, OutputBusyError):
                 raise _Stop(EXIT_FAILED) from None
             err_list.append({"path": str(name), "error": str(exc)})
     return planned
