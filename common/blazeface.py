@@ -22,13 +22,14 @@ Boxes are ``(x0, y0, x1, y1)`` floats in pixels of the image given
 """
 from __future__ import annotations
 
-import os
-
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import onnx_cache
+from .onnx_cache import cached_session, session_options
 
 WEIGHTS_FORMAT = "blazeface-weights"
 NATIVE = 128          # the training input size, pixels
@@ -145,18 +146,6 @@ def level_scales(height: int, width: int, step: float = LEVEL_STEP) -> list[floa
     return scales
 
 
-def cache_path(state: dict) -> str:
-    """Where the network's ONNX export is kept: named by a hash of the
-    weights and the torch version (``common.mtcnn.cache_dir``)."""
-    import hashlib
-    from .mtcnn import cache_dir
-    h = hashlib.sha256(f"blazeface {torch.__version__}".encode())
-    for k, v in state.items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().float().numpy().tobytes())
-    return os.path.join(cache_dir(), f"blazeface-{h.hexdigest()[:16]}.onnx")
-
-
 def _export(net: nn.Module) -> bytes:
     """The network as an ONNX model (bytes) with free batch and image size."""
     import io
@@ -172,36 +161,12 @@ def _export(net: nn.Module) -> bytes:
 
 def _onnx_session(net: nn.Module, threads: int):
     """An ONNX Runtime session of the network, its export cached as MTCNN's
-    are (a damaged cached file is replaced, an unwritable cache only costs
-    the export); None when onnxruntime or the exporter is missing."""
+    are (``common/onnx_cache.py``); None when onnxruntime or the exporter is
+    missing."""
     try:
-        import onnxruntime as ort
-    except ImportError:
+        return cached_session(net, "blazeface", lambda: _export(net), session_options(threads))
+    except Exception:  # no onnxruntime, or an exporter that is gone: PyTorch runs it
         return None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    path = cache_path(net.state_dict())
-    try:
-        with open(path, "rb") as f:
-            return ort.InferenceSession(f.read(), opts, providers=["CPUExecutionProvider"])
-    except Exception:  # absent or damaged: export afresh
-        pass
-    try:
-        model = _export(net)
-        session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-    except Exception:  # an exporter that is gone: PyTorch runs it
-        return None
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"  # written whole, then renamed: no reader sees half a file
-        with open(tmp, "wb") as f:
-            f.write(model)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return session
 
 
 class BlazeFaceWeightsError(Exception):
@@ -211,15 +176,7 @@ class BlazeFaceWeightsError(Exception):
 def load_weights(path: str) -> dict:
     """The state dict and provenance written by
     ``training/tools/import_blazeface.py`` (its ``format`` key says what it is)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BlazeFaceWeightsError(f"BlazeFace weights not found: {path}") from None
-    except Exception as exc:  # truncated, not a torch file, ...
-        raise BlazeFaceWeightsError(f"could not read BlazeFace weights {path}: {type(exc).__name__}") from None
-    if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT:
-        raise BlazeFaceWeightsError(f"{path} is not a BlazeFace weights file (no format {WEIGHTS_FORMAT!r})")
-    return state
+    return onnx_cache.load_weights(path, WEIGHTS_FORMAT, "BlazeFace", BlazeFaceWeightsError)
 
 
 class BlazeFace:

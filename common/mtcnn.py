@@ -16,12 +16,14 @@ Boxes are ``(x0, y0, x1, y1)`` floats in pixels of the image given
 from __future__ import annotations
 
 import math
-import os
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
+
+from . import onnx_cache
+from .onnx_cache import cached_session, session_options
 
 CELL = 12      # P-Net's window, pixels of the pyramid level
 STRIDE = 2     # P-Net's output step, pixels of the pyramid level
@@ -35,15 +37,6 @@ def _normalise(images: np.ndarray) -> np.ndarray:
     x -= 127.5
     x *= 0.0078125
     return x
-
-
-def cache_dir() -> str:
-    """Folder for the detector's ONNX exports: ``$FACE_LANDMARKS_CACHE``, else
-    ``$XDG_CACHE_HOME/face-landmarks``, else ``~/.cache/face-landmarks``."""
-    if os.environ.get("FACE_LANDMARKS_CACHE"):
-        return os.environ["FACE_LANDMARKS_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "face-landmarks")
 
 
 def _export(net: nn.Module, i: int) -> bytes:
@@ -60,70 +53,19 @@ def _export(net: nn.Module, i: int) -> bytes:
     return f.getvalue()
 
 
-def _cache_path(net: nn.Module, i: int) -> str:
-    """Where ``_cached_export`` keeps network ``i``: named by a hash of its
-    weights and the torch version, so new weights or a new exporter never
-    read an old file."""
-    import hashlib
-    h = hashlib.sha256(f"{NETS[i]} {torch.__version__}".encode())
-    for k, v in net.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().float().numpy().tobytes())
-    return os.path.join(cache_dir(), f"mtcnn-{NETS[i]}-{h.hexdigest()[:16]}.onnx")
-
-
-def _cached_export(net: nn.Module, i: int) -> bytes:
-    """``_export``'s bytes, kept in ``cache_dir()`` so that only a first start
-    pays for the export (weights/README.md, *Speed*). A cache that cannot be
-    read or written only costs that export at every start."""
-    path = _cache_path(net, i)
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        pass
-    model = _export(net, i)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"  # written whole, then renamed: no reader sees half a file
-        with open(tmp, "wb") as f:
-            f.write(model)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return model
-
-
 def _onnx_sessions(nets: list[nn.Module], threads: int) -> list | None:
-    """The three networks as ONNX Runtime sessions (exports cached by
-    ``_cached_export``), or None when onnxruntime or the export is
+    """The three networks as ONNX Runtime sessions (exports cached:
+    ``common/onnx_cache.py``), or None when onnxruntime or the export is
     unavailable. On a CPU this cuts the detector's time by about a quarter,
     and its threads do not spin while waiting, which matters on a machine
     shared with other work (torch's OpenMP threads do: 2-threaded PyTorch was
     10x slower there)."""
     try:
-        import onnxruntime as ort
-    except ImportError:
+        opts = session_options(threads)
+        return [cached_session(net, f"mtcnn-{NETS[i]}", lambda net=net, i=i: _export(net, i), opts)
+                for i, net in enumerate(nets)]
+    except Exception:  # no onnxruntime, or an exporter that is gone: PyTorch runs them
         return None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    sessions = []
-    for i, net in enumerate(nets):
-        try:
-            try:
-                model = _cached_export(net, i)
-                sessions.append(ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"]))
-            except Exception:  # a damaged cached file: drop it, export afresh
-                try:
-                    os.remove(_cache_path(net, i))
-                except OSError:
-                    pass
-                sessions.append(ort.InferenceSession(_cached_export(net, i), opts, providers=["CPUExecutionProvider"]))
-        except Exception:  # an exporter that is gone: PyTorch runs them
-            return None
-    return sessions
 
 
 class PNet(nn.Module):
@@ -351,12 +293,4 @@ class MtcnnWeightsError(Exception):
 def load_weights(path: str) -> dict:
     """The three state dicts of an MTCNN weights file written by
     ``training/tools/import_mtcnn.py`` (its ``format`` key says what it is)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MtcnnWeightsError(f"MTCNN weights not found: {path}") from None
-    except Exception as exc:  # truncated, not a torch file, ...
-        raise MtcnnWeightsError(f"could not read MTCNN weights {path}: {type(exc).__name__}") from None
-    if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT:
-        raise MtcnnWeightsError(f"{path} is not an MTCNN weights file (no format {WEIGHTS_FORMAT!r})")
-    return state
+    return onnx_cache.load_weights(path, WEIGHTS_FORMAT, "MTCNN", MtcnnWeightsError)

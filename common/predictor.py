@@ -268,16 +268,17 @@ class FaceLandmarker:
         return self.landmarks_for_detections(gray, detections)
 
     def landmarks_for_detections(self, gray: np.ndarray, detections: list[Detection],
-                                 refine: bool | None = None) -> list[FaceResult]:
+                                 refine: bool | None = None, pose: bool | None = None) -> list[FaceResult]:
         """Landmarks for given detections (e.g. from another detector) on a
         ``(H, W)`` uint8 grayscale image; all faces go through each model in
-        one batch. ``refine``: None follows the landmarker's setting (a
-        video's tracked faces pass False: their boxes already come from
-        points)."""
-        return self.landmarks_for_images([(gray, detections)], refine)[0]
+        one batch. ``refine``, ``pose``: None follows the landmarker's
+        setting (a video's tracked faces pass ``refine=False``: their boxes
+        already come from points; a stream passes ``pose=False``: it
+        estimates the pose from the smoothed points)."""
+        return self.landmarks_for_images([(gray, detections)], refine, pose)[0]
 
     def landmarks_for_images(self, items: list[tuple[np.ndarray, list[Detection]]],
-                             refine: bool | None = None) -> list[list[FaceResult]]:
+                             refine: bool | None = None, pose: bool | None = None) -> list[list[FaceResult]]:
         """:meth:`landmarks_for_detections` for several images at once: the
         faces of all ``(gray, detections)`` items share each model's batch
         (the same points as one image at a time, within float tolerance)."""
@@ -300,7 +301,7 @@ class FaceLandmarker:
                 if eyes is not None:
                     r.eye_points = eyes[i].astype(np.float32)
                     r.ears = eye_ratios(r.eye_points)
-                if self.pose:
+                if self.pose if pose is None else pose:
                     r.pose = estimate_pose(self.ibug68(r.points), gray.shape[:2])
                 results.append(r)
                 i += 1

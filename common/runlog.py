@@ -5,6 +5,8 @@ import csv
 import os
 import re
 
+from .outputs import write_atomically
+
 FIELDS = ["epoch", "train_loss", "val_loss", "val_nme", "lr", "epoch_s", "img_per_s"]
 
 
@@ -54,10 +56,7 @@ def write_time_summary(path: str, history: list[dict], sessions: list[dict]) -> 
         if rows:
             lines.append(f"  {s['id']} on {s['host']}, {s['machine']}: epochs {rows[0]['epoch']}-{rows[-1]['epoch']}, "
                          f"{sum(float(h['epoch_s']) for h in rows) / 3600:.2f} h")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_atomically(path, ("\n".join(lines) + "\n").encode())
 
 
 def plot_curves(path: str, history: list[dict], title: str = "") -> None:

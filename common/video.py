@@ -90,7 +90,7 @@ class VideoLandmarker:
                   or self._since_detection >= self.detect_every)
         if detect:
             rgb, gray = prepare_image(frame, colour)
-            faces = self.fl.landmarks_for_detections(gray, self.fl.detector.detect(rgb))
+            faces = self.fl.landmarks_for_detections(gray, self.fl.detector.detect(rgb), pose=False)
             tracks = self.tracker.match([f.box for f in faces])
             self._since_detection = 0
             self._lost = False
@@ -125,7 +125,7 @@ class VideoLandmarker:
         h, w = gray.shape[:2]
         old = [landmark_box(f.points) for f in self._faces]
         dets = [Detection(f.box, b, None) for f, b in zip(self._faces, old)]
-        faces = self.fl.landmarks_for_detections(gray, dets, refine=False)
+        faces = self.fl.landmarks_for_detections(gray, dets, refine=False, pose=False)
         kept_faces, kept_tracks = [], []
         for f, prev, tr in zip(faces, old, self._tracks):
             new = landmark_box(f.points)

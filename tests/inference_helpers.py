@@ -134,11 +134,11 @@ def interrupting_landmarker(on_batch: int):
     class Interrupting(predictor.FaceLandmarker):
         calls = 0
 
-        def landmarks_for_images(self, items):
+        def landmarks_for_images(self, items, *args, **kwargs):
             Interrupting.calls += 1
             if Interrupting.calls == on_batch:
                 raise KeyboardInterrupt
-            return super().landmarks_for_images(items)
+            return super().landmarks_for_images(items, *args, **kwargs)
 
         def iter_landmarks(self, sources, workers=2, batch_faces=16, colour="rgb", keep_rgb=False):
             return super().iter_landmarks(sources, workers, 1, colour, keep_rgb)  # one image per batch
