@@ -7,7 +7,7 @@ import re
 
 from .outputs import write_atomically
 
-FIELDS = ["epoch", "train_loss", "val_loss", "val_nme", "lr", "epoch_s", "img_per_s"]
+FIELDS = ["epoch", "train_loss", "val_loss", "val_nme", "lr", "epoch_s", "img_per_s", "input_px"]
 
 
 def new_run_dir(root: str, task: str) -> str:
@@ -76,6 +76,12 @@ def plot_curves(path: str, history: list[dict], title: str = "") -> None:
     a2.set_xlabel("epoch")
     a2.set_ylabel("validation NME (%)")
     a2.grid(alpha=0.3)
+    for prev, h in zip(history, history[1:]):  # --progressive-resize: where the training input size changes
+        if prev.get("input_px") and h.get("input_px") and h["input_px"] != prev["input_px"]:
+            for ax in (a1, a2):
+                ax.axvline(h["epoch"] - 0.5, color="0.6", linestyle=":")
+            a2.annotate(f"{h['input_px']}px", (h["epoch"] - 0.5, 1), xycoords=("data", "axes fraction"),
+                        xytext=(2, -12), textcoords="offset points", fontsize=8, color="0.4")
     if history:
         best = min(history, key=lambda h: h["val_nme"])
         a2.set_title(f"best {best['val_nme']:.2f}% at epoch {best['epoch']}")

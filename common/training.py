@@ -10,12 +10,14 @@ import copy
 import math
 import os
 import random
+import re
 import socket
 import sys
 import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from . import checkpoint as C
@@ -85,6 +87,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", choices=HEADS, default="pip",
                    help="pip: pixel-in-pixel grid head (best measured); regression: the seed's linear head")
     p.add_argument("--input-size", type=int, default=128, help="network input side in pixels (multiple of 16)")
+    p.add_argument("--progressive-resize", nargs="+", default=None, metavar="SIZE:EPOCHS",
+                   help="cheaper early epochs: train the first EPOCHS epochs with the batch downsampled to SIZE px "
+                        "(a multiple of 16 below --input-size), each pair in turn, then the rest at --input-size, "
+                        "e.g. 64:6 96:6; validation and checkpoints stay at --input-size (time and accuracy: "
+                        "docs/ablations.md)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default 60; with --resume the run's own, or this to shorten/extend it)")
     p.add_argument("--batch-size", type=int, default=32, help="faces per optimisation step and process (under torchrun a step takes N x this)")
@@ -170,6 +177,25 @@ def _mirror_offsets(data: list[str], values: list[float] | None) -> dict[str, fl
         raise InputError(f"--mirror-offset takes one value or one per --data set ({len(data)}), "
                          f"got {len(values)}")
     return {dataset_name(d): float(v) for d, v in zip(data, values * len(data) if len(values) == 1 else values)}
+
+
+def resize_plan(pairs: list[str] | None, input_size: int, epochs: int) -> list[int]:
+    """``--progressive-resize`` as the training input size of each epoch
+    (``epochs`` entries); ``None`` or empty: every epoch at ``input_size``."""
+    sizes: list[int] = []
+    for pair in pairs or []:
+        m = re.fullmatch(r"(\d+):(\d+)", pair)
+        if not m:
+            raise InputError(f"--progressive-resize takes SIZE:EPOCHS pairs such as 96:12, got {pair!r}")
+        size, n = int(m.group(1)), int(m.group(2))
+        if size % 16 or not 16 <= size < input_size or n < 1:
+            raise InputError(f"--progressive-resize {pair}: the size must be a multiple of 16 below --input-size "
+                             f"({input_size}) and the epochs at least 1")
+        sizes += [size] * n
+    if pairs and len(sizes) >= epochs:
+        raise InputError(f"--progressive-resize covers {len(sizes)} epochs of {epochs}: leave at least the last "
+                         f"at --input-size {input_size}")
+    return (sizes + [input_size] * epochs)[:epochs]
 
 
 def _seed_everything(seed: int) -> None:
@@ -280,20 +306,27 @@ def _styles(net, style: torch.Tensor, device) -> torch.Tensor | None:
 
 def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, epoch: int,
                     epochs: int, amp: bool, ema: WeightAverage | None = None,
-                    offset_radius: int = 0, teacher: Teacher | None = None) -> tuple[float, float]:
+                    offset_radius: int = 0, teacher: Teacher | None = None,
+                    size: int | None = None) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean loss, images per second), over
     all processes under torchrun (``model`` may be DistributedDataParallel).
     With a ``teacher`` the loader's samples carry its crop third, and the
-    targets are :meth:`~common.distill.Teacher.targets`."""
+    targets are :meth:`~common.distill.Teacher.targets`. ``size`` below the
+    model's input size (``--progressive-resize``): each batch is downsampled
+    to it; the targets stay in input pixels, which the loss measures as
+    shares of the side, so they hold at any size."""
     model.train()
     net, world = D.unwrap(model), D.world_size()
-    bar = Progress(len(loader), desc=f"epoch {epoch + 1}/{epochs}")
+    small = size is not None and size != net.input_size
+    bar = Progress(len(loader), desc=f"epoch {epoch + 1}/{epochs}" + (f" at {size}px" if small else ""))
     total = torch.zeros((), device=device)
     seen, t0, data_t, t_last = 0, time.time(), 0.0, time.time()
     running = None
     for step, (x, pts, style, *x_teacher) in enumerate(loader, start=1):
         data_t += time.time() - t_last
         x, pts = x.to(device, non_blocking=True), pts.to(device, non_blocking=True)
+        if small:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         style = _styles(net, style, device)
         with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
             if teacher is not None:  # its points are decoded in float32 whatever the precision
@@ -319,6 +352,17 @@ def train_one_epoch(model, loader, optimizer, scaler, device, loss_name: str, ep
     elapsed = time.time() - t0
     total, seen = D.all_reduce_sum(torch.stack([total.double(), torch.tensor(seen, device=device).double()]))
     return float(total) / max(float(seen), 1), float(seen) / max(elapsed, 1e-9)
+
+
+def _describe_plan(sizes: list[int]) -> str:
+    """`` (epochs 1-6 at 64px, 7-12 at 96px)`` for a progressive plan, else ''."""
+    runs, start = [], 0
+    for i in range(1, len(sizes) + 1):
+        if i == len(sizes) or sizes[i] != sizes[start]:
+            runs.append((start + 1, i, sizes[start]))
+            start = i
+    early = [f"{a}-{b} at {s}px" if a != b else f"{a} at {s}px" for a, b, s in runs[:-1]]
+    return f" (epochs {', '.join(early)})" if early else ""
 
 
 def _resolve_resume(path: str) -> str:
@@ -384,6 +428,7 @@ def _train(args: argparse.Namespace) -> dict:
     if amp and device.type == "cpu" and not native_bf16():
         print("note: --amp on this CPU emulates bfloat16 (no avx512_bf16 or AMX): expect it to be slower "
               "than float32", file=sys.stderr)
+    sizes = resize_plan(args.progressive_resize, args.input_size, args.epochs)
     _seed_everything(args.seed)
     loss_name = args.loss if args.loss != "auto" else ("mse" if args.head == "regression" else "l1")
     radius = args.offset_radius
@@ -472,7 +517,7 @@ def _train(args: argparse.Namespace) -> dict:
     if teacher is not None:
         precision += f"\nteacher: {args.teacher} ({teacher.size}px), {args.teacher_weight:g} of each target"
     print(f"run folder: {run_dir}\ndevice: {describe_device(device)}  task: {args.task}  head: {args.head}  "
-          f"input: {args.input_size}px  loss: {loss_name}  "
+          f"input: {args.input_size}px{_describe_plan(sizes)}  loss: {loss_name}  "
           f"precision: {precision}\ntrain faces: {len(train_recs)}  "
           f"validation faces: {len(val_recs)}  (cache built in {cache_s:.0f}s)", file=sys.stderr)
     if world > 1:
@@ -507,18 +552,19 @@ def _train(args: argparse.Namespace) -> dict:
                                 drop_last=len(train_ds) > args.batch_size * world)
             lr = optimizer.param_groups[0]["lr"]
             train_loss, ips = train_one_epoch(train_model, loader, optimizer, scaler, device, loss_name,
-                                              epoch, args.epochs, amp, ema, radius, teacher)
+                                              epoch, args.epochs, amp, ema, radius, teacher, sizes[epoch])
             scheduler.step()
             D.broadcast_buffers(scored)  # every rank validates what rank 0 saves
             val = (dict.fromkeys(("loss", "nme", "median", "fr8"), float("nan")) if final_fit else
                    validate(scored, val_loader, device, loss_name, pair, amp, radius))
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
                    "val_nme": val["nme"], "lr": lr, "epoch_s": time.time() - t0, "img_per_s": ips,
-                   "session": session["id"]}
+                   "input_px": sizes[epoch], "session": session["id"]}
             history.append(row)
             # rank 0 decides for all; a final fit keeps its last epoch
             improved = final_fit or D.broadcast_object(val["nme"] < best_nme)
-            print(f"epoch {epoch + 1}/{args.epochs}: train loss {train_loss:.5f}  val loss {val['loss']:.5f}  "
+            at = f" at {sizes[epoch]}px" if sizes[epoch] != args.input_size else ""
+            print(f"epoch {epoch + 1}/{args.epochs}{at}: train loss {train_loss:.5f}  val loss {val['loss']:.5f}  "
                   f"val NME {val['nme']:.2f}% (median {val['median']:.2f}, FR8 {val['fr8']:.1f}%)"
                   f"{'  * best' if improved else ''}  {row['epoch_s']:.0f}s", file=sys.stderr, flush=True)
             scores = {"val_" + k: v for k, v in val.items()}

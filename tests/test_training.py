@@ -117,7 +117,8 @@ def _stop_at_epoch(monkeypatch, stop_epoch):
     monkeypatch.setattr(training, "train_one_epoch", fake)
 
 
-@pytest.mark.parametrize("extra", [[], ["--ema", "0.7"]], ids=["plain", "ema"])
+@pytest.mark.parametrize("extra", [[], ["--ema", "0.7"], ["--progressive-resize", "16:1"]],
+                         ids=["plain", "ema", "progressive"])
 def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path, monkeypatch, extra):
     runs = str(tmp_path / "runs")
     common_args = ["--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
@@ -142,7 +143,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path,
     for name, part in (("last.pt", "model"), ("last.pt", "ema"), ("best.pt", "model")):
         wa = C.load_checkpoint(os.path.join(full["run_dir"], name))[part]
         wb = C.load_checkpoint(os.path.join(stopped, name))[part]
-        assert wa.keys() == wb.keys() and (bool(wa) or (part == "ema" and not extra))
+        assert wa.keys() == wb.keys() and (bool(wa) or (part == "ema" and "--ema" not in extra))
         for k in wa:
             torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5, msg=f"{name} {part} {k}")
     # A kill during a checkpoint save leaves a temporary file: resuming removes it.
@@ -614,3 +615,64 @@ def test_style_heads_need_the_pip_head(tiny_face_set, tmp_path):
         training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"], "--input-size",
                             "32", "--epochs", "1", "--head", "regression", "--style-heads",
                             "--runs-dir", str(tmp_path)))
+
+
+def test_progressive_resize_plan_and_its_errors():
+    assert training.resize_plan(None, 128, 4) == [128] * 4
+    assert training.resize_plan(["64:2", "96:1"], 128, 5) == [64, 64, 96, 128, 128]
+    assert training._describe_plan([64, 64, 96, 128]) == " (epochs 1-2 at 64px, 3 at 96px)"
+    assert training._describe_plan([128, 128]) == ""
+    for bad in (["96"], ["100:2"], ["128:2"], ["0:2"], ["64:0"], ["x:y"]):
+        with pytest.raises(InputError, match="--progressive-resize"):
+            training.resize_plan(bad, 128, 10)
+    with pytest.raises(InputError, match="leave at least the last"):
+        training.resize_plan(["64:3", "96:2"], 128, 5)
+
+
+def test_progressive_resize_trains_early_epochs_on_smaller_batches(tiny_face_set, tmp_path, monkeypatch):
+    seen = []
+    cls = training.build_model(68, "pip", 32).__class__
+    real_forward = cls.forward
+
+    def spy(self, x, *rest):
+        out = real_forward(self, x, *rest)
+        seen.append((self.training, x.shape[-1], out[0].shape[-1]))
+        return out
+
+    monkeypatch.setattr(cls, "forward", spy)
+    runs = str(tmp_path / "runs")
+    result = training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                                 "--input-size", "48", "--epochs", "3", "--runs-dir", runs,
+                                 "--progressive-resize", "16:1", "32:1"))
+    train_sizes = [(s, g) for t, s, g in seen if t]
+    assert sorted(set(train_sizes)) == [(16, 1), (32, 2), (48, 3)]          # each epoch's size, its grid
+    assert {(s, g) for t, s, g in seen if not t} == {(48, 3)}                # validation at --input-size
+    assert [h["input_px"] for h in result["history"]] == [16, 32, 48]
+    log = _read_log(os.path.join(result["run_dir"], "log.csv"))
+    assert [r["input_px"] for r in log] == ["16", "32", "48"]
+    best = C.load_checkpoint(os.path.join(result["run_dir"], "best.pt"))
+    assert best["input_size"] == 48 and best["config"]["progressive_resize"] == ["16:1", "32:1"]
+    assert all(np.isfinite(h["train_loss"]) for h in result["history"])
+
+
+def test_progressive_resize_targets_mean_the_same_point_at_any_size():
+    """The loss of a model whose prediction is exactly the target is its floor at full size and
+    downsampled alike: the targets (input pixels) are shares of the side, whatever the batch's size."""
+    from common.losses import landmark_loss
+    model = build_model(2, "pip", 64)
+    pts = torch.tensor([[[10.3, 40.7], [50.1, 5.5]]])
+    for size in (64, 32, 16):
+        g = size // 16
+        t = (pts + 0.5) / 64 * g
+        cell = t.floor()
+        scores = torch.zeros(1, 2, g, g)
+        offsets = torch.zeros(1, 4, g, g)
+        for k in range(2):
+            cx, cy = int(cell[0, k, 0]), int(cell[0, k, 1])
+            scores[0, k, cy, cx] = 1.0
+            offsets[0, k, cy, cx] = t[0, k, 0] - cx
+            offsets[0, 2 + k, cy, cx] = t[0, k, 1] - cy
+        assert float(landmark_loss(model, (scores, offsets), pts, "l1")) == pytest.approx(0.0, abs=1e-6)
+        model_at = build_model(2, "pip", size)  # the decoding at that size gives the same point, scaled
+        back = (model_at.decode((scores, offsets)) + 0.5) * 64 / size - 0.5
+        torch.testing.assert_close(back, pts, atol=1e-4, rtol=0)
