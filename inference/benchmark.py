@@ -1,4 +1,4 @@
-"""Speed and memory of the landmark pipeline on this machine, side by side with
+r"""Speed and memory of the landmark pipeline on this machine, side by side with
 dlib's HOG detector and 68-point shape predictor when dlib is installed.
 
 Install:  pip install -r requirements-cpu.txt                   # includes onnxruntime

@@ -1,4 +1,4 @@
-"""Measure a landmark model on an annotated dataset.
+r"""Measure a landmark model on an annotated dataset.
 
     python inference/evaluate.py --weights weights/face.pt \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout --boxes detector

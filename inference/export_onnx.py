@@ -1,4 +1,4 @@
-"""Export a landmark checkpoint (face or eyes) to ONNX, in float32 or int8.
+r"""Export a landmark checkpoint (face or eyes) to ONNX, in float32 or int8.
 
 Install:  pip install onnx onnxscript onnxruntime     (onnxruntime: to check, quantise and run it)
 Run:

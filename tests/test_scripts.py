@@ -124,3 +124,16 @@ def test_every_script_says_a_missing_file_in_one_line(tmp_path, monkeypatch, cap
         if stop.value.code != 2 or len(errors) != 1 or "missing" not in errors[0]:
             failed.append(f"{rel}: exit {stop.value.code}: {err.strip()[-300:]}")
     assert failed == []
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=_rel)
+def test_help_shows_example_commands_as_written(path):
+    """A docstring's example command continued with a backslash must be a raw string: in a plain one
+    Python joins the two lines, and --help shows one long line with a run of spaces inside."""
+    import io
+    import tokenize
+    with open(path, encoding="utf-8") as f:
+        first = next(t for t in tokenize.generate_tokens(io.StringIO(f.read()).readline)
+                     if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENCODING))
+    if first.type == tokenize.STRING and "\\\n" in first.string:
+        assert first.string.lower().startswith("r"), f"{_rel(path)}: make its docstring r\"\"\"...\"\"\""

@@ -1,4 +1,4 @@
-"""Measure how a face detector's boxes relate to the tight landmark box that
+r"""Measure how a face detector's boxes relate to the tight landmark box that
 training crops from, on real annotated faces, and print the calibration
 constants (centre shift and scale) for common/detector.py.
 

@@ -1,4 +1,4 @@
-"""Estimate the 3-D mean face of the 68 iBUG points from 2-D annotations.
+r"""Estimate the 3-D mean face of the 68 iBUG points from 2-D annotations.
 
     python training/tools/estimate_face_shape.py common/face_shape_68.csv \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml \

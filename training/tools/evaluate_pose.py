@@ -1,4 +1,4 @@
-"""Check the head-pose estimate (common/pose.py) on held-out faces.
+r"""Check the head-pose estimate (common/pose.py) on held-out faces.
 
     python training/tools/evaluate_pose.py --weights weights/face.pt \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout

@@ -1,4 +1,4 @@
-"""Landmarks in video against exact ground truth: accuracy, jitter and lag
+r"""Landmarks in video against exact ground truth: accuracy, jitter and lag
 of what ``predict.py`` runs, per setting.
 
     python training/tools/evaluate_video.py \

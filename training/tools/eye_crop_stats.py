@@ -1,8 +1,8 @@
-"""Where the 12 eye points (iBUG 36-47) fall inside the face's tight
+r"""Where the 12 eye points (iBUG 36-47) fall inside the face's tight
 landmark box, over annotated faces: the measurement behind the eye model's
 crop constants (EYE_CENTRE_DY, EYE_CONTEXT in common/transforms.py).
 
-    python training/tools/eye_crop_stats.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \\
+    python training/tools/eye_crop_stats.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
         ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv
 
 Prints the 1st and 99th percentiles of the eye points' x and y, relative to

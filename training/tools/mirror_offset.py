@@ -1,4 +1,4 @@
-"""Measure how far a data set's annotation sits from mirror symmetry, in pixels.
+r"""Measure how far a data set's annotation sits from mirror symmetry, in pixels.
 
     python training/tools/mirror_offset.py --weights weights/face.pt \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split train

@@ -1,4 +1,4 @@
-"""Label the YouTube-Faces TRAINING frames in the 300-W style with a teacher model.
+r"""Label the YouTube-Faces TRAINING frames in the 300-W style with a teacher model.
 
     python training/tools/pseudo_label.py --out runs/pseudo/ytf_train_300w.csv
     python training/tools/pseudo_label.py --weights weights/face192.pt runs/other/best.pt --flip-test \

@@ -1,4 +1,4 @@
-"""Compare face detectors and their settings (smallest face; for Haar, the
+r"""Compare face detectors and their settings (smallest face; for Haar, the
 cascade, scale factor and neighbours) for detection rate and speed on real
 annotated photos.
 
