@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .plots import new_figure, save_figure
+
 
 def normaliser(gt: np.ndarray, pair: tuple[int, int] | None) -> np.ndarray:
     """``(F,)`` float64: each face's NME normaliser, the distance between the
@@ -102,10 +104,7 @@ def summary_line(s: dict, **extra) -> str:
 def ced_plot(curves: dict[str, np.ndarray], path: str, title: str = "",
              max_error: float = 0.10) -> None:
     """Cumulative error distribution plot (fraction of faces vs NME) to a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    fig, ax = new_figure(figsize=(6, 4.5))
     xs = np.linspace(0, max_error, 501)
     for name, nmes in curves.items():
         nmes = np.asarray(nmes)
@@ -120,9 +119,7 @@ def ced_plot(curves: dict[str, np.ndarray], path: str, title: str = "",
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title(title or "Cumulative error distribution")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def faces_sheet(tiles: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: str, title: str = "",
@@ -131,11 +128,8 @@ def faces_sheet(tiles: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]], pat
     (plus ``margin`` of the box's side), the annotated points in green and the
     predicted ones in red. ``tiles``: ``(image, annotation (K, 2), prediction
     (K, 2), caption)``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     rows = max(1, -(-len(tiles) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows + 0.4), dpi=100, squeeze=False)
+    fig, axes = new_figure(rows, columns, figsize=(3 * columns, 3.2 * rows + 0.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (image, gt, pred, caption) in zip(axes.ravel(), tiles):
@@ -150,6 +144,4 @@ def faces_sheet(tiles: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]], pat
         ax.set_title(caption, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 
 from .outputs import write_atomically
+from .plots import new_figure, save_figure
 
 FIELDS = ["epoch", "train_loss", "val_loss", "val_nme", "lr", "epoch_s", "img_per_s", "input_px"]
 
@@ -26,13 +28,12 @@ def new_run_dir(root: str, task: str) -> str:
 
 def write_log(path: str, history: list[dict]) -> None:
     """Rewrite the CSV log from the full history (so a resumed run's log is whole)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
-        w.writeheader()
-        for row in history:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, path)
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_atomically(path, f.getvalue().encode())
 
 
 def write_time_summary(path: str, history: list[dict], sessions: list[dict]) -> None:
@@ -61,11 +62,8 @@ def write_time_summary(path: str, history: list[dict], sessions: list[dict]) -> 
 
 def plot_curves(path: str, history: list[dict], title: str = "") -> None:
     """Loss curves and validation NME per epoch to a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     ep = [h["epoch"] for h in history]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    fig, (a1, a2) = new_figure(1, 2, figsize=(10, 4))
     a1.plot(ep, [h["train_loss"] for h in history], label="train loss")
     a1.plot(ep, [h["val_loss"] for h in history], label="validation loss")
     a1.set_yscale("log")
@@ -86,8 +84,4 @@ def plot_curves(path: str, history: list[dict], title: str = "") -> None:
         best = min(history, key=lambda h: h["val_nme"])
         a2.set_title(f"best {best['val_nme']:.2f}% at epoch {best['epoch']}")
     fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -297,3 +298,34 @@ def test_dev_null_is_a_valid_json_and_jsonl(tmp_path, photo, ckpts):
                        "--weights", ckpts["face"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["pic.jpg"] and os.path.exists(os.devnull)
+
+
+def test_plots_and_training_logs_are_written_whole_or_not_at_all(tmp_path, small_disk):
+    """Every plot (common/plots.py) and log.csv go through write_atomically: on a full disk the old file
+    stays as it was and no temporary file is left; elsewhere the format follows the extension."""
+    from common.errors import OutputError
+    from common.metrics import ced_plot
+    from common.plots import new_figure, save_figure
+    from common.runlog import plot_curves, write_log
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.5 / e, "val_nme": 9.0 / e, "lr": 1e-3,
+                "epoch_s": 1.0, "img_per_s": 1.0, "input_px": 64 if e < 3 else 128} for e in range(1, 6)]
+    plot_curves(str(tmp_path / "curves.png"), history, "t")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig, ax = new_figure()
+    ax.plot([0, 1])
+    save_figure(fig, str(tmp_path / "plot.pdf"))
+    assert (tmp_path / "plot.pdf").read_bytes()[:5] == b"%PDF-"
+    (small_disk / "ced.png").write_bytes(b"old")
+    (small_disk / "log.csv").write_bytes(b"old")
+    with open(small_disk / "filler", "wb", buffering=0) as f:  # the disk full to the last byte
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    with pytest.raises(OutputError, match="ced.png"):
+        ced_plot({"a": np.random.default_rng(0).random(2000) * 0.1}, str(small_disk / "ced.png"))
+    with pytest.raises(OutputError, match="log.csv"):
+        write_log(str(small_disk / "log.csv"), history * 2000)
+    assert (small_disk / "ced.png").read_bytes() == b"old" and (small_disk / "log.csv").read_bytes() == b"old"
+    assert hidden(small_disk) == [] and sorted(p.name for p in small_disk.iterdir()) == ["ced.png", "filler", "log.csv"]

@@ -66,18 +66,14 @@ def synthetic_max_error() -> float:
 
 
 def yaw_histogram(yaws: np.ndarray, path: str, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    from common.plots import new_figure, save_figure
+    fig, ax = new_figure(figsize=(6, 3.5))
     ax.hist(yaws, bins=np.arange(-90, 91, 5), color="tab:blue", edgecolor="white")
     ax.set_xlabel("yaw (degrees; > 0: face turned towards the image right)")
     ax.set_ylabel("faces")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -135,19 +135,15 @@ def video_scores(pts: np.ndarray, gts: np.ndarray) -> dict:
 
 
 def plot(curves: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    from common.plots import new_figure, save_figure
+    fig, ax = new_figure(figsize=(8, 4))
     for label, nmes in curves.items():
         ax.plot(np.where(np.isfinite(nmes), nmes, np.nan), label=label, lw=1)
     ax.set_xlabel("frame (videos one after another)")
     ax.set_ylabel("NME (%)")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(args: argparse.Namespace) -> int:
