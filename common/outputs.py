@@ -22,6 +22,7 @@ import glob
 import os
 import socket
 import stat
+import time
 
 from .errors import InputError, OutputError
 
@@ -31,6 +32,8 @@ class OutputBusyError(InputError):
 
 LOCK_SUFFIX = ".lock"
 TMP_MARK = ".tmp"
+# A breaker lock (taking over a killed run's lock) older than this was left by a run killed meanwhile.
+BREAKER_STALE_S = 10.0
 
 
 def is_device(path: str) -> bool:
@@ -187,22 +190,66 @@ class OutputGuard:
 
     def _lock(self, path: str, real: str) -> None:
         lock = _hidden(real, LOCK_SUFFIX)
-        for attempt in (0, 1):
+        try:
+            self._create_lock(lock)
+        except FileExistsError:
+            try:
+                inode = os.stat(lock).st_ino
+            except FileNotFoundError:
+                inode = None  # its run has just ended
+            holder = self._holder(lock)
+            if holder is None and self._take_stale(lock, real, inode):
+                return
+            who = f"pid {holder[0]} on {holder[1]}" if holder else "another run"
+            raise OutputBusyError(f"{path}: another run ({who}) is writing it; wait for it to end, "
+                                  f"or write elsewhere (a run killed on another machine leaves "
+                                  f"{lock}: remove it)") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot claim the output ({exc.strerror or exc})") from None
+        self.locks[real] = lock
+
+    def _take_stale(self, lock: str, real: str, inode: int | None) -> bool:
+        """Replace ``lock`` (file ``inode``, None: gone), left by a killed run,
+        with this run's; False when another run takes it. Done under a
+        breaker (``<lock>.break``, created exclusively) and only while
+        ``lock`` is still that stale file, so that of two runs finding the
+        same stale lock one takes it and neither removes the other's new
+        lock. A breaker older than :data:`BREAKER_STALE_S` was left by a run
+        killed while taking over: it goes."""
+        breaker = lock + ".break"
+        for _ in range(2):
+            try:
+                fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                try:
+                    if time.time() - os.path.getmtime(breaker) <= BREAKER_STALE_S:
+                        return False  # another run is taking it over now
+                    os.remove(breaker)
+                except OSError:
+                    pass
+        else:
+            return False
+        os.close(fd)
+        try:
+            try:
+                now = os.stat(lock).st_ino
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now != inode or self._holder(lock) is not None):
+                return False  # not the stale file any more: another run's lock
+            self.clean_leftovers(real)
             try:
                 self._create_lock(lock)
-            except FileExistsError:
-                holder = self._holder(lock)
-                if holder is not None or attempt:
-                    who = f"pid {holder[0]} on {holder[1]}" if holder else "another run"
-                    raise OutputBusyError(f"{path}: another run ({who}) is writing it; wait for it to end, "
-                                     f"or write elsewhere (a run killed on another machine leaves "
-                                     f"{lock}: remove it)") from None
-                self.clean_leftovers(real)
-                continue
-            except OSError as exc:
-                raise InputError(f"{path}: cannot claim the output ({exc.strerror or exc})") from None
+            except FileExistsError:  # a new run created it the moment it was gone
+                return False
             self.locks[real] = lock
-            return
+            return True
+        finally:
+            try:
+                os.remove(breaker)
+            except OSError:
+                pass
 
     def _create_lock(self, lock: str) -> None:
         """Create ``lock`` holding ``pid host``, whole or not at all: written

@@ -257,6 +257,66 @@ def test_two_runs_at_once_on_one_jsonl_one_wins_whole(tmp_path, photos, ckpts):
     assert [r["path"] for r in lines(tmp_path / "r.jsonl")] == [f"ph/{os.path.basename(p)}" for p in photos]
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _claim_in_child(args) -> bool:
+    path, barrier = args
+    from common.outputs import OutputBusyError, OutputGuard
+    barrier.wait()
+    try:
+        OutputGuard([], force=True).claim(path, "JSON output")
+        return True
+    except OutputBusyError:
+        return False
+
+
+def test_a_stale_lock_is_taken_over_by_one_run_only(tmp_path):
+    """Runs that find the same lock of a killed run at once: one takes it over, the others are told
+    another run writes it, and none removes the lock another has just taken (the takeover runs
+    under a breaker, and only while the lock is still the stale file)."""
+    import multiprocessing as mp
+    import socket
+    from common.outputs import BREAKER_STALE_S, OutputBusyError, OutputGuard
+    out = tmp_path / "r.json"
+    lock = tmp_path / ".r.json.lock"
+    stale = f"{_dead_pid()} {socket.gethostname()}\n"
+    for _ in range(3):
+        lock.write_text(stale)
+        ctx = mp.get_context("fork")
+        barrier = ctx.Manager().Barrier(6)
+        with ctx.Pool(6) as pool:
+            won = pool.map(_claim_in_child, [(str(out), barrier)] * 6)
+        assert sum(won) == 1, won
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".r.json.lock"]   # the winner's (it has ended)
+    # A run that read the stale lock, then finds another run's new lock in its place, leaves it alone.
+    lock.write_text(stale)
+    seen = os.stat(lock).st_ino
+    winner = OutputGuard([], force=True)
+    winner.claim(str(out), "JSON output")
+    mine = lock.read_text()
+    assert mine == f"{os.getpid()} {socket.gethostname()}\n"
+    late = OutputGuard([], force=True)
+    assert late._take_stale(str(lock), str(out), seen) is False and lock.read_text() == mine
+    winner.release()
+    # A breaker left by a run killed while taking over: young, it stops a takeover; old, it goes.
+    lock.write_text(stale)
+    breaker = tmp_path / ".r.json.lock.break"
+    breaker.write_text("")
+    with pytest.raises(OutputBusyError, match="another run"):
+        OutputGuard([], force=True).claim(str(out), "JSON output")
+    old = time.time() - BREAKER_STALE_S - 5
+    os.utime(breaker, (old, old))
+    guard = OutputGuard([], force=True)
+    guard.claim(str(out), "JSON output")
+    assert not breaker.exists() and lock.read_text() == mine
+    guard.release()
+    assert hidden(tmp_path) == []
+
+
 # -- 9. chips ------------------------------------------------------------------------
 
 def test_chips_are_never_inputs_and_stale_chips_go(tmp_path, photo):
