@@ -9,19 +9,27 @@
 #   bash training/ablations.sh finetune      # fine-tunes of weights/face.pt on the 300-W faces alone, with and
 #                                            # without distillation from weights/face192.pt, damage, tight
 #                                            # framing or channels-last: 8-20 epochs, 6-45 minutes a run
+#   bash training/ablations.sh resize        # stage 1 of the recipe (24 epochs), with and without its first
+#                                            # epochs at 64 and 96 px (--progressive-resize): 20-25 minutes a
+#                                            # run in bfloat16 on a 2-core Xeon with AMX
 #   ONLY=160 bash training/ablations.sh      # only the runs whose name contains "160"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 XML=../shared/data/300w-subset/labels_300w_subset_train.xml
 DATA=("$XML" ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv)
 SPLIT=(--val-from labels_300w_subset_train.xml --val-fraction 0.2)
+# bfloat16 where the CPU has it natively (float32 elsewhere): for the longer modes
+AMP=$(python -c 'from common.device import native_bf16; print("--amp" if native_bf16() else "--no-amp")')
 if [[ ${1:-} == last ]]; then
     INIT=${2:-runs/recipe/mixed/face/1/last.pt}
     [[ -f $INIT ]] || { echo "error: $INIT not found (train stage 1 of training/recipe.sh first)" >&2; exit 2; }
     OUT=runs/ablations/last
-    AMP=$(python -c 'from common.device import native_bf16; print("--amp" if native_bf16() else "--no-amp")')
     COMMON=(--data "$XML" "${SPLIT[@]}" --init "$INIT" --warmup-epochs 0 --lr 3e-4 --epochs 24 "$AMP"
             --runs-dir "$OUT")
+elif [[ ${1:-} == resize ]]; then
+    OUT=runs/ablations/resize
+    COMMON=(--data "${DATA[@]}" "${SPLIT[@]}" --head pip --input-size 128 --mirror-offset 0.99 0.73 --epochs 24
+            "$AMP" --channels-last --runs-dir "$OUT")
 elif [[ ${1:-} == finetune ]]; then
     OUT=runs/ablations/finetune
     COMMON=(--data "$XML" "${SPLIT[@]}" --init weights/face.pt --warmup-epochs 0 --ema 0.99 --runs-dir "$OUT")
@@ -39,8 +47,9 @@ import csv, sys
 rows = list(csv.DictReader(open(sys.argv[2])))
 best = min(rows, key=lambda r: float(r["val_nme"]))
 ips = sum(float(r["img_per_s"]) for r in rows) / len(rows)
+minutes = sum(float(r["epoch_s"]) for r in rows) / 60
 print(f"{sys.argv[1]:<28} best val NME {float(best['val_nme']):.2f}% (epoch {best['epoch']}/{len(rows)}), "
-      f"last {float(rows[-1]['val_nme']):.2f}%  {ips:.1f} img/s")
+      f"last {float(rows[-1]['val_nme']):.2f}%  {ips:.1f} img/s, {minutes:.1f} min")
 PY
 }
 mkdir -p "$OUT"
@@ -57,6 +66,13 @@ if [[ ${1:-} == last ]]; then
     run "no mirroring, lr 1e-3, ema" --no-mirror --lr 1e-3 --ema 0.99
     # Mirroring that keeps 300-W's horizontal annotation offset (training/tools/mirror_offset.py, model card)
     run "mirror offset 0.99, lr 1e-3, ema" --mirror-offset 0.99 --lr 1e-3 --ema 0.99
+    exit 0
+fi
+if [[ ${1:-} == resize ]]; then
+    run "stage 1, 24 epochs at 128 px"
+    run "stage 1, 6 epochs at 64 px, 6 at 96, 12 at 128" --progressive-resize 64:6 96:6
+    # then, per run: evaluate.py --weights $OUT/face/<n>/last.pt --data $XML --split heldout --per-face <n>.csv,
+    # and training/tools/compare_evals.py on the two CSVs (docs/ablations.md)
     exit 0
 fi
 if [[ ${1:-} == finetune ]]; then
