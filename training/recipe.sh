@@ -30,7 +30,8 @@
 # (train.py --teacher, half of each target; its own run folders). STAGE1_EPOCHS=96 (or 24) trains stage 1
 # for 96 (24) epochs instead of 48, in its own folder tree (runs/recipe-e96 unless RUNS= is set).
 # Accuracy and times of each: weights/README.md. STAGE1_RESIZE="64:6 96:6" trains stage 1's first epochs on
-# smaller inputs (train.py --progressive-resize; runs/recipe-pr; not used: docs/ablations.md). Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
+# smaller inputs (train.py --progressive-resize; runs/recipe-pr; not used: docs/ablations.md).
+# Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md). A resumed stage takes only
 # the machine settings among them (--device, --workers, --threads, --channels-last, --amp); the rest stay the run's own.
