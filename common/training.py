@@ -116,6 +116,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="per --data set (one value for all, or one each): how many photo pixels its annotation "
                         "places points right of the mirror-symmetric position; mirrored copies keep that offset "
                         "(measure it with training/tools/mirror_offset.py; default 0, a plain mirror)")
+    p.add_argument("--data-fraction", type=float, nargs="+", default=None, metavar="F",
+                   help="per --data set (one value for all, or one each): the share of its training faces that "
+                        "each epoch draws, a new draw every epoch (1: all; e.g. 1 0.5 halves the second set's "
+                        "faces per epoch, and the epoch's time with them; docs/ablations.md)")
     p.add_argument("--rotation", type=float, default=20.0, help="max random rotation in degrees")
     p.add_argument("--box-scale", type=float, default=0.10, help="random crop scale jitter (+-fraction)")
     p.add_argument("--box-shift", type=float, default=0.05, help="random crop shift jitter (+-fraction of side)")
@@ -196,6 +200,40 @@ def resize_plan(pairs: list[str] | None, input_size: int, epochs: int) -> list[i
         raise InputError(f"--progressive-resize covers {len(sizes)} epochs of {epochs}: leave at least the last "
                          f"at --input-size {input_size}")
     return (sizes + [input_size] * epochs)[:epochs]
+
+
+def _data_fractions(data: list[str], values: list[float] | None) -> dict[str, float]:
+    """``--data-fraction`` as data set name -> share of its faces per epoch."""
+    if not values:
+        return {}
+    if len(values) not in (1, len(data)):
+        raise InputError(f"--data-fraction takes one value or one per --data set ({len(data)}), got {len(values)}")
+    if not all(0.0 < v <= 1.0 for v in values):
+        raise InputError(f"--data-fraction values are shares above 0 and at most 1, got {values}")
+    return {dataset_name(d): float(v) for d, v in zip(data, values * len(data) if len(values) == 1 else values)}
+
+
+def epoch_indices(records, fractions: dict[str, float], seed: int, epoch: int) -> list[int] | None:
+    """The training faces epoch ``epoch`` draws under ``--data-fraction``
+    (their indices, in order; a set's share drawn anew each epoch from
+    ``seed`` and ``epoch``); None: every face."""
+    if not fractions or all(f >= 1.0 for f in fractions.values()):
+        return None
+    by_set: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_set.setdefault(r.group.split("::", 1)[0], []).append(i)
+    rng = np.random.default_rng([seed, epoch, 7919])
+    keep = []
+    for name in sorted(by_set):
+        idx, f = by_set[name], fractions.get(name, 1.0)
+        keep += idx if f >= 1.0 else rng.choice(idx, max(1, round(f * len(idx))), replace=False).tolist()
+    return sorted(keep)
+
+
+def _per_epoch(records, fractions: dict[str, float]) -> str:
+    """`` (2701 an epoch: --data-fraction)`` when epochs draw a share, else ''."""
+    drawn = epoch_indices(records, fractions, 0, 0)
+    return "" if drawn is None else f" ({len(drawn)} an epoch: --data-fraction)"
 
 
 def _seed_everything(seed: int) -> None:
@@ -434,6 +472,7 @@ def _train(args: argparse.Namespace) -> dict:
     radius = args.offset_radius
 
     offsets = _mirror_offsets(args.data, args.mirror_offset)   # before the (slow) reading of the data
+    fractions = _data_fractions(args.data, args.data_fraction)
     if args.style_heads and args.head != "pip":
         raise InputError("--style-heads needs the pip head")
     styles = {dataset_name(d): i for i, d in enumerate(args.data)} if args.style_heads else {}
@@ -518,7 +557,7 @@ def _train(args: argparse.Namespace) -> dict:
         precision += f"\nteacher: {args.teacher} ({teacher.size}px), {args.teacher_weight:g} of each target"
     print(f"run folder: {run_dir}\ndevice: {describe_device(device)}  task: {args.task}  head: {args.head}  "
           f"input: {args.input_size}px{_describe_plan(sizes)}  loss: {loss_name}  "
-          f"precision: {precision}\ntrain faces: {len(train_recs)}  "
+          f"precision: {precision}\ntrain faces: {len(train_recs)}{_per_epoch(train_recs, fractions)}  "
           f"validation faces: {len(val_recs)}  (cache built in {cache_s:.0f}s)", file=sys.stderr)
     if world > 1:
         print(f"processes: {world} ({D.backend()}{', batch-norm over all' if args.sync_bn else ''}); batch "
@@ -545,11 +584,13 @@ def _train(args: argparse.Namespace) -> dict:
         for epoch in range(start_epoch, args.epochs):
             t0 = time.time()
             train_ds.set_epoch(epoch)
-            sampler = D.train_sampler(train_ds, args.seed * 100003, epoch)  # None: single-process
+            drawn = epoch_indices(train_recs, fractions, args.seed, epoch)  # --data-fraction; None: all
+            epoch_ds = train_ds if drawn is None else torch.utils.data.Subset(train_ds, drawn)
+            sampler = D.train_sampler(epoch_ds, args.seed * 100003, epoch)  # None: single-process
             g = torch.Generator().manual_seed(args.seed * 100003 + epoch) if sampler is None else None
-            loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=sampler is None, generator=g,
+            loader = DataLoader(epoch_ds, batch_size=args.batch_size, shuffle=sampler is None, generator=g,
                                 sampler=sampler, num_workers=args.workers, pin_memory=pin,
-                                drop_last=len(train_ds) > args.batch_size * world)
+                                drop_last=len(epoch_ds) > args.batch_size * world)
             lr = optimizer.param_groups[0]["lr"]
             train_loss, ips = train_one_epoch(train_model, loader, optimizer, scaler, device, loss_name,
                                               epoch, args.epochs, amp, ema, radius, teacher, sizes[epoch])

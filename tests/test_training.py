@@ -117,8 +117,8 @@ def _stop_at_epoch(monkeypatch, stop_epoch):
     monkeypatch.setattr(training, "train_one_epoch", fake)
 
 
-@pytest.mark.parametrize("extra", [[], ["--ema", "0.7"], ["--progressive-resize", "16:1"]],
-                         ids=["plain", "ema", "progressive"])
+@pytest.mark.parametrize("extra", [[], ["--ema", "0.7"], ["--progressive-resize", "16:1"], ["--data-fraction", "0.6"]],
+                         ids=["plain", "ema", "progressive", "data-fraction"])
 def test_resume_continues_exactly_where_the_run_stopped(tiny_face_set, tmp_path, monkeypatch, extra):
     runs = str(tmp_path / "runs")
     common_args = ["--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
@@ -676,3 +676,32 @@ def test_progressive_resize_targets_mean_the_same_point_at_any_size():
         model_at = build_model(2, "pip", size)  # the decoding at that size gives the same point, scaled
         back = (model_at.decode((scores, offsets)) + 0.5) * 64 / size - 0.5
         torch.testing.assert_close(back, pts, atol=1e-4, rtol=0)
+
+
+def test_data_fraction_draws_a_share_of_a_set_anew_each_epoch(tiny_face_set, tmp_path, monkeypatch):
+    records = read_datasets([tiny_face_set["train"], tiny_face_set["val"]])
+    names = [r.group.split("::", 1)[0] for r in records]
+    a, b = sorted(set(names))
+    fr = training._data_fractions([a, b], [1.0, 0.5])
+    e0, e1 = (training.epoch_indices(records, fr, 0, e) for e in (0, 1))
+    assert [names[i] for i in e0].count(a) == names.count(a)                 # all of the first set
+    assert [names[i] for i in e0].count(b) == round(0.5 * names.count(b))    # half of the second
+    assert e0 != e1 and e0 == training.epoch_indices(records, fr, 0, 0)      # a new draw each epoch, repeatable
+    assert training.epoch_indices(records, training._data_fractions([a, b], [1.0]), 0, 0) is None
+    for bad in ([0.0], [1.5], [0.5, 0.5, 0.5]):
+        with pytest.raises(InputError, match="--data-fraction"):
+            training._data_fractions([a, b], bad)
+    # a run sees that many faces an epoch; resume keeps its draws
+    sizes = []
+    real = training.train_one_epoch
+
+    def spy(model, loader, *rest, **kw):
+        sizes.append(len(loader.dataset))
+        return real(model, loader, *rest, **kw)
+
+    monkeypatch.setattr(training, "train_one_epoch", spy)
+    n = len(read_datasets([tiny_face_set["train"]]))
+    result = training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+                                 "--input-size", "32", "--epochs", "2", "--data-fraction", "0.5",
+                                 "--runs-dir", str(tmp_path / "runs")))
+    assert sizes == [round(0.5 * n)] * 2 and len(result["history"]) == 2
