@@ -214,14 +214,3 @@ def test_stage1_resize_reaches_stage_1_alone(env):
     for bad in ("96", "64:6,96:6", "a:b"):
         proc, calls = run_recipe({**env, "STAGE1_RESIZE": bad})
         assert proc.returncode == 2 and "STAGE1_RESIZE must be SIZE:EPOCHS pairs" in proc.stderr and not calls
-
-
-def test_stage1_yt_share_draws_part_of_the_frames_in_stage_1_alone(env):
-    proc, calls = run_recipe({**env, "STAGE1_YT_SHARE": "0.5"})
-    assert proc.returncode == 0, proc.stderr
-    trains = trains_of(calls)
-    assert "--data-fraction 1 0.5" in trains[0]
-    assert not any("--data-fraction" in c for c in trains[1:])
-    for bad in ("0", "1.5", "half", "0.0"):
-        proc, calls = run_recipe({**env, "STAGE1_YT_SHARE": bad})
-        assert proc.returncode == 2 and "STAGE1_YT_SHARE must be a share" in proc.stderr and not calls

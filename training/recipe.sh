@@ -31,8 +31,6 @@
 # for 96 (24) epochs instead of 48, in its own folder tree (runs/recipe-e96 unless RUNS= is set).
 # Accuracy and times of each: weights/README.md. STAGE1_RESIZE="64:6 96:6" trains stage 1's first epochs on
 # smaller inputs (train.py --progressive-resize; runs/recipe-pr; not used: docs/ablations.md).
-# STAGE1_YT_SHARE=0.5: stage 1's epochs draw half the YouTube-Faces frames each (train.py --data-fraction;
-# runs/recipe-yt0.5; docs/ablations.md).
 # Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md). A resumed stage takes only
@@ -49,11 +47,7 @@ FINAL=${FINAL:-0}
 STAGE1_RESIZE=${STAGE1_RESIZE:-}
 [[ -z $STAGE1_RESIZE || $STAGE1_RESIZE =~ ^[0-9]+:[0-9]+( [0-9]+:[0-9]+)*$ ]] ||
     { echo "error: STAGE1_RESIZE must be SIZE:EPOCHS pairs such as '64:6 96:6', got '$STAGE1_RESIZE'" >&2; exit 2; }
-STAGE1_YT_SHARE=${STAGE1_YT_SHARE:-1}
-[[ $STAGE1_YT_SHARE =~ ^(1|0?\.[0-9]*[1-9][0-9]*)$ ]] ||
-    { echo "error: STAGE1_YT_SHARE must be a share above 0 and at most 1 (0.5), got '$STAGE1_YT_SHARE'" >&2; exit 2; }
-TAG=$( (( STAGE1_EPOCHS == 48 )) || echo "-e$STAGE1_EPOCHS")$([[ -z $STAGE1_RESIZE ]] || echo "-pr")
-TAG+=$([[ $STAGE1_YT_SHARE == 1 ]] || echo "-yt$STAGE1_YT_SHARE")$( (( FINAL == 0 )) || echo "-final")
+TAG=$( (( STAGE1_EPOCHS == 48 )) || echo "-e$STAGE1_EPOCHS")$([[ -z $STAGE1_RESIZE ]] || echo "-pr")$( (( FINAL == 0 )) || echo "-final")
 R=${RUNS:-runs/recipe$TAG}
 XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
 YT=${YT:-../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv}
@@ -101,11 +95,10 @@ if [[ -n ${TEACHER:-} ]]; then
 fi
 
 # 1. face on both data sets: 48 epochs (STAGE1_EPOCHS), cosine schedule
-STAGE1_ARGS=()
-[[ -z $STAGE1_RESIZE ]] || read -r -a STAGE1_ARGS <<< "--progressive-resize $STAGE1_RESIZE"
-[[ $STAGE1_YT_SHARE == 1 ]] || STAGE1_ARGS+=(--data-fraction 1 "$STAGE1_YT_SHARE")
+RESIZE=()
+[[ -z $STAGE1_RESIZE ]] || read -r -a RESIZE <<< "--progressive-resize $STAGE1_RESIZE"
 stage mixed face "$STAGE1_EPOCHS" --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT" \
-    "${STAGE1_ARGS[@]}"
+    "${RESIZE[@]}"
 # 2a, 2b. face on the 300-W faces alone (same held-out photos), saving a moving average of the
 #    weights (model card, "Ablations"): twice from the same stage-1 model, at learning rate 1e-3,
 #    with the offset-keeping mirror and without mirroring; the release averages the two runs'
