@@ -204,13 +204,3 @@ def test_final_fit_trains_every_stage_on_every_face_in_its_own_folders(env):
     proc, calls = run_recipe({**env, "FINAL": "yes"})
     assert proc.returncode == 2 and "FINAL must be 0 or 1" in proc.stderr and not calls
 
-
-def test_stage1_resize_reaches_stage_1_alone(env):
-    proc, calls = run_recipe({**env, "STAGE1_RESIZE": "64:6 96:6"})
-    assert proc.returncode == 0, proc.stderr
-    trains = trains_of(calls)
-    assert "--progressive-resize 64:6 96:6" in trains[0] and f"--runs-dir {env['RUNS']}/mixed" in trains[0]
-    assert not any("--progressive-resize" in c for c in trains[1:])
-    for bad in ("96", "64:6,96:6", "a:b"):
-        proc, calls = run_recipe({**env, "STAGE1_RESIZE": bad})
-        assert proc.returncode == 2 and "STAGE1_RESIZE must be SIZE:EPOCHS pairs" in proc.stderr and not calls

@@ -70,11 +70,21 @@ if [[ ${1:-} == last ]]; then
     exit 0
 fi
 if [[ ${1:-} == cheaper ]]; then
-    run "stage 1, 24 epochs at 128 px"
-    run "stage 1, 6 epochs at 64 px, 6 at 96, 12 at 128" --progressive-resize 64:6 96:6
-    run "stage 1, half the frames an epoch" --data-fraction 1 0.5
-    # then, per run: evaluate.py --weights $OUT/face/<n>/last.pt --data $XML --split heldout --per-face <n>.csv,
-    # and training/tools/compare_evals.py on the two CSVs (docs/ablations.md)
+    names=("stage 1, 24 epochs at 128 px" "stage 1, 6 epochs at 64 px, 6 at 96, 12 at 128"
+           "stage 1, half the frames an epoch")
+    run "${names[0]}"
+    run "${names[1]}" --progressive-resize 64:6 96:6
+    run "${names[2]}" --data-fraction 1 0.5
+    # what each leaves in a finished model: the last stage (the recipe's 2a at 128 px) from each
+    for name in "${names[@]}"; do
+        [[ -f $OUT/$name.log ]] || continue
+        init=$(grep -o 'run folder: .*' "$OUT/$name.log" | head -1 | cut -d' ' -f3)/last.pt
+        COMMON=(--data "$XML" "${SPLIT[@]}" --init "$init" --input-size 128 --warmup-epochs 0 --lr 1e-3
+                --mirror-offset 0.99 --ema 0.99 --epochs 24 "$AMP" --channels-last --runs-dir "$OUT/last")
+        run "last stage from $name"
+    done
+    # then, per run: evaluate.py --weights <run>/last.pt --data $XML --split heldout --per-face <run>.csv (and
+    # on the YouTube-Faces test frames), and training/tools/compare_evals.py on two CSVs (docs/ablations.md)
     exit 0
 fi
 if [[ ${1:-} == finetune ]]; then

@@ -29,8 +29,7 @@
 # mirrored one). TEACHER=weights/face192.pt distils that model into the last-stage face runs
 # (train.py --teacher, half of each target; its own run folders). STAGE1_EPOCHS=96 (or 24) trains stage 1
 # for 96 (24) epochs instead of 48, in its own folder tree (runs/recipe-e96 unless RUNS= is set).
-# Accuracy and times of each: weights/README.md. STAGE1_RESIZE="64:6 96:6" trains stage 1's first epochs on
-# smaller inputs (train.py --progressive-resize; runs/recipe-pr; not used: docs/ablations.md).
+# Accuracy and times of each: weights/README.md.
 # Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
 # precision: faster on CPUs with avx512_bf16 or AMX; see weights/README.md). A resumed stage takes only
@@ -44,10 +43,7 @@ STAGE1_EPOCHS=${STAGE1_EPOCHS:-48}
     { echo "error: STAGE1_EPOCHS must be a whole number of epochs, got '$STAGE1_EPOCHS'" >&2; exit 2; }
 FINAL=${FINAL:-0}
 [[ $FINAL == 0 || $FINAL == 1 ]] || { echo "error: FINAL must be 0 or 1, got '$FINAL'" >&2; exit 2; }
-STAGE1_RESIZE=${STAGE1_RESIZE:-}
-[[ -z $STAGE1_RESIZE || $STAGE1_RESIZE =~ ^[0-9]+:[0-9]+( [0-9]+:[0-9]+)*$ ]] ||
-    { echo "error: STAGE1_RESIZE must be SIZE:EPOCHS pairs such as '64:6 96:6', got '$STAGE1_RESIZE'" >&2; exit 2; }
-TAG=$( (( STAGE1_EPOCHS == 48 )) || echo "-e$STAGE1_EPOCHS")$([[ -z $STAGE1_RESIZE ]] || echo "-pr")$( (( FINAL == 0 )) || echo "-final")
+TAG=$( (( STAGE1_EPOCHS == 48 )) || echo "-e$STAGE1_EPOCHS")$( (( FINAL == 0 )) || echo "-final")
 R=${RUNS:-runs/recipe$TAG}
 XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
 YT=${YT:-../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv}
@@ -95,10 +91,7 @@ if [[ -n ${TEACHER:-} ]]; then
 fi
 
 # 1. face on both data sets: 48 epochs (STAGE1_EPOCHS), cosine schedule
-RESIZE=()
-[[ -z $STAGE1_RESIZE ]] || read -r -a RESIZE <<< "--progressive-resize $STAGE1_RESIZE"
-stage mixed face "$STAGE1_EPOCHS" --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT" \
-    "${RESIZE[@]}"
+stage mixed face "$STAGE1_EPOCHS" --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT"
 # 2a, 2b. face on the 300-W faces alone (same held-out photos), saving a moving average of the
 #    weights (model card, "Ablations"): twice from the same stage-1 model, at learning rate 1e-3,
 #    with the offset-keeping mirror and without mirroring; the release averages the two runs'
