@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import math
 import os
 import random
@@ -38,6 +39,7 @@ from .runlog import new_run_dir, plot_curves, write_log, write_time_summary
 from .transforms import AugmentConfig
 
 TASK_INDICES = {"face": FACE_INDICES, "eyes": EYE_INDICES}
+_SESSIONS = itertools.count(1)  # training calls in this process
 # Grayscale input normalisation (travels with the checkpoint).
 MEAN, STD = 0.5, 0.25
 
@@ -572,7 +574,9 @@ def _train(args: argparse.Namespace) -> dict:
                                                    shuffle=False, num_workers=args.workers, pin_memory=pin)
     log_path, plot_path = os.path.join(run_dir, "log.csv"), os.path.join(run_dir, "curves.png")
     # This process is one session of the run: its machine and epochs go to time.txt.
-    session = {"id": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f" pid {os.getpid()}",
+    n = next(_SESSIONS)  # a process may train more than once (a notebook, the tests): each call is a session
+    session = {"id": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f" pid {os.getpid()}"
+               + (f" call {n}" if n > 1 else ""),
                "host": socket.gethostname(),
                "machine": describe_device(device) + (f" x {world} processes" if world > 1 else "")}
     sessions = list(state.get("sessions", [])) + [session] if state is not None else [session]

@@ -705,3 +705,12 @@ def test_data_fraction_draws_a_share_of_a_set_anew_each_epoch(tiny_face_set, tmp
                                  "--input-size", "32", "--epochs", "2", "--data-fraction", "0.5",
                                  "--runs-dir", str(tmp_path / "runs")))
     assert sizes == [round(0.5 * n)] * 2 and len(result["history"]) == 2
+
+
+def test_two_training_calls_in_one_process_and_second_are_two_sessions(tiny_face_set, tmp_path, monkeypatch):
+    monkeypatch.setattr(training.time, "strftime", lambda *a: "2026-01-01T00:00:00Z")   # the same second
+    common_args = ["--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"], "--input-size", "32"]
+    first = training.main(_args(*common_args, "--epochs", "1", "--runs-dir", str(tmp_path / "runs")))
+    training.main(_args("--resume", first["run_dir"], "--epochs", "2"))
+    times = open(os.path.join(first["run_dir"], "time.txt")).read().splitlines()
+    assert "over 2 session(s)" in times[0] and len(times) == 3, times
