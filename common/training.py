@@ -175,14 +175,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _mirror_offsets(data: list[str], values: list[float] | None) -> dict[str, float]:
-    """``--mirror-offset`` as data set name -> offset (one value applies to all sets)."""
+def _per_data_set(option: str, data: list[str], values: list[float] | None) -> dict[str, float]:
+    """An option that takes one value for all ``--data`` sets or one each, as data set name -> value."""
     if not values:
         return {}
     if len(values) not in (1, len(data)):
-        raise InputError(f"--mirror-offset takes one value or one per --data set ({len(data)}), "
-                         f"got {len(values)}")
+        raise InputError(f"{option} takes one value or one per --data set ({len(data)}), got {len(values)}")
     return {dataset_name(d): float(v) for d, v in zip(data, values * len(data) if len(values) == 1 else values)}
+
+
+def _mirror_offsets(data: list[str], values: list[float] | None) -> dict[str, float]:
+    """``--mirror-offset`` as data set name -> offset (one value applies to all sets)."""
+    return _per_data_set("--mirror-offset", data, values)
 
 
 def resize_plan(pairs: list[str] | None, input_size: int, epochs: int) -> list[int]:
@@ -206,13 +210,9 @@ def resize_plan(pairs: list[str] | None, input_size: int, epochs: int) -> list[i
 
 def _data_fractions(data: list[str], values: list[float] | None) -> dict[str, float]:
     """``--data-fraction`` as data set name -> share of its faces per epoch."""
-    if not values:
-        return {}
-    if len(values) not in (1, len(data)):
-        raise InputError(f"--data-fraction takes one value or one per --data set ({len(data)}), got {len(values)}")
-    if not all(0.0 < v <= 1.0 for v in values):
+    if values and not all(0.0 < v <= 1.0 for v in values):
         raise InputError(f"--data-fraction values are shares above 0 and at most 1, got {values}")
-    return {dataset_name(d): float(v) for d, v in zip(data, values * len(data) if len(values) == 1 else values)}
+    return _per_data_set("--data-fraction", data, values)
 
 
 def epoch_indices(records, fractions: dict[str, float], seed: int, epoch: int) -> list[int] | None:
