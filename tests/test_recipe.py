@@ -204,3 +204,17 @@ def test_final_fit_trains_every_stage_on_every_face_in_its_own_folders(env):
     proc, calls = run_recipe({**env, "FINAL": "yes"})
     assert proc.returncode == 2 and "FINAL must be 0 or 1" in proc.stderr and not calls
 
+
+
+def test_eyes_0_trains_and_releases_the_face_model_alone(env, tmp_path):
+    runs, teacher = env["RUNS"], tmp_path / "face192.pt"
+    teacher.write_text("")
+    proc, calls = run_recipe({**env, "EYES": "0", "TEACHER": str(teacher)})
+    assert proc.returncode == 0, proc.stderr
+    trains = trains_of(calls)
+    assert len(trains) == 3 and all(c.startswith("training/face/") for c in trains)
+    released = " ".join(released_of(calls))
+    assert f"--write {runs}/release/face.pt" in released and f"{runs}/release/eyes" not in released
+    assert not (Path(runs) / "300w" / "eyes").exists()
+    proc, calls = run_recipe({**env, "EYES": "no"})
+    assert proc.returncode == 2 and "EYES must be 0 or 1" in proc.stderr and not calls

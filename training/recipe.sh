@@ -29,6 +29,8 @@
 # mirrored one). TEACHER=weights/face192.pt distils that model into the last-stage face runs
 # (train.py --teacher, half of each target; its own run folders). STAGE1_EPOCHS=96 (or 24) trains stage 1
 # for 96 (24) epochs instead of 48, in its own folder tree (runs/recipe-e96 unless RUNS= is set).
+# EYES=0 trains and releases the face model alone (stages 1-2b): the eye stages do not depend on
+# LAST_SIZE or TEACHER, so a second face model from the same stage 1 need not train them again.
 # Accuracy and times of each: weights/README.md.
 # Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
@@ -83,6 +85,8 @@ case $LAST_SIZE in
     128) FACE_DIRS=(300w 300w-nomirror); FACE_NAME=face;;
     *) FACE_DIRS=("300w-$LAST_SIZE" "300w-nomirror-$LAST_SIZE"); FACE_NAME=face$LAST_SIZE;;
 esac
+EYES=${EYES:-1}
+[[ $EYES == 0 || $EYES == 1 ]] || { echo "error: EYES must be 0 or 1, got '$EYES'" >&2; exit 2; }
 LAST_ARGS=()
 if [[ -n ${TEACHER:-} ]]; then
     [[ -f $TEACHER ]] || { echo "error: TEACHER=$TEACHER not found" >&2; exit 2; }
@@ -104,18 +108,24 @@ if (( LAST_RUNS == 2 )); then
 fi
 # 3. eyes on both data sets, from a face model (EYES_INIT: default the stage-1 one; the shipped eyes.pt
 #    started from weights/face.pt); 4. eyes on the 300-W faces alone, no mirroring
-[[ -z ${EYES_INIT:-} || -f $EYES_INIT ]] || { echo "error: EYES_INIT=$EYES_INIT not found" >&2; exit 2; }
-EYES_INIT=${EYES_INIT:-$R/mixed/face/1/last.pt}
-stage mixed eyes 8 --data "$XML" "$YT" --init "$EYES_INIT" --warmup-epochs 0 --lr 5e-4 \
-    --mirror-offset "$OFF_XML" "$OFF_YT"
-stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/last.pt" --warmup-epochs 0 --lr 2e-4 --no-mirror --ema 0.99
+RELEASE=("$FACE_NAME")
+if (( EYES )); then
+    [[ -z ${EYES_INIT:-} || -f $EYES_INIT ]] || { echo "error: EYES_INIT=$EYES_INIT not found" >&2; exit 2; }
+    EYES_INIT=${EYES_INIT:-$R/mixed/face/1/last.pt}
+    stage mixed eyes 8 --data "$XML" "$YT" --init "$EYES_INIT" --warmup-epochs 0 --lr 5e-4 \
+        --mirror-offset "$OFF_XML" "$OFF_YT"
+    stage 300w eyes 10 --data "$XML" --init "$R/mixed/eyes/1/last.pt" --warmup-epochs 0 --lr 2e-4 --no-mirror --ema 0.99
+    RELEASE+=(eyes)
+fi
 
 mkdir -p "$R/release"
 FACE_RUNS=()
 for d in "${FACE_DIRS[@]:0:$LAST_RUNS}"; do FACE_RUNS+=("$R/$d/face/1/last.pt"); done
 python training/tools/release_weights.py "${FACE_RUNS[@]}" "$R/release/$FACE_NAME.plain.pt" --force  # their weight average (one run: itself)
-python training/tools/release_weights.py "$R/300w/eyes/1/last.pt" "$R/release/eyes.plain.pt" --force
-for name in "$FACE_NAME" eyes; do
+if (( EYES )); then
+    python training/tools/release_weights.py "$R/300w/eyes/1/last.pt" "$R/release/eyes.plain.pt" --force
+fi
+for name in "${RELEASE[@]}"; do
     # record the model's own annotation offset (measured on training faces) for --flip-test
     python training/tools/mirror_offset.py --weights "$R/release/$name.plain.pt" --data "$XML" --split train \
         --write "$R/release/$name.pt" --force
