@@ -1,0 +1,77 @@
+"""training/card_figures.sh with a fake ``python`` that records each call:
+which evaluate.py cells it runs for each model kind, that their outputs stay
+beside each other, that finished cells are kept on a rerun, and that bad
+arguments fail with a one-line error."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference_helpers import REPO, run_logged_script, stand_in_python  # noqa: E402
+
+SCRIPT = REPO / "training" / "card_figures.sh"
+
+FAKE_PYTHON = r'''#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+[[ -n ${FAIL_ON:-} && $* == *"$FAIL_ON"* ]] && exit 1
+echo "progress" >&2
+echo "NME=3.50 median=3.10 FR8=1.3 FR10=0.4 AUC8=56.5 n=237"
+'''
+
+
+@pytest.fixture()
+def env(tmp_path):
+    path = stand_in_python(tmp_path, FAKE_PYTHON)
+    models = tmp_path / "release"
+    models.mkdir()
+    for name in ("face192.pt", "face192.int8.onnx", "eyes.pt", "eyes.int8.onnx"):
+        (models / name).write_text("")
+    for name in ("labels.xml", "test_frames.csv"):
+        (tmp_path / name).write_text("")
+    return {**os.environ, "PATH": path, "CALLS": str(tmp_path / "calls.txt"),
+            "XML": str(tmp_path / "labels.xml"), "YT_TEST": str(tmp_path / "test_frames.csv"), "MODELS": str(models)}
+
+
+def test_face_model_cells_cover_the_card_rows_and_are_kept_on_a_rerun(env):
+    models, xml = env["MODELS"], env["XML"]
+    proc, calls = run_logged_script(SCRIPT, env, models, "face192")
+    assert proc.returncode == 0, proc.stderr
+    assert len(calls) == 36 and all(c.startswith("inference/evaluate.py --weights ") for c in calls)
+    assert (f"inference/evaluate.py --weights {models}/face192.int8.onnx --data {xml} --split heldout "
+            f"--boxes detector --refine --detector mtcnn --ced {models}/card-face192/heldout-int8-detector.png") \
+        in "\n".join(calls)
+    for setting in ("--degrade tight", "--multi-crop --flip-test", "--points eyes", "--flip-test"):
+        assert any(setting in c for c in calls), setting
+    lines = (Path(models) / "card-face192" / "figures.txt").read_text().splitlines()
+    assert len(lines) == 36 and len({line.split()[0] for line in lines}) == 36  # one file per cell
+    assert lines[0] == "heldout-pt-landmarks NME=3.50 median=3.10 FR8=1.3 FR10=0.4 AUC8=56.5 n=237"
+    proc, calls = run_logged_script(SCRIPT, env, models, "face192")  # again: every cell is kept
+    assert proc.returncode == 0 and not calls and proc.stdout.count("NME=") == 36
+
+
+def test_an_interrupted_cell_is_run_again_and_nothing_half_written_is_kept(env):
+    models = env["MODELS"]
+    proc, _ = run_logged_script(SCRIPT, {**env, "FAIL_ON": "--degrade blur"}, models, "face192")
+    assert proc.returncode != 0
+    card = Path(models) / "card-face192"
+    assert not (card / "figures.txt").exists() and not (card / "heldout-pt-blur.txt").exists()
+    proc, calls = run_logged_script(SCRIPT, env, models, "face192")
+    assert proc.returncode == 0 and all("--degrade" in c for c in calls) and len(calls) == 9
+
+
+def test_eye_model_cells_take_their_boxes_from_the_shipped_face_model(env):
+    proc, calls = run_logged_script(SCRIPT, env, env["MODELS"], "eyes")
+    assert proc.returncode == 0, proc.stderr
+    assert len(calls) == 11
+    assert all("--face-weights weights/face.int8.onnx" in c for c in calls if "--boxes detector" in c)
+
+
+def test_bad_arguments_fail_with_one_line(env):
+    proc, calls = run_logged_script(SCRIPT, env, env["MODELS"], "mouth")
+    assert proc.returncode == 2 and "face, face192 or eyes" in proc.stderr and not calls
+    proc, calls = run_logged_script(SCRIPT, env, env["MODELS"], "face")  # no face.pt there
+    assert proc.returncode == 2 and "face.pt not found" in proc.stderr and not calls
+    proc, calls = run_logged_script(SCRIPT, env)
+    assert proc.returncode != 0 and "usage" in proc.stderr and not calls
