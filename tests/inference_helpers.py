@@ -125,6 +125,22 @@ def stand_in_python(tmp_path: Path, script_text: str) -> str:
     return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
 
 
+def models_script_env(tmp_path: Path, fake_python: str, model_files: tuple[str, ...]) -> dict:
+    """The environment for a training/*.sh script that scores a folder of
+    models (compare_release.sh, card_figures.sh): ``fake_python`` as its
+    ``python``, empty ``model_files`` in ``tmp_path/release`` (``MODELS``),
+    empty data files (``XML``, ``YT_TEST``) and the calls log (``CALLS``)."""
+    path = stand_in_python(tmp_path, fake_python)
+    models = tmp_path / "release"
+    models.mkdir()
+    for name in model_files:
+        (models / name).write_text("")
+    for name in ("labels.xml", "test_frames.csv"):
+        (tmp_path / name).write_text("")
+    return {**os.environ, "PATH": path, "CALLS": str(tmp_path / "calls.txt"), "XML": str(tmp_path / "labels.xml"),
+            "YT_TEST": str(tmp_path / "test_frames.csv"), "MODELS": str(models)}
+
+
 def interrupting_landmarker(on_batch: int):
     """A :class:`common.predictor.FaceLandmarker` whose ``on_batch``-th
     landmark batch raises KeyboardInterrupt (a Ctrl-C), with one image per

@@ -2,14 +2,13 @@
 which evaluate.py cells it runs for each model kind, that their outputs stay
 beside each other, that finished cells are kept on a rerun, and that bad
 arguments fail with a one-line error."""
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import REPO, run_logged_script, stand_in_python  # noqa: E402
+from inference_helpers import REPO, models_script_env, run_logged_script  # noqa: E402
 
 SCRIPT = REPO / "training" / "card_figures.sh"
 
@@ -23,15 +22,7 @@ echo "NME=3.50 median=3.10 FR8=1.3 FR10=0.4 AUC8=56.5 n=237"
 
 @pytest.fixture()
 def env(tmp_path):
-    path = stand_in_python(tmp_path, FAKE_PYTHON)
-    models = tmp_path / "release"
-    models.mkdir()
-    for name in ("face192.pt", "face192.int8.onnx", "eyes.pt", "eyes.int8.onnx"):
-        (models / name).write_text("")
-    for name in ("labels.xml", "test_frames.csv"):
-        (tmp_path / name).write_text("")
-    return {**os.environ, "PATH": path, "CALLS": str(tmp_path / "calls.txt"),
-            "XML": str(tmp_path / "labels.xml"), "YT_TEST": str(tmp_path / "test_frames.csv"), "MODELS": str(models)}
+    return models_script_env(tmp_path, FAKE_PYTHON, ("face192.pt", "face192.int8.onnx", "eyes.pt", "eyes.int8.onnx"))
 
 
 def test_face_model_cells_cover_the_card_rows_and_are_kept_on_a_rerun(env):

@@ -1,14 +1,13 @@
 """training/compare_release.sh with a fake ``python`` that records each call:
 which evaluations it runs for each model kind, that finished ones are kept
 on a rerun, and that bad arguments fail with a one-line error."""
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import REPO, run_logged_script, stand_in_python  # noqa: E402
+from inference_helpers import REPO, models_script_env, run_logged_script  # noqa: E402
 
 SCRIPT = REPO / "training" / "compare_release.sh"
 
@@ -26,15 +25,7 @@ fi
 
 @pytest.fixture()
 def env(tmp_path):
-    path = stand_in_python(tmp_path, FAKE_PYTHON)
-    cand = tmp_path / "release"
-    cand.mkdir()
-    for name in ("face.pt", "face.int8.onnx", "eyes.pt", "eyes.int8.onnx"):
-        (cand / name).write_text("")
-    for name in ("labels.xml", "test_frames.csv"):
-        (tmp_path / name).write_text("")
-    return {**os.environ, "PATH": path, "CALLS": str(tmp_path / "calls.txt"),
-            "XML": str(tmp_path / "labels.xml"), "YT_TEST": str(tmp_path / "test_frames.csv"), "CAND": str(cand)}
+    return models_script_env(tmp_path, FAKE_PYTHON, ("face.pt", "face.int8.onnx", "eyes.pt", "eyes.int8.onnx"))
 
 
 def run(env, *args):
@@ -42,7 +33,7 @@ def run(env, *args):
 
 
 def test_face_candidate_is_scored_beside_the_shipped_files_on_four_measures(env):
-    cand = env["CAND"]
+    cand = env["MODELS"]
     proc, calls = run(env, cand)
     assert proc.returncode == 0, proc.stderr
     evals = [c for c in calls if c.startswith("inference/evaluate.py")]
@@ -65,7 +56,7 @@ def test_face_candidate_is_scored_beside_the_shipped_files_on_four_measures(env)
 
 
 def test_eyes_candidate_uses_the_shipped_face_model_for_its_boxes(env):
-    proc, calls = run(env, env["CAND"], "eyes")
+    proc, calls = run(env, env["MODELS"], "eyes")
     assert proc.returncode == 0, proc.stderr
     evals = [c for c in calls if c.startswith("inference/evaluate.py")]
     assert len(evals) == 4
@@ -73,9 +64,9 @@ def test_eyes_candidate_uses_the_shipped_face_model_for_its_boxes(env):
 
 
 def test_bad_arguments_fail_with_one_line(env):
-    proc, calls = run(env, env["CAND"], "mouth")
+    proc, calls = run(env, env["MODELS"], "mouth")
     assert proc.returncode == 2 and "face, face192 or eyes" in proc.stderr and not calls
-    proc, calls = run(env, env["CAND"], "face192")  # no face192.pt in the candidate folder
+    proc, calls = run(env, env["MODELS"], "face192")  # no face192.pt in the candidate folder
     assert proc.returncode == 2 and "face192.pt not found" in proc.stderr and not calls
     proc, calls = run(env)
     assert proc.returncode != 0 and "usage" in proc.stderr and not calls

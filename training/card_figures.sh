@@ -11,14 +11,9 @@
 # and finished cells are kept. XML=..., YT_TEST=... override the data paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR=${1:?usage: bash training/card_figures.sh WEIGHTS_DIR [face|face192|eyes]}
-NAME=${2:-face}
-case $NAME in face|face192|eyes) ;; *) echo "error: NAME must be face, face192 or eyes, got '$NAME'" >&2; exit 2;; esac
-XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
-YT_TEST=${YT_TEST:-../shared/data/youtube-faces-keypoints/test_frames_keypoints.csv}
-for f in "$DIR/$NAME.pt" "$DIR/$NAME.int8.onnx" "$XML" "$YT_TEST"; do
-    [[ -f $f ]] || { echo "error: $f not found" >&2; exit 2; }
-done
+source training/model_files.sh
+model_files "$@"
+require_files "$DIR/$NAME.pt" "$DIR/$NAME.int8.onnx" "$XML" "$YT_TEST"
 OUT=${OUT:-$DIR/card-$NAME}
 mkdir -p "$OUT"
 

@@ -11,15 +11,10 @@
 # interruption and finished evaluations are kept. XML=..., YT_TEST=... override the data paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NEW=${1:?usage: bash training/compare_release.sh CANDIDATE_DIR [face|face192|eyes]}
-NAME=${2:-face}
-case $NAME in face|face192|eyes) ;; *) echo "error: NAME must be face, face192 or eyes, got '$NAME'" >&2; exit 2;; esac
-XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
-YT_TEST=${YT_TEST:-../shared/data/youtube-faces-keypoints/test_frames_keypoints.csv}
-for f in "$NEW/$NAME.pt" "$NEW/$NAME.int8.onnx" "weights/$NAME.pt" "weights/$NAME.int8.onnx" "$XML"; do
-    [[ -f $f ]] || { echo "error: $f not found" >&2; exit 2; }
-done
-OUT=${OUT:-$NEW/compare-$NAME}
+source training/model_files.sh
+model_files "$@"
+require_files "$DIR/$NAME.pt" "$DIR/$NAME.int8.onnx" "weights/$NAME.pt" "weights/$NAME.int8.onnx" "$XML"
+OUT=${OUT:-$DIR/compare-$NAME}
 mkdir -p "$OUT"
 HELD=(--data "$XML" --split heldout)
 if [[ $NAME == eyes ]]; then
@@ -41,7 +36,7 @@ for m in "${MEASURES[@]}"; do
     read -r -a ARGS <<< "$args"
     file=$NAME.pt; [[ $kind == int8 ]] && file=$NAME.int8.onnx
     for who in shipped candidate; do
-        dir=weights; [[ $who == candidate ]] && dir=$NEW
+        dir=weights; [[ $who == candidate ]] && dir=$DIR
         csv=$OUT/$who-$tag.csv
         if [[ ! -f $csv ]]; then
             echo "== $who $tag: $dir/$file" >&2
