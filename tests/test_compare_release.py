@@ -40,7 +40,7 @@ def test_face_candidate_is_scored_beside_the_shipped_files_on_four_measures(env)
     assert len(evals) == 8
     for who in ("weights", cand):
         assert f"inference/evaluate.py --weights {who}/face.int8.onnx --data {env['XML']} --split heldout " \
-               f"--boxes detector --refine --per-face" in "\n".join(evals)
+               f"--boxes detector --refine --detector mtcnn --per-face" in "\n".join(evals)
         assert any(c.startswith(f"inference/evaluate.py --weights {who}/face.pt") and "--degrade tight" in c
                    for c in evals)
         assert any(c.startswith(f"inference/evaluate.py --weights {who}/face.int8.onnx --data {env['YT_TEST']}")
