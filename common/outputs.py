@@ -125,6 +125,20 @@ def write_atomically(path: str, data: bytes) -> None:
             raise OutputError(path, exc) from None
 
 
+def _lock_identity(lock: str) -> tuple[int, int, bytes] | None:
+    """What tells one lock file from another at the same path: inode,
+    modification time and contents (a new lock may get a freed inode's
+    number back); None when there is none."""
+    try:
+        with open(lock, "rb") as f:
+            st = os.fstat(f.fileno())
+            return st.st_ino, st.st_mtime_ns, f.read(256)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return -1, -1, b""
+
+
 class OutputGuard:
     """The one check that every output of a run passes, before the work.
 
@@ -193,12 +207,9 @@ class OutputGuard:
         try:
             self._create_lock(lock)
         except FileExistsError:
-            try:
-                inode = os.stat(lock).st_ino
-            except FileNotFoundError:
-                inode = None  # its run has just ended
+            seen = _lock_identity(lock)  # None: its run has just ended
             holder = self._holder(lock)
-            if holder is None and self._take_stale(lock, real, inode):
+            if holder is None and self._take_stale(lock, real, seen):
                 return
             who = f"pid {holder[0]} on {holder[1]}" if holder else "another run"
             raise OutputBusyError(f"{path}: another run ({who}) is writing it; wait for it to end, "
@@ -208,8 +219,8 @@ class OutputGuard:
             raise InputError(f"{path}: cannot claim the output ({exc.strerror or exc})") from None
         self.locks[real] = lock
 
-    def _take_stale(self, lock: str, real: str, inode: int | None) -> bool:
-        """Replace ``lock`` (file ``inode``, None: gone), left by a killed run,
+    def _take_stale(self, lock: str, real: str, seen: tuple | None) -> bool:
+        """Replace ``lock`` (as :func:`_lock_identity` saw it; None: gone), left by a killed run,
         with this run's; False when another run takes it. Done under a
         breaker (``<lock>.break``, created exclusively) and only while
         ``lock`` is still that stale file, so that of two runs finding the
@@ -232,11 +243,8 @@ class OutputGuard:
             return False
         os.close(fd)
         try:
-            try:
-                now = os.stat(lock).st_ino
-            except FileNotFoundError:
-                now = None
-            if now is not None and (now != inode or self._holder(lock) is not None):
+            now = _lock_identity(lock)
+            if now is not None and (now != seen or self._holder(lock) is not None):
                 return False  # not the stale file any more: another run's lock
             self.clean_leftovers(real)
             try:

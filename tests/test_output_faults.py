@@ -280,7 +280,7 @@ def test_a_stale_lock_is_taken_over_by_one_run_only(tmp_path):
     under a breaker, and only while the lock is still the stale file)."""
     import multiprocessing as mp
     import socket
-    from common.outputs import BREAKER_STALE_S, OutputBusyError, OutputGuard
+    from common.outputs import BREAKER_STALE_S, OutputBusyError, OutputGuard, _lock_identity
     out = tmp_path / "r.json"
     lock = tmp_path / ".r.json.lock"
     stale = f"{_dead_pid()} {socket.gethostname()}\n"
@@ -294,7 +294,7 @@ def test_a_stale_lock_is_taken_over_by_one_run_only(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == [".r.json.lock"]   # the winner's (it has ended)
     # A run that read the stale lock, then finds another run's new lock in its place, leaves it alone.
     lock.write_text(stale)
-    seen = os.stat(lock).st_ino
+    seen = _lock_identity(str(lock))
     winner = OutputGuard([], force=True)
     winner.claim(str(out), "JSON output")
     mine = lock.read_text()
@@ -302,6 +302,11 @@ def test_a_stale_lock_is_taken_over_by_one_run_only(tmp_path):
     late = OutputGuard([], force=True)
     assert late._take_stale(str(lock), str(out), seen) is False and lock.read_text() == mine
     winner.release()
+    # The new lock may get the stale file's inode number back (here: written in place): its contents tell.
+    lock.write_text(stale)
+    seen = _lock_identity(str(lock))
+    lock.write_text(mine)
+    assert late._take_stale(str(lock), str(out), seen) is False and lock.read_text() == mine
     # A breaker left by a run killed while taking over: young, it stops a takeover; old, it goes.
     lock.write_text(stale)
     breaker = tmp_path / ".r.json.lock.break"
