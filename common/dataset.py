@@ -56,7 +56,8 @@ def records_of_split(records: list[FaceRecord], config: dict, name: str, split: 
     """The faces of data set ``name`` that the run with ``config`` (the
     checkpoint ``weights``' ``config``) trained on (``split`` "train"), held
     out ("heldout"), or all of them ("all"). Raises
-    :class:`common.errors.InputError` when that run held nothing of ``name`` out."""
+    :class:`common.errors.InputError` when that run held nothing of ``name`` out
+    (validated on other data, or a final fit: ``val_fraction`` 0)."""
     if split == "all":
         return records
     from .readers import dataset_name
@@ -64,6 +65,8 @@ def records_of_split(records: list[FaceRecord], config: dict, name: str, split: 
     if config.get("val_data") or (val_from and name not in val_from) or \
             name not in [dataset_name(d) for d in config.get("data", [])]:
         raise InputError(f"{weights} was not trained with a held-out part of {name}")
+    if split == "heldout" and "val_fraction" in config and not config["val_fraction"]:
+        raise InputError(f"{weights} held nothing of {name} out: a final fit on every face (--val-fraction 0)")
     train, held = split_like_run(records, config)
     return held if split == "heldout" else train
 

@@ -70,3 +70,14 @@ def test_bad_arguments_fail_with_one_line(env):
     assert proc.returncode == 2 and "face192.pt not found" in proc.stderr and not calls
     proc, calls = run(env)
     assert proc.returncode != 0 and "usage" in proc.stderr and not calls
+
+
+def test_a_final_fit_is_compared_with_its_twin_on_the_youtube_faces_test_frames_alone(env):
+    proc, calls = run(dict(env, FINAL="1"), env["MODELS"])
+    assert proc.returncode == 0, proc.stderr
+    evals = [c for c in calls if c.startswith("inference/evaluate.py")]
+    assert len(evals) == 2 and all(f"--data {env['YT_TEST']}" in c and "heldout" not in c for c in evals)
+    proc, calls = run(dict(env, FINAL="1"), env["MODELS"], "eyes")
+    assert proc.returncode == 2 and "FINAL=1" in proc.stderr and not calls
+    proc, calls = run(dict(env, FINAL="yes"), env["MODELS"])
+    assert proc.returncode == 2 and "FINAL must be 0 or 1" in proc.stderr and not calls

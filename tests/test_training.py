@@ -77,6 +77,13 @@ def test_final_fit_trains_on_every_face_and_keeps_the_last_epoch(tiny_face_set, 
     assert len(trained) == 24 and held == []                      # every face, none held out
     t_trained, t_held = split_like_run(records, C.load_checkpoint(os.path.join(twin["run_dir"], "best.pt"))["config"])
     assert len(t_trained) < 24 and len(t_held) > 0               # the twin held some out
+    # Scoring it on held-out faces is refused with a one-line reason (it trained on them); its training faces are all.
+    from common.dataset import records_of_split
+    from common.errors import InputError
+    name = os.path.basename(tiny_face_set["train"])
+    with pytest.raises(InputError, match="final fit on every face"):
+        records_of_split(records, best["config"], name, "heldout", "best.pt")
+    assert len(records_of_split(records, best["config"], name, "train", "best.pt")) == 24
     # It resumes like any run.
     again = training.main(_args("--resume", final["run_dir"], "--epochs", "3"))
     assert [h["epoch"] for h in again["history"]] == [1, 2, 3] and again["best"]["epoch"] == 3

@@ -5,8 +5,10 @@
 #   bash training/compare_release.sh runs/recipe-e192/release            # face.pt and face.int8.onnx
 #   bash training/compare_release.sh runs/recipe-e192/release face192    # or eyes
 # Measures (held-out 300-W photos unless named): int8 with MTCNN boxes and refine (the model card's detector
-# columns; predict.py's default BlazeFace scores within 0.01 of it), float32 with landmark boxes, float32 on tight-cut photos, and int8 on the YouTube-Faces test frames
-# (face models; eyes: points 36-47, the detector pass by weights/face.int8.onnx). Per-face files, each
+# columns; predict.py's default BlazeFace scores within 0.01 of it), float32 with landmark boxes, float32 on
+# tight-cut photos, and int8 on the YouTube-Faces test frames (face models; eyes: points 36-47, the detector pass
+# by weights/face.int8.onnx). FINAL=1: the candidate is a final fit (recipe.sh FINAL=1; it trained on the held-out
+# photos) and weights/ holds its twin: the YouTube-Faces test frames alone (face models). Per-face files, each
 # evaluation's output and compare.txt go to OUT (default CANDIDATE/compare-NAME); run it again after an
 # interruption and finished evaluations are kept. XML=..., YT_TEST=... override the data paths.
 set -euo pipefail
@@ -14,6 +16,12 @@ cd "$(dirname "$0")/.."
 source training/model_files.sh
 model_files "$@"
 require_files "$DIR/$NAME.pt" "$DIR/$NAME.int8.onnx" "weights/$NAME.pt" "weights/$NAME.int8.onnx" "$XML"
+FINAL=${FINAL:-0}
+[[ $FINAL == 0 || $FINAL == 1 ]] || { echo "error: FINAL must be 0 or 1, got '$FINAL'" >&2; exit 2; }
+if (( FINAL )); then
+    [[ $NAME != eyes ]] || { echo "error: FINAL=1 compares face models on the YouTube-Faces test frames" >&2; exit 2; }
+    require_files "$YT_TEST"
+fi
 OUT=${OUT:-$DIR/compare-$NAME}
 mkdir -p "$OUT"
 HELD=(--data "$XML" --split heldout)
@@ -25,6 +33,7 @@ else
     MEASURES=("int8-mtcnn|int8|${HELD[*]} $MTCNN"
               "pt-landmarks|pt|${HELD[*]} --boxes landmarks"
               "pt-tight|pt|${HELD[*]} --boxes landmarks --degrade tight")
+    (( FINAL )) && MEASURES=()  # a final fit trained on the held-out photos
     if [[ -f $YT_TEST ]]; then
         MEASURES+=("int8-youtube-test-mtcnn|int8|--data $YT_TEST $MTCNN")
     else

@@ -20,9 +20,10 @@
 # FINAL=1: the final fit for a release, the same recipe on every face (no held-out split, no validation;
 # runs/recipe-final, or runs/recipe-e96-final with STAGE1_EPOCHS=96). The same command without FINAL=1 is its
 # twin: the model card's held-out figures are the twin's, and compare_release.sh scores the two on the
-# YouTube-Faces test frames, e.g.
+# YouTube-Faces test frames (the twin in weights/), e.g.
 #   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh            # the twin
 #   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp LAST_SIZE=192 FINAL=1 bash training/recipe.sh    # the release
+#   FINAL=1 bash training/compare_release.sh runs/recipe-e96-final/release face192     # the check
 # LAST_SIZE=192 trains the face model's last stage at 192 px: weights/face192.pt, the most accurate
 # model (the default on a GPU), for more network time and longer stages 2a/2b. Any multiple of
 # 16 works. LAST_RUNS=1 trains and releases only the first of the two last-stage face runs (the
