@@ -609,9 +609,11 @@ def _train(args: argparse.Namespace) -> dict:
             # rank 0 decides for all; a final fit keeps its last epoch
             improved = final_fit or D.broadcast_object(val["nme"] < best_nme)
             at = f" at {sizes[epoch]}px" if sizes[epoch] != args.input_size else ""
-            print(f"epoch {epoch + 1}/{args.epochs}{at}: train loss {train_loss:.5f}  val loss {val['loss']:.5f}  "
-                  f"val NME {val['nme']:.2f}% (median {val['median']:.2f}, FR8 {val['fr8']:.1f}%)"
-                  f"{'  * best' if improved else ''}  {row['epoch_s']:.0f}s", file=sys.stderr, flush=True)
+            scored_text = ("no validation (a final fit)" if final_fit else
+                           f"val loss {val['loss']:.5f}  val NME {val['nme']:.2f}% (median {val['median']:.2f}, "
+                           f"FR8 {val['fr8']:.1f}%){'  * best' if improved else ''}")
+            print(f"epoch {epoch + 1}/{args.epochs}{at}: train loss {train_loss:.5f}  {scored_text}  "
+                  f"{row['epoch_s']:.0f}s", file=sys.stderr, flush=True)
             scores = {"val_" + k: v for k, v in val.items()}
             scores["val_data"] = args.val_data or ([f"{args.val_fraction:.0%} of photos/clips of "
                                                     f"{', '.join(args.val_from or args.data)}"] if not final_fit
@@ -643,7 +645,8 @@ def _train(args: argparse.Namespace) -> dict:
               file=sys.stderr)
         raise
     best = (history[-1] if final_fit else min(history, key=lambda h: h["val_nme"])) if history else {}
-    print(f"done. best validation NME {best.get('val_nme', float('nan')):.2f}% at epoch "
-          f"{best.get('epoch')}; checkpoints, log.csv and curves.png in {run_dir}", file=sys.stderr)
+    kept = (f"the last epoch ({best.get('epoch')}) kept: a final fit, no validation" if final_fit else
+            f"best validation NME {best.get('val_nme', float('nan')):.2f}% at epoch {best.get('epoch')}")
+    print(f"done. {kept}; checkpoints, log.csv and curves.png in {run_dir}", file=sys.stderr)
     return {"run_dir": run_dir, "best": best, "history": history}
 

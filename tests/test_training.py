@@ -63,12 +63,14 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tiny_face_set, tmp_path)
     assert last["epoch"] == 5 and len(last["history"]) == 5 and "optimizer" in last
 
 
-def test_final_fit_trains_on_every_face_and_keeps_the_last_epoch(tiny_face_set, tmp_path):
+def test_final_fit_trains_on_every_face_and_keeps_the_last_epoch(tiny_face_set, tmp_path, capsys):
     from common.dataset import split_like_run
     runs = str(tmp_path / "runs")
     common_args = ["--data", tiny_face_set["train"], "--input-size", "32", "--epochs", "2", "--runs-dir", runs]
     twin = training.main(_args(*common_args, "--val-fraction", "0.3"))
     final = training.main(_args(*common_args, "--val-fraction", "0"))
+    log = capsys.readouterr().err
+    assert "done. the last epoch (2) kept: a final fit" in log and "nan" not in log.split("done.")[-1]
     best = C.load_checkpoint(os.path.join(final["run_dir"], "best.pt"))
     assert best["epoch"] == 2 and final["best"]["epoch"] == 2
     assert best["scores"]["val_data"] == ["none: a final fit on every face (--val-fraction 0)"]
