@@ -22,7 +22,8 @@ echo "NME=3.50 median=3.10 FR8=1.3 FR10=0.4 AUC8=56.5 n=237"
 
 @pytest.fixture()
 def env(tmp_path):
-    return models_script_env(tmp_path, FAKE_PYTHON, ("face192.pt", "face192.int8.onnx", "eyes.pt", "eyes.int8.onnx"))
+    env = models_script_env(tmp_path, FAKE_PYTHON, ("face192.pt", "face192.int8.onnx", "eyes.pt", "eyes.int8.onnx"))
+    return {**env, "OUT": str(Path(env["MODELS"]) / "card")}  # default: runs/card-figures/ in the repository
 
 
 def test_face_model_cells_cover_the_card_rows_and_are_kept_on_a_rerun(env):
@@ -31,11 +32,11 @@ def test_face_model_cells_cover_the_card_rows_and_are_kept_on_a_rerun(env):
     assert proc.returncode == 0, proc.stderr
     assert len(calls) == 36 and all(c.startswith("inference/evaluate.py --weights ") for c in calls)
     assert (f"inference/evaluate.py --weights {models}/face192.int8.onnx --data {xml} --split heldout "
-            f"--boxes detector --refine --detector mtcnn --ced {models}/card-face192/heldout-int8-detector.png") \
+            f"--boxes detector --refine --detector mtcnn --ced {models}/card/heldout-int8-detector.png") \
         in "\n".join(calls)
     for setting in ("--degrade tight", "--multi-crop --flip-test", "--points eyes", "--flip-test"):
         assert any(setting in c for c in calls), setting
-    lines = (Path(models) / "card-face192" / "figures.txt").read_text().splitlines()
+    lines = (Path(models) / "card" / "figures.txt").read_text().splitlines()
     assert len(lines) == 36 and len({line.split()[0] for line in lines}) == 36  # one file per cell
     assert lines[0] == "heldout-pt-landmarks NME=3.50 median=3.10 FR8=1.3 FR10=0.4 AUC8=56.5 n=237"
     proc, calls = run_logged_script(SCRIPT, env, models, "face192")  # again: every cell is kept
@@ -46,7 +47,7 @@ def test_an_interrupted_cell_is_run_again_and_nothing_half_written_is_kept(env):
     models = env["MODELS"]
     proc, _ = run_logged_script(SCRIPT, {**env, "FAIL_ON": "--degrade blur"}, models, "face192")
     assert proc.returncode != 0
-    card = Path(models) / "card-face192"
+    card = Path(models) / "card"
     assert not (card / "figures.txt").exists() and not (card / "heldout-pt-blur.txt").exists()
     proc, calls = run_logged_script(SCRIPT, env, models, "face192")
     assert proc.returncode == 0 and all("--degrade" in c for c in calls) and len(calls) == 9

@@ -7,15 +7,17 @@
 # Tags: DATA-FILE-SETTING, DATA heldout (300-W held-out photos) or youtube (YouTube-Faces test frames), FILE pt or int8,
 # SETTING landmarks (landmark boxes), detector (MTCNN + refine), blazeface (the default detector + refine), flip-,
 # multicrop-, norefine-, eyes- (points 36-47 of a face model), or a --degrade name (landmark boxes). Each cell's output
-# and CED plot go to OUT (default DIR/card-NAME), figures.txt collects the lines; run it again after an interruption
-# and finished cells are kept. XML=..., YT_TEST=... override the data paths.
+# and CED plot go to OUT (default runs/card-figures/NAME-HASH, HASH from NAME.pt's contents, so that a replaced model
+# never reuses another's cells and nothing is written into weights/), figures.txt collects the lines; run it again
+# after an interruption and finished cells are kept. XML=..., YT_TEST=... override the data paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source training/model_files.sh
 model_files "$@"
 require_files "$DIR/$NAME.pt" "$DIR/$NAME.int8.onnx" "$XML" "$YT_TEST"
-OUT=${OUT:-$DIR/card-$NAME}
+OUT=${OUT:-runs/card-figures/$NAME-$(sha256sum "$DIR/$NAME.pt" | cut -c1-12)}
 mkdir -p "$OUT"
+trap 'rm -f "$OUT"/*.$$.part' EXIT  # this run's unfinished files (per run: two runs at once write apart)
 
 H="--data $XML --split heldout"
 Y="--data $YT_TEST"
@@ -44,7 +46,7 @@ else
     done
 fi
 
-: > "$OUT/figures.txt.part"
+: > "$OUT/figures.txt.$$.part"
 i=0
 for c in "${CELLS[@]}"; do
     IFS='|' read -r tag kind args <<< "$c"
@@ -53,10 +55,10 @@ for c in "${CELLS[@]}"; do
     i=$((i + 1))
     if [[ ! -f $OUT/$tag.txt ]]; then
         echo "== $i/${#CELLS[@]} $tag: $file" >&2
-        python inference/evaluate.py --weights "$file" "${ARGS[@]}" --ced "$OUT/$tag.png" --force > "$OUT/$tag.txt.part"
-        mv "$OUT/$tag.txt.part" "$OUT/$tag.txt"
+        python inference/evaluate.py --weights "$file" "${ARGS[@]}" --ced "$OUT/$tag.png" --force > "$OUT/$tag.txt.$$.part"
+        mv "$OUT/$tag.txt.$$.part" "$OUT/$tag.txt"
     fi
-    echo "$tag $(grep '^NME=' "$OUT/$tag.txt" | tail -n 1)" >> "$OUT/figures.txt.part"
+    echo "$tag $(grep '^NME=' "$OUT/$tag.txt" | tail -n 1)" >> "$OUT/figures.txt.$$.part"
 done
-mv "$OUT/figures.txt.part" "$OUT/figures.txt"
+mv "$OUT/figures.txt.$$.part" "$OUT/figures.txt"
 cat "$OUT/figures.txt"
