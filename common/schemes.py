@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import CheckpointError, DatasetFormatError, InputError
-from .landmarks import (EYE_INDICES, FLIP_PERMUTATION_68, REGIONS_68, flip_permutation, landmark_box,
+from .landmarks import (EYE_INDICES, REGIONS_68, flip_permutation, landmark_box,
                         normalisation_pair)
 from .transforms import EYE_CONTEXT, EYE_CENTRE_DY, FACE_CONTEXT, CropRule
 
@@ -458,5 +458,5 @@ def detector_calibration(scheme: Scheme, detector: str, ibug68_calibration: dict
     c68 = ibug68_calibration
     scale = c68["scale"] * FACE_CONTEXT / scheme.crop.context
     return ({"dx": float(c68["dx"]), "dy": float(c68["dy"] - scheme.crop.centre_dy * scale), "scale": float(scale)},
-            f"uncalibrated: derived from the ibug68 calibration (measure it with "
-            f"training/tools/calibrate_detector.py --write-to)")
+            "uncalibrated: derived from the ibug68 calibration (measure it with "
+            "training/tools/calibrate_detector.py --write-to)")

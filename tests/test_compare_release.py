@@ -1,6 +1,7 @@
 """training/compare_release.sh with a fake ``python`` that records each call:
 which evaluations it runs for each model kind, that finished ones are kept
 on a rerun, and that bad arguments fail with a one-line error."""
+import re
 import sys
 from pathlib import Path
 
@@ -47,12 +48,23 @@ def test_face_candidate_is_scored_beside_the_shipped_files_on_four_measures(env)
                    for c in evals)
     report = (Path(cand) / "compare-face" / "compare.txt").read_text()
     assert report.count("== ") == 4 and report.count("DIFF=") == 4
-    assert f"first={cand}/compare-face/shipped-pt-tight.csv second={cand}/compare-face/candidate-pt-tight.csv" \
-        in report
+    assert re.search(rf"first={cand}/compare-face/shipped-pt-tight-[0-9a-f]{{12}}\.csv "
+                     rf"second={cand}/compare-face/candidate-pt-tight-[0-9a-f]{{12}}\.csv", report)
     proc, calls = run(env, cand)  # again: every evaluation is kept, only the comparisons rerun
     assert proc.returncode == 0, proc.stderr
     assert not [c for c in calls if c.startswith("inference/evaluate.py")]
     assert len([c for c in calls if c.startswith("training/tools/compare_evals.py")]) == 4
+    assert not list((Path(cand) / "compare-face").glob("*.part"))
+
+
+def test_a_retrained_candidate_is_scored_anew_and_the_shipped_evaluations_are_kept(env):
+    cand = Path(env["MODELS"])
+    assert run(env, str(cand))[0].returncode == 0
+    (cand / "face.pt").write_text("retrained")  # same folder, new contents: its old evaluations must not count
+    proc, calls = run(env, str(cand))
+    assert proc.returncode == 0, proc.stderr
+    evals = [c for c in calls if c.startswith("inference/evaluate.py")]
+    assert len(evals) == 2 and all(c.startswith(f"inference/evaluate.py --weights {cand}/face.pt") for c in evals)
 
 
 def test_eyes_candidate_uses_the_shipped_face_model_for_its_boxes(env):

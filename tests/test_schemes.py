@@ -25,7 +25,7 @@ from common.predictor import FaceResult
 from common.schemes import (BUILTIN, EYES12, IBUG68, WFLW98, WFLW98_TO_IBUG68, Scheme, check_permutation,
                             detector_calibration, infer_flip, measure_crop, read_flip_file, require_ibug68,
                             resolve_scheme, scheme_of)
-from common.transforms import CropRule, crop_region, mirror
+from common.transforms import crop_region, mirror
 from conftest import REPO_ROOT
 from inference_helpers import portrait_path
 

@@ -18,9 +18,9 @@ from common.dataset import LandmarkDataset
 from common.distill import Teacher
 from common.errors import CheckpointError, InputError
 from common.readers import read_datasets
-from common.landmarks import EYE_INDICES, FACE_INDICES, landmark_box
+from common.landmarks import EYE_INDICES, FACE_INDICES
 from common.model import LandmarkNet, build_model
-from common.transforms import AugmentConfig, task_region
+from common.transforms import AugmentConfig
 from conftest import REPO_ROOT
 
 

@@ -10,7 +10,8 @@
 # by weights/face.int8.onnx). FINAL=1: the candidate is a final fit (recipe.sh FINAL=1; it trained on the held-out
 # photos) and weights/ holds its twin: the YouTube-Faces test frames alone (face models). Per-face files, each
 # evaluation's output and compare.txt go to OUT (default CANDIDATE/compare-NAME); run it again after an
-# interruption and finished evaluations are kept. XML=..., YT_TEST=... override the data paths.
+# interruption and finished evaluations are kept: each is named by the evaluated file's hash, so a retrained
+# candidate or a replaced shipped file is scored anew. XML=..., YT_TEST=... override the data paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source training/model_files.sh
@@ -24,6 +25,7 @@ if (( FINAL )); then
 fi
 OUT=${OUT:-$DIR/compare-$NAME}
 mkdir -p "$OUT"
+trap 'rm -f "$OUT"/compare.txt.$$.part' EXIT  # this run's unfinished report (two runs at once write apart)
 HELD=(--data "$XML" --split heldout)
 MTCNN="--boxes detector --refine --detector mtcnn"
 if [[ $NAME == eyes ]]; then
@@ -40,22 +42,24 @@ else
         echo "note: $YT_TEST not found: the YouTube-Faces test measure is left out" >&2
     fi
 fi
-: > "$OUT/compare.txt.part"
+: > "$OUT/compare.txt.$$.part"
 for m in "${MEASURES[@]}"; do
     IFS='|' read -r tag kind args <<< "$m"
     read -r -a ARGS <<< "$args"
     file=$NAME.pt; [[ $kind == int8 ]] && file=$NAME.int8.onnx
+    CSVS=()
     for who in shipped candidate; do
         dir=weights; [[ $who == candidate ]] && dir=$DIR
-        csv=$OUT/$who-$tag.csv
-        if [[ ! -f $csv ]]; then
+        stem=$OUT/$who-$tag-$(sha256sum "$dir/$file" | cut -c1-12)
+        if [[ ! -f $stem.csv ]]; then
             echo "== $who $tag: $dir/$file" >&2
-            python inference/evaluate.py --weights "$dir/$file" "${ARGS[@]}" --per-face "$csv" \
-                --ced "$OUT/$who-$tag.png" --force > "$OUT/$who-$tag.txt"
+            python inference/evaluate.py --weights "$dir/$file" "${ARGS[@]}" --per-face "$stem.csv" \
+                --ced "$stem.png" --force > "$stem.txt"
         fi
+        CSVS+=("$stem.csv")
     done
     { echo "== $tag ($file; evaluate.py ${ARGS[*]})"
-      python training/tools/compare_evals.py "$OUT/shipped-$tag.csv" "$OUT/candidate-$tag.csv"; } >> "$OUT/compare.txt.part"
+      python training/tools/compare_evals.py "${CSVS[@]}"; } >> "$OUT/compare.txt.$$.part"
 done
-mv "$OUT/compare.txt.part" "$OUT/compare.txt"
+mv "$OUT/compare.txt.$$.part" "$OUT/compare.txt"
 cat "$OUT/compare.txt"
