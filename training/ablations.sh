@@ -13,6 +13,9 @@
 #                                            # at 64 and 96 px (--progressive-resize), and with half the
 #                                            # YouTube-Faces frames an epoch (--data-fraction): 13-25 minutes a
 #                                            # run in bfloat16 on a 2-core Xeon with AMX
+#   bash training/ablations.sh datasize INIT # the recipe's last stage at 192 px (2a) from a stage-1 model (INIT) on
+#                                            # all 970 training faces and on 776 of them (4/5: the share a final fit,
+#                                            # recipe.sh FINAL=1, adds to 970): what more 300-W faces give
 #   ONLY=160 bash training/ablations.sh      # only the runs whose name contains "160"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +30,12 @@ if [[ ${1:-} == last ]]; then
     OUT=runs/ablations/last
     COMMON=(--data "$XML" "${SPLIT[@]}" --init "$INIT" --warmup-epochs 0 --lr 3e-4 --epochs 24 "$AMP"
             --runs-dir "$OUT")
+elif [[ ${1:-} == datasize ]]; then
+    INIT=${2:?usage: bash training/ablations.sh datasize STAGE1_LAST_PT}
+    [[ -f $INIT ]] || { echo "error: $INIT not found (train stage 1 of training/recipe.sh first)" >&2; exit 2; }
+    OUT=runs/ablations/datasize
+    COMMON=(--data "$XML" "${SPLIT[@]}" --init "$INIT" --input-size 192 --warmup-epochs 0 --lr 1e-3
+            --mirror-offset 0.99 --ema 0.99 --epochs 24 "$AMP" --channels-last --runs-dir "$OUT")
 elif [[ ${1:-} == cheaper ]]; then
     OUT=runs/ablations/cheaper
     COMMON=(--data "${DATA[@]}" "${SPLIT[@]}" --head pip --input-size 128 --mirror-offset 0.99 0.73 --epochs 24
@@ -67,6 +76,13 @@ if [[ ${1:-} == last ]]; then
     run "no mirroring, lr 1e-3, ema" --no-mirror --lr 1e-3 --ema 0.99
     # Mirroring that keeps 300-W's horizontal annotation offset (training/tools/mirror_offset.py, model card)
     run "mirror offset 0.99, lr 1e-3, ema" --mirror-offset 0.99 --lr 1e-3 --ema 0.99
+    exit 0
+fi
+if [[ ${1:-} == datasize ]]; then
+    run "all 970 faces"
+    run "776 of 970 faces" --max-faces 776
+    # then, per run: evaluate.py --weights <run>/last.pt --data $XML --split heldout --boxes landmarks
+    # --per-face <run>.csv, and training/tools/compare_evals.py on the two CSVs (docs/ablations.md)
     exit 0
 fi
 if [[ ${1:-} == cheaper ]]; then
