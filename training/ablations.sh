@@ -17,34 +17,36 @@
 #                                            # all 970 training faces and on 776 of them (4/5: the share a final fit,
 #                                            # recipe.sh FINAL=1, adds to 970): what more 300-W faces give
 #   ONLY=160 bash training/ablations.sh      # only the runs whose name contains "160"
+# Runs and logs go to runs/ablations/<mode> (OUT=DIR instead of runs/ablations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 XML=../shared/data/300w-subset/labels_300w_subset_train.xml
 DATA=("$XML" ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv)
 SPLIT=(--val-from labels_300w_subset_train.xml --val-fraction 0.2)
+TOP=${OUT:-runs/ablations}
 # bfloat16 where the CPU has it natively (float32 elsewhere): for the longer modes
 AMP=$(python -c 'from common.device import native_bf16; print("--amp" if native_bf16() else "--no-amp")')
 if [[ ${1:-} == last ]]; then
     INIT=${2:-runs/recipe/mixed/face/1/last.pt}
     [[ -f $INIT ]] || { echo "error: $INIT not found (train stage 1 of training/recipe.sh first)" >&2; exit 2; }
-    OUT=runs/ablations/last
+    OUT=$TOP/last
     COMMON=(--data "$XML" "${SPLIT[@]}" --init "$INIT" --warmup-epochs 0 --lr 3e-4 --epochs 24 "$AMP"
             --runs-dir "$OUT")
 elif [[ ${1:-} == datasize ]]; then
     INIT=${2:?usage: bash training/ablations.sh datasize STAGE1_LAST_PT}
     [[ -f $INIT ]] || { echo "error: $INIT not found (train stage 1 of training/recipe.sh first)" >&2; exit 2; }
-    OUT=runs/ablations/datasize
+    OUT=$TOP/datasize
     COMMON=(--data "$XML" "${SPLIT[@]}" --init "$INIT" --input-size 192 --warmup-epochs 0 --lr 1e-3
             --mirror-offset 0.99 --ema 0.99 --epochs 24 "$AMP" --channels-last --runs-dir "$OUT")
 elif [[ ${1:-} == cheaper ]]; then
-    OUT=runs/ablations/cheaper
+    OUT=$TOP/cheaper
     COMMON=(--data "${DATA[@]}" "${SPLIT[@]}" --head pip --input-size 128 --mirror-offset 0.99 0.73 --epochs 24
             "$AMP" --channels-last --runs-dir "$OUT")
 elif [[ ${1:-} == finetune ]]; then
-    OUT=runs/ablations/finetune
+    OUT=$TOP/finetune
     COMMON=(--data "$XML" "${SPLIT[@]}" --init weights/face.pt --warmup-epochs 0 --ema 0.99 --runs-dir "$OUT")
 else
-    OUT=runs/ablations
+    OUT=$TOP
     COMMON=(--data "${DATA[@]}" "${SPLIT[@]}" --epochs "${1:-4}" --runs-dir "$OUT")
 fi
 run() {  # name, extra args...
