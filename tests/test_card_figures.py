@@ -67,3 +67,16 @@ def test_bad_arguments_fail_with_one_line(env):
     assert proc.returncode == 2 and "face.pt not found" in proc.stderr and not calls
     proc, calls = run_logged_script(SCRIPT, env)
     assert proc.returncode != 0 and "usage" in proc.stderr and not calls
+
+
+def test_a_final_fit_gets_its_youtube_cells_alone(env):
+    proc, calls = run_logged_script(SCRIPT, {**env, "FINAL": "1"}, env["MODELS"], "face192")
+    assert proc.returncode == 0, proc.stderr
+    assert len(calls) == 11 and not any("--split heldout" in c for c in calls)
+    assert all(f"--data {env['XML']}" not in c for c in calls)
+    lines = (Path(env["MODELS"]) / "card" / "figures.txt").read_text().splitlines()
+    assert [line.split()[0] for line in lines][:3] == ["youtube-pt-landmarks", "youtube-pt-detector", "youtube-int8-detector"]
+    for bad, message in (({"FINAL": "yes"}, "FINAL must be 0 or 1"), ({"FINAL": "1", "NAME": "eyes"}, "face models")):
+        name = bad.pop("NAME", "face192")
+        proc, calls = run_logged_script(SCRIPT, {**env, **bad}, env["MODELS"], name)
+        assert proc.returncode == 2 and message in proc.stderr and not calls
