@@ -51,6 +51,17 @@ def split_like_run(records: list[FaceRecord], config: dict) -> tuple[list[FaceRe
     return split_records(records, config["val_fraction"], config.get("split_seed", 0), val_from)
 
 
+def held_out_seen(held_out: list[FaceRecord], config: dict) -> int:
+    """How many of a run's ``held_out`` faces another run (a checkpoint's
+    ``config``: its ``data`` and split) trained on: faces of its data sets
+    that its own split did not hold out. 0 for a checkpoint that does not
+    name its data."""
+    from .readers import dataset_name
+    names = {dataset_name(d) for d in config.get("data") or []}
+    theirs = [r for r in held_out if r.group.split("::", 1)[0] in names]
+    return len(split_like_run(theirs, config)[0]) if theirs else 0
+
+
 def records_of_split(records: list[FaceRecord], config: dict, name: str, split: str,
                      weights: str) -> list[FaceRecord]:
     """The faces of data set ``name`` that the run with ``config`` (the

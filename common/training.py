@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from . import checkpoint as C
 from . import distributed as D
-from .dataset import LandmarkDataset, split_records
+from .dataset import LandmarkDataset, held_out_seen, split_records
 from .distill import Teacher
 from .readers import dataset_name, read_datasets
 from .device import autocast_dtype, describe_device, native_bf16, select_device
@@ -507,6 +507,15 @@ def _train(args: argparse.Namespace) -> dict:
     aug = AugmentConfig(mirror=args.mirror, rotation=args.rotation, box_scale=args.box_scale,
                         box_shift=args.box_shift, blur=args.blur, jpeg=args.jpeg, occlusion=args.occlusion,
                         tight=args.tight)
+    # A teacher or starting model that trained on this run's held-out faces (a final fit, or another split)
+    # would make its validation figures flatter.
+    for option, path in (("--teacher", args.teacher), ("--init", None if state else args.init)):
+        if path and val_recs:
+            seen = held_out_seen(val_recs, C.load_checkpoint(path).get("config") or {})
+            if seen:
+                raise InputError(f"{option} {path} trained on {seen} of this run's {len(val_recs)} held-out faces "
+                                 "(a final fit, or another split): its validation figures would flatter; use a "
+                                 "model trained with this run's split (a final fit's twin)")
     teacher = None
     if args.teacher:
         teacher = Teacher(args.teacher, indices, args.input_size, args.teacher_weight, device)

@@ -2,6 +2,7 @@
 which evaluate.py cells it runs for each model kind, that their outputs stay
 beside each other, that finished cells are kept on a rerun, and that bad
 arguments fail with a one-line error."""
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,3 +81,33 @@ def test_a_final_fit_gets_its_youtube_cells_alone(env):
         name = bad.pop("NAME", "face192")
         proc, calls = run_logged_script(SCRIPT, {**env, **bad}, env["MODELS"], name)
         assert proc.returncode == 2 and message in proc.stderr and not calls
+
+
+def _twin_dir(cwd, commit):
+    return subprocess.run(["bash", "-c", f"source {REPO}/training/model_files.sh; TWINS=([face192]={commit}); "
+                          "twin_dir face192; twin_dir face"], cwd=cwd, capture_output=True, text=True)
+
+
+def test_twin_dir_takes_a_final_fits_twin_from_the_git_history(tmp_path):
+    """model_files.sh's twin_dir: weights/ for a model that is not a final fit; for one that is, its twin's
+    files as the commit that shipped them held them, in runs/twins/ (kept for the next call); without that
+    history, one line and exit 2."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "weights").mkdir()
+    for name, text in (("face192.pt", "twin"), ("face192.int8.onnx", "twin int8")):
+        (tmp_path / "weights" / name).write_text(text)
+    subprocess.run([*git, "add", "weights"], check=True)
+    subprocess.run([*git, "commit", "-qm", "twin"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "weights" / "face192.pt").write_text("final fit")
+    proc = _twin_dir(tmp_path, commit)
+    assert proc.returncode == 0 and proc.stdout.split() == ["runs/twins", "weights"], proc.stderr
+    assert (tmp_path / "runs/twins/face192.pt").read_text() == "twin"
+    assert (tmp_path / "runs/twins/face192.int8.onnx").read_text() == "twin int8"
+    (tmp_path / "runs/twins/face192.pt").write_text("kept")
+    assert _twin_dir(tmp_path, commit).returncode == 0 and (tmp_path / "runs/twins/face192.pt").read_text() == "kept"
+    (tmp_path / "runs/twins/face192.pt").unlink()
+    proc = _twin_dir(tmp_path, "0" * 40)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "git fetch --unshallow" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "runs/twins").iterdir()) == ["face192.int8.onnx"]  # nothing half-written

@@ -17,11 +17,11 @@ def _run(env, *args):  # noqa: F811
 
 def test_labels_trains_resumes_and_releases(env, tmp_path):  # noqa: F811
     out = tmp_path / "ps"
-    env = {**env, "OUT": str(out)}
+    env = {**env, "OUT": str(out), "TEACHER": "teacher.pt"}  # default: model_files.sh's twin_dir (test_card_figures)
     proc, calls = _run(env)
     # the stand-in writes no labels: the script stops, saying why
     assert proc.returncode == 2 and "mirror_offset_photo_px" in proc.stderr
-    assert calls[0].startswith(f"training/tools/pseudo_label.py --data {env['YT']} --weights weights/face192.pt "
+    assert calls[0].startswith(f"training/tools/pseudo_label.py --data {env['YT']} --weights teacher.pt "
                                f"--flip-test --max-frames 1200 --out {out}/ytf_train_300w.csv")
     assert "test_frames" not in calls[0]
     (out / "ytf_train_300w.csv").write_text("")

@@ -89,6 +89,16 @@ def test_final_fit_trains_on_every_face_and_keeps_the_last_epoch(tiny_face_set, 
     # It resumes like any run.
     again = training.main(_args("--resume", final["run_dir"], "--epochs", "3"))
     assert [h["epoch"] for h in again["history"]] == [1, 2, 3] and again["best"]["epoch"] == 3
+    # It may not start or teach a run that holds faces out: it trained on them. Its twin may.
+    final_pt, twin_pt = (os.path.join(r["run_dir"], "best.pt") for r in (final, twin))
+    for option in ("--init", "--teacher"):
+        with pytest.raises(InputError, match=f"{option} .*best.pt trained on [1-9][0-9]* of this run's "
+                                             "[1-9][0-9]* held-out faces"):
+            training.main(_args(*common_args, "--val-fraction", "0.3", option, final_pt))
+    taught = training.main(_args(*common_args, "--epochs", "1", "--val-fraction", "0.3", "--init", twin_pt,
+                                 "--teacher", twin_pt))
+    assert taught["best"]["epoch"] == 1
+    assert training.main(_args(*common_args, "--epochs", "1", "--val-fraction", "0", "--init", final_pt))
 
 
 def test_amp_on_a_cpu_trains_in_bfloat16_and_keeps_float32_weights(tiny_face_set, tmp_path, monkeypatch,
@@ -285,7 +295,7 @@ def test_ema_run_saves_the_average_as_best(tiny_face_set, tmp_path):
 
 def test_eye_model_from_face_weights_with_held_out_split(tiny_face_set, tmp_path, capsys):
     runs = str(tmp_path / "runs")
-    face = training.main(_args("--data", tiny_face_set["train"], "--val-data", tiny_face_set["val"],
+    face = training.main(_args("--data", tiny_face_set["train"], "--val-fraction", "0.3",  # the same split
                                "--input-size", "32", "--epochs", "1", "--runs-dir", runs))
     eyes = training.main(_args("--task", "eyes", "--data", tiny_face_set["train"], "--val-fraction", "0.3",
                                "--input-size", "32", "--epochs", "1", "--runs-dir", runs,

@@ -7,7 +7,8 @@
 #                                            # in bfloat16 (--amp) where the CPU has it natively: about 10 minutes
 #                                            # per run (float32 elsewhere: about 17 minutes)
 #   bash training/ablations.sh finetune      # fine-tunes of weights/face.pt on the 300-W faces alone, with and
-#                                            # without distillation from weights/face192.pt, damage, tight
+#                                            # without distillation from face192.pt (its held-out-split twin
+#                                            # where weights/ holds a final fit: model_files.sh), damage, tight
 #                                            # framing or channels-last: 8-20 epochs, 6-45 minutes a run
 #   bash training/ablations.sh cheaper       # stage 1 of the recipe (24 epochs) as it is, with its first epochs
 #                                            # at 64 and 96 px (--progressive-resize), and with half the
@@ -106,7 +107,9 @@ if [[ ${1:-} == cheaper ]]; then
     exit 0
 fi
 if [[ ${1:-} == finetune ]]; then
-    T=(--teacher weights/face192.pt --teacher-weight 0.5)
+    source training/model_files.sh
+    TWIN=$(twin_dir face192)
+    T=(--teacher "$TWIN/face192.pt" --teacher-weight 0.5)
     run "8 epochs, lr 3e-4" --epochs 8 --lr 3e-4 --mirror-offset 0.99
     run "8 epochs, lr 3e-4, teacher" --epochs 8 --lr 3e-4 --mirror-offset 0.99 "${T[@]}"
     run "12 epochs, lr 1e-3" --epochs 12 --lr 1e-3 --mirror-offset 0.99

@@ -3,6 +3,9 @@
 #                           YT_TEST (the 300-W labels, the YouTube-Faces test frames) from the environment or
 #                           their place in ../shared/data; a bad name ends the script with a one-line error
 #   require_files FILE...   ends the script with a one-line error naming the first missing file
+#   twin_dir NAME           prints a folder holding NAME.pt and NAME.int8.onnx trained with the held-out split: weights/,
+#                           or, where weights/NAME.pt is a final fit (recipe.sh FINAL=1: it trained on the held-out
+#                           photos), runs/twins/, written on first use from the commit that shipped its twin (TWINS)
 model_files() {
     DIR=${1:?usage: bash $0 MODELS_DIR [face|face192|eyes]}
     NAME=${2:-face}
@@ -14,4 +17,21 @@ model_files() {
 require_files() {
     local f
     for f in "$@"; do [[ -f $f ]] || { echo "error: $f not found" >&2; exit 2; }; done
+}
+
+# The final fits in weights/ and the commits that shipped their twins (same recipe, held-out split).
+declare -A TWINS=([face192]=b35a4e5)
+
+twin_dir() {
+    local name=$1 commit=${TWINS[$1]:-} f
+    [[ -n $commit ]] || { echo weights; return 0; }
+    mkdir -p runs/twins
+    for f in "$name.pt" "$name.int8.onnx"; do
+        [[ -f runs/twins/$f ]] && continue
+        git show "$commit:weights/$f" > "runs/twins/$f.$$.part" 2>/dev/null ||
+            { rm -f "runs/twins/$f.$$.part"; echo "error: weights/$name.pt is a final fit; its twin (weights/$f in" \
+              "commit $commit) needs the git history (git fetch --unshallow)" >&2; exit 2; }
+        mv "runs/twins/$f.$$.part" "runs/twins/$f"
+    done
+    echo runs/twins
 }

@@ -2,9 +2,9 @@
 # Issue #18, first lever: a 128 px student trained on the 300-W faces plus YouTube-Faces TRAINING frames
 # labelled in the 300-W style by a teacher (training/tools/pseudo_label.py). The test frames are never labelled.
 #   bash training/pseudo_student.sh [EPOCHS]    # default 4 (each epoch is 2,170 faces: 970 300-W + 1,200 frames)
-# TEACHER=... (default weights/face192.pt; several, space-separated, are averaged), INIT=... (default
-# weights/face.pt), FRAMES=... (frames to label, evenly spread; 0: all 3,462), OUT=... (default runs/pseudo-student),
-# MAX_DISAGREEMENT=PCT (drop frames whose teacher disagrees with its mirrored self by more: pseudo_label.py),
+# TEACHER=... (default face192.pt with the held-out split, from training/model_files.sh's twin_dir; several,
+# space-separated, are averaged), INIT=... (default weights/face.pt), FRAMES=... (frames to label, evenly spread;
+# 0: all 3,462), OUT=... (default runs/pseudo-student), MAX_DISAGREEMENT=PCT (drop frames whose teacher disagrees with its mirrored self by more: pseudo_label.py),
 # LR=... (default 1e-3), TRAIN_ARGS=... (more train.py options, e.g. --amp), CONTROL=1 (the same fine-tune on the
 # 300-W faces alone, nothing labelled: the run a student is compared with).
 # Same held-out split as the shipped models (--val-from the XML, --val-fraction 0.2). Run it again after an
@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 EPOCHS=${1:-4}
 XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
 YT=${YT:-../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv}
-read -r -a TEACHER <<< "${TEACHER:-weights/face192.pt}"
+source training/model_files.sh
+[[ -n ${TEACHER:-} ]] || { TWIN=$(twin_dir face192); TEACHER=$TWIN/face192.pt; }
+read -r -a TEACHER <<< "$TEACHER"
 INIT=${INIT:-weights/face.pt}
 FRAMES=${FRAMES:-1200}
 OUT=${OUT:-runs/pseudo-student}
