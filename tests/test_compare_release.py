@@ -2,6 +2,7 @@
 which evaluations it runs for each model kind, that finished ones are kept
 on a rerun, and that bad arguments fail with a one-line error."""
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,3 +94,20 @@ def test_a_final_fit_is_compared_with_its_twin_on_the_youtube_faces_test_frames_
     assert proc.returncode == 2 and "FINAL=1" in proc.stderr and not calls
     proc, calls = run(dict(env, FINAL="yes"), env["MODELS"])
     assert proc.returncode == 2 and "FINAL must be 0 or 1" in proc.stderr and not calls
+
+
+@pytest.mark.skipif(subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", "b35a4e5:weights/face192.pt"],
+                                   capture_output=True).returncode != 0,
+                    reason="needs the git history that holds face192.pt's twin (git fetch --unshallow)")
+def test_a_held_out_candidate_is_compared_with_the_twin_of_a_shipped_final_fit(env):
+    """weights/face192.pt is a final fit (it trained on the held-out photos): a candidate trained with the
+    held-out split is scored against its twin (model_files.sh, twin_dir), a final fit against weights/."""
+    for name in ("face192.pt", "face192.int8.onnx"):
+        (Path(env["MODELS"]) / name).write_text("")
+    proc, calls = run(env, env["MODELS"], "face192")
+    assert proc.returncode == 0, proc.stderr
+    shipped = [c for c in calls if c.startswith("inference/evaluate.py") and env["MODELS"] not in c.split()[2]]
+    assert len(shipped) == 4 and all(c.split()[2].startswith("runs/twins/face192.") for c in shipped), shipped
+    proc, calls = run(dict(env, FINAL="1", OUT=env["MODELS"] + "/final"), env["MODELS"], "face192")
+    assert proc.returncode == 0 and [c.split()[2] for c in calls if c.startswith("inference/evaluate.py")] == \
+        ["weights/face192.int8.onnx", f"{env['MODELS']}/face192.int8.onnx"]

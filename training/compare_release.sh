@@ -8,7 +8,8 @@
 # columns; predict.py's default BlazeFace scores within 0.01 of it), float32 with landmark boxes, float32 on
 # tight-cut photos, and int8 on the YouTube-Faces test frames (face models; eyes: points 36-47, the detector pass
 # by weights/face.int8.onnx). FINAL=1: the candidate is a final fit (recipe.sh FINAL=1; it trained on the held-out
-# photos) and weights/ holds its twin: the YouTube-Faces test frames alone (face models). Per-face files, each
+# photos): the YouTube-Faces test frames alone (face models), against weights/. Without FINAL=1 the shipped side is
+# the held-out-split twin where weights/ holds a final fit (model_files.sh, twin_dir). Per-face files, each
 # evaluation's output and compare.txt go to OUT (default CANDIDATE/compare-NAME); run it again after an
 # interruption and finished evaluations are kept: each is named by the evaluated file's hash, so a retrained
 # candidate or a replaced shipped file is scored anew. XML=..., YT_TEST=... override the data paths.
@@ -23,6 +24,8 @@ if (( FINAL )); then
     [[ $NAME != eyes ]] || { echo "error: FINAL=1 compares face models on the YouTube-Faces test frames" >&2; exit 2; }
     require_files "$YT_TEST"
 fi
+SHIPPED=weights
+(( FINAL )) || SHIPPED=$(twin_dir "$NAME")  # a final fit in weights/ trained on the held-out photos
 OUT=${OUT:-$DIR/compare-$NAME}
 mkdir -p "$OUT"
 trap 'rm -f "$OUT"/compare.txt.$$.part' EXIT  # this run's unfinished report (two runs at once write apart)
@@ -49,7 +52,7 @@ for m in "${MEASURES[@]}"; do
     file=$NAME.pt; [[ $kind == int8 ]] && file=$NAME.int8.onnx
     CSVS=()
     for who in shipped candidate; do
-        dir=weights; [[ $who == candidate ]] && dir=$DIR
+        dir=$SHIPPED; [[ $who == candidate ]] && dir=$DIR
         stem=$OUT/$who-$tag-$(sha256sum "$dir/$file" | cut -c1-12)
         if [[ ! -f $stem.csv ]]; then
             echo "== $who $tag: $dir/$file" >&2
