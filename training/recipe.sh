@@ -3,7 +3,8 @@
 #   bash training/recipe.sh [cpu|cuda|rocm]     # default cpu; its time: weights/README.md, "Training recipe"
 #   TRAIN_ARGS=--amp bash training/recipe.sh    # bfloat16 mixed precision: faster on CPUs with avx512_bf16
 # The shipped face models (face.pt's teacher is the previous face192.pt, from a 48-epoch stage 1):
-#   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                            # face192.pt
+#   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp LAST_SIZE=192 EYES=0 FINAL=1 bash training/recipe.sh            # face192.pt
+#   (a final fit, below; its twin, the held-out figures' model: the same without FINAL=1)
 #   TRAIN_ARGS=--amp LAST_SIZE=192 bash training/recipe.sh                                              # face.pt's teacher
 #   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp TEACHER=runs/recipe/release/face192.pt bash training/recipe.sh   # face.pt
 # eyes.pt: then the eye stages again, from the finished face.pt (float32; face stages are skipped as done):
