@@ -147,7 +147,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", metavar="CKPT", default=None,
                    help="distillation: a trained model of the same points (e.g. weights/face192.pt) labels every "
                         "training crop at its own input size; the student learns --teacher-weight of its points "
-                        "and the rest of the annotation's (common/distill.py)")
+                        "and the rest of the annotation's (common/distill.py). Refused, like --init, if it trained on "
+                        "this run's held-out faces: weights/face192.pt is a final fit, so a run with a held-out "
+                        "split takes its twin (training/model_files.sh, twin_dir)")
     p.add_argument("--teacher-weight", type=float, default=0.5, metavar="W",
                    help="with --teacher: the teacher's share of each target point (0: the annotation only, "
                         "1: the teacher only)")
