@@ -160,3 +160,17 @@ def interrupting_landmarker(on_batch: int):
             return super().iter_landmarks(sources, workers, 1, colour, keep_rgb)  # one image per batch
 
     return Interrupting
+
+
+def _has_twins() -> bool:
+    """Whether this clone holds the commits that shipped the final fits' twins (training/model_files.sh, TWINS)."""
+    import re
+    text = (REPO / "training" / "model_files.sh").read_text()
+    commits = re.findall(r"\[\w+\]=([0-9a-f]+)", text.split("declare -A TWINS=", 1)[1].split("\n", 1)[0])
+    return bool(commits) and all(subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{c}^{{commit}}"],
+                                                capture_output=True).returncode == 0 for c in commits)
+
+
+# For tests of scripts that score a final fit's twin: they need the git history that holds it.
+needs_twins = pytest.mark.skipif(not _has_twins(), reason="needs the git history that holds the final fits' twins "
+                                                          "(git fetch --unshallow)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import REPO, models_script_env, run_logged_script  # noqa: E402
+from inference_helpers import REPO, models_script_env, needs_twins, run_logged_script  # noqa: E402
 
 SCRIPT = REPO / "training" / "card_figures.sh"
 
@@ -54,11 +54,12 @@ def test_an_interrupted_cell_is_run_again_and_nothing_half_written_is_kept(env):
     assert proc.returncode == 0 and all("--degrade" in c for c in calls) and len(calls) == 9
 
 
-def test_eye_model_cells_take_their_boxes_from_the_shipped_face_model(env):
+@needs_twins
+def test_eye_model_cells_take_their_boxes_from_the_shipped_face_models_twin(env):
     proc, calls = run_logged_script(SCRIPT, env, env["MODELS"], "eyes")
     assert proc.returncode == 0, proc.stderr
     assert len(calls) == 11
-    assert all("--face-weights weights/face.int8.onnx" in c for c in calls if "--boxes detector" in c)
+    assert all("--face-weights runs/twins/face.int8.onnx" in c for c in calls if "--boxes detector" in c)
 
 
 def test_bad_arguments_fail_with_one_line(env):

@@ -2,14 +2,13 @@
 which evaluations it runs for each model kind, that finished ones are kept
 on a rerun, and that bad arguments fail with a one-line error."""
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inference_helpers import REPO, models_script_env, run_logged_script  # noqa: E402
+from inference_helpers import REPO, models_script_env, needs_twins, run_logged_script  # noqa: E402
 
 SCRIPT = REPO / "training" / "compare_release.sh"
 
@@ -34,13 +33,14 @@ def run(env, *args):
     return run_logged_script(SCRIPT, env, *args)
 
 
+@needs_twins
 def test_face_candidate_is_scored_beside_the_shipped_files_on_four_measures(env):
     cand = env["MODELS"]
     proc, calls = run(env, cand)
     assert proc.returncode == 0, proc.stderr
     evals = [c for c in calls if c.startswith("inference/evaluate.py")]
     assert len(evals) == 8
-    for who in ("weights", cand):
+    for who in ("runs/twins", cand):  # weights/face.pt is a final fit: the shipped side is its twin
         assert f"inference/evaluate.py --weights {who}/face.int8.onnx --data {env['XML']} --split heldout " \
                f"--boxes detector --refine --detector mtcnn --per-face" in "\n".join(evals)
         assert any(c.startswith(f"inference/evaluate.py --weights {who}/face.pt") and "--degrade tight" in c
@@ -58,6 +58,7 @@ def test_face_candidate_is_scored_beside_the_shipped_files_on_four_measures(env)
     assert not list((Path(cand) / "compare-face").glob("*.part"))
 
 
+@needs_twins
 def test_a_retrained_candidate_is_scored_anew_and_the_shipped_evaluations_are_kept(env):
     cand = Path(env["MODELS"])
     assert run(env, str(cand))[0].returncode == 0
@@ -68,12 +69,13 @@ def test_a_retrained_candidate_is_scored_anew_and_the_shipped_evaluations_are_ke
     assert len(evals) == 2 and all(c.startswith(f"inference/evaluate.py --weights {cand}/face.pt") for c in evals)
 
 
-def test_eyes_candidate_uses_the_shipped_face_model_for_its_boxes(env):
+@needs_twins
+def test_eyes_candidate_takes_its_boxes_from_the_shipped_face_models_twin(env):
     proc, calls = run(env, env["MODELS"], "eyes")
     assert proc.returncode == 0, proc.stderr
     evals = [c for c in calls if c.startswith("inference/evaluate.py")]
     assert len(evals) == 4
-    assert all("--face-weights weights/face.int8.onnx" in c for c in evals if "--boxes detector" in c)
+    assert all("--face-weights runs/twins/face.int8.onnx" in c for c in evals if "--boxes detector" in c)
 
 
 def test_bad_arguments_fail_with_one_line(env):
@@ -96,9 +98,7 @@ def test_a_final_fit_is_compared_with_its_twin_on_the_youtube_faces_test_frames_
     assert proc.returncode == 2 and "FINAL must be 0 or 1" in proc.stderr and not calls
 
 
-@pytest.mark.skipif(subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", "b35a4e5:weights/face192.pt"],
-                                   capture_output=True).returncode != 0,
-                    reason="needs the git history that holds face192.pt's twin (git fetch --unshallow)")
+@needs_twins
 def test_a_held_out_candidate_is_compared_with_the_twin_of_a_shipped_final_fit(env):
     """weights/face192.pt is a final fit (it trained on the held-out photos): a candidate trained with the
     held-out split is scored against its twin (model_files.sh, twin_dir), a final fit against weights/."""

@@ -17,7 +17,7 @@ def _run(env, *args):  # noqa: F811
 
 def test_labels_trains_resumes_and_releases(env, tmp_path):  # noqa: F811
     out = tmp_path / "ps"
-    env = {**env, "OUT": str(out), "TEACHER": "teacher.pt"}  # default: model_files.sh's twin_dir (test_card_figures)
+    env = {**env, "OUT": str(out), "TEACHER": "teacher.pt", "INIT": "start.pt"}  # default: model_files.sh's twin_dir (test_card_figures)
     proc, calls = _run(env)
     # the stand-in writes no labels: the script stops, saying why
     assert proc.returncode == 2 and "mirror_offset_photo_px" in proc.stderr
@@ -31,7 +31,7 @@ def test_labels_trains_resumes_and_releases(env, tmp_path):  # noqa: F811
     assert not any(c.startswith("training/tools/pseudo_label.py") for c in calls)  # labels kept
     train = calls[0]
     assert train.startswith(f"training/face/cpu/train.py --data {env['XML']} {out}/ytf_train_300w.csv "
-                            "--val-from labels.xml --val-fraction 0.2 --init weights/face.pt")
+                            "--val-from labels.xml --val-fraction 0.2 --init start.pt")
     assert "--mirror-offset 0.99 0.358 --epochs 3" in train and "--lr 1e-3 --ema 0.99" in train
     assert calls[1].startswith(f"training/tools/release_weights.py {out}/face/1/last.pt")
     assert calls[-1].startswith(f"inference/export_onnx.py --weights {out}/release/student.pt --int8")

@@ -6,7 +6,7 @@
 #                                            # stage-1 face model (INIT, default runs/recipe/mixed/face/1/last.pt),
 #                                            # in bfloat16 (--amp) where the CPU has it natively: about 10 minutes
 #                                            # per run (float32 elsewhere: about 17 minutes)
-#   bash training/ablations.sh finetune      # fine-tunes of weights/face.pt on the 300-W faces alone, with and
+#   bash training/ablations.sh finetune      # fine-tunes of face.pt (its twin) on the 300-W faces alone, with and
 #                                            # without distillation from face192.pt (its held-out-split twin
 #                                            # where weights/ holds a final fit: model_files.sh), damage, tight
 #                                            # framing or channels-last: 8-20 epochs, 6-45 minutes a run
@@ -45,7 +45,9 @@ elif [[ ${1:-} == cheaper ]]; then
             "$AMP" --channels-last --runs-dir "$OUT")
 elif [[ ${1:-} == finetune ]]; then
     OUT=$TOP/finetune
-    COMMON=(--data "$XML" "${SPLIT[@]}" --init weights/face.pt --warmup-epochs 0 --ema 0.99 --runs-dir "$OUT")
+    source training/model_files.sh
+    TWIN_FACE=$(twin_dir face)  # weights/face.pt is a final fit: its twin holds the same faces out
+    COMMON=(--data "$XML" "${SPLIT[@]}" --init "$TWIN_FACE/face.pt" --warmup-epochs 0 --ema 0.99 --runs-dir "$OUT")
 else
     OUT=$TOP
     COMMON=(--data "${DATA[@]}" "${SPLIT[@]}" --epochs "${1:-4}" --runs-dir "$OUT")
@@ -107,7 +109,6 @@ if [[ ${1:-} == cheaper ]]; then
     exit 0
 fi
 if [[ ${1:-} == finetune ]]; then
-    source training/model_files.sh
     TWIN=$(twin_dir face192)
     T=(--teacher "$TWIN/face192.pt" --teacher-weight 0.5)
     run "8 epochs, lr 3e-4" --epochs 8 --lr 3e-4 --mirror-offset 0.99

@@ -24,6 +24,8 @@ OUT=${OUT:-runs/card-figures/$NAME-$(sha256sum "$DIR/$NAME.pt" | cut -c1-12)}
 mkdir -p "$OUT"
 trap 'rm -f "$OUT"/*.$$.part' EXIT  # this run's unfinished files (per run: two runs at once write apart)
 
+FACE_BOXES=weights  # the eye model's detector pass: face.int8.onnx with the held-out split (its twin)
+[[ $NAME != eyes ]] || FACE_BOXES=$(twin_dir face)
 H="--data $XML --split heldout"
 Y="--data $YT_TEST"
 LM="--boxes landmarks"
@@ -31,12 +33,12 @@ DET="--boxes detector --refine --detector mtcnn"
 CELLS=()  # tag|file|evaluate.py arguments
 for f in pt int8; do
     det=$DET
-    [[ $NAME == eyes ]] && det="$DET --face-weights weights/face.int8.onnx"
+    [[ $NAME == eyes ]] && det="$DET --face-weights $FACE_BOXES/face.int8.onnx"
     CELLS+=("heldout-$f-landmarks|$f|$H $LM" "heldout-$f-detector|$f|$H $det"
             "heldout-$f-flip-landmarks|$f|$H $LM --flip-test" "heldout-$f-flip-detector|$f|$H $det --flip-test")
 done
 if [[ $NAME == eyes ]]; then
-    CELLS+=("heldout-int8-multicrop-detector|int8|$H $DET --face-weights weights/face.int8.onnx --multi-crop"
+    CELLS+=("heldout-int8-multicrop-detector|int8|$H $DET --face-weights $FACE_BOXES/face.int8.onnx --multi-crop"
             "youtube-pt-landmarks|pt|$Y $LM" "youtube-pt-flip-landmarks|pt|$Y $LM --flip-test")
 else
     CELLS+=("heldout-pt-blazeface|pt|$H --boxes detector --refine" "heldout-int8-blazeface|int8|$H --boxes detector --refine"

@@ -7,7 +7,7 @@
 # Measures (held-out 300-W photos unless named): int8 with MTCNN boxes and refine (the model card's detector
 # columns; predict.py's default BlazeFace scores within 0.01 of it), float32 with landmark boxes, float32 on
 # tight-cut photos, and int8 on the YouTube-Faces test frames (face models; eyes: points 36-47, the detector pass
-# by weights/face.int8.onnx). FINAL=1: the candidate is a final fit (recipe.sh FINAL=1; it trained on the held-out
+# by face.int8.onnx's held-out-split twin). FINAL=1: the candidate is a final fit (recipe.sh FINAL=1; it trained on the held-out
 # photos): the YouTube-Faces test frames alone (face models), against weights/. Without FINAL=1 the shipped side is
 # the held-out-split twin where weights/ holds a final fit (model_files.sh, twin_dir). Per-face files, each
 # evaluation's output and compare.txt go to OUT (default CANDIDATE/compare-NAME); run it again after an
@@ -30,9 +30,11 @@ OUT=${OUT:-$DIR/compare-$NAME}
 mkdir -p "$OUT"
 trap 'rm -f "$OUT"/compare.txt.$$.part' EXIT  # this run's unfinished report (two runs at once write apart)
 HELD=(--data "$XML" --split heldout)
+FACE_BOXES=weights  # the eye model's detector pass: face.int8.onnx with the held-out split (its twin)
+[[ $NAME != eyes ]] || FACE_BOXES=$(twin_dir face)
 MTCNN="--boxes detector --refine --detector mtcnn"
 if [[ $NAME == eyes ]]; then
-    MEASURES=("int8-mtcnn|int8|${HELD[*]} $MTCNN --face-weights weights/face.int8.onnx"
+    MEASURES=("int8-mtcnn|int8|${HELD[*]} $MTCNN --face-weights $FACE_BOXES/face.int8.onnx"
               "pt-landmarks|pt|${HELD[*]} --boxes landmarks")
 else
     MEASURES=("int8-mtcnn|int8|${HELD[*]} $MTCNN"

@@ -20,7 +20,7 @@ require_files() {
 }
 
 # The final fits in weights/ and the commits that shipped their twins (same recipe, held-out split).
-declare -A TWINS=([face192]=b35a4e5)
+declare -A TWINS=([face]=9bf6535 [face192]=b35a4e5)
 
 twin_dir() {
     local name=$1 commit=${TWINS[$1]:-} f

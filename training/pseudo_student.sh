@@ -3,7 +3,7 @@
 # labelled in the 300-W style by a teacher (training/tools/pseudo_label.py). The test frames are never labelled.
 #   bash training/pseudo_student.sh [EPOCHS]    # default 4 (each epoch is 2,170 faces: 970 300-W + 1,200 frames)
 # TEACHER=... (default face192.pt with the held-out split, from training/model_files.sh's twin_dir; several,
-# space-separated, are averaged), INIT=... (default weights/face.pt), FRAMES=... (frames to label, evenly spread;
+# space-separated, are averaged), INIT=... (default face.pt's twin), FRAMES=... (frames to label, evenly spread;
 # 0: all 3,462), OUT=... (default runs/pseudo-student), MAX_DISAGREEMENT=PCT (drop frames whose teacher disagrees with its mirrored self by more: pseudo_label.py),
 # LR=... (default 1e-3), TRAIN_ARGS=... (more train.py options, e.g. --amp), CONTROL=1 (the same fine-tune on the
 # 300-W faces alone, nothing labelled: the run a student is compared with).
@@ -18,7 +18,7 @@ YT=${YT:-../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv}
 source training/model_files.sh
 [[ -n ${TEACHER:-} ]] || { TWIN=$(twin_dir face192); TEACHER=$TWIN/face192.pt; }
 read -r -a TEACHER <<< "$TEACHER"
-INIT=${INIT:-weights/face.pt}
+[[ -n ${INIT:-} ]] || { INIT=$(twin_dir face)/face.pt; }
 FRAMES=${FRAMES:-1200}
 OUT=${OUT:-runs/pseudo-student}
 OFF_XML=${OFF_XML:-0.99}

@@ -9,7 +9,7 @@
 #   STAGE1_EPOCHS=96 TRAIN_ARGS=--amp TEACHER=runs/recipe/release/face192.pt bash training/recipe.sh   # face.pt
 # eyes.pt: then the eye stages again, from the finished face.pt (float32; face stages are skipped as done):
 #   rm -rf runs/recipe-e96/*/eyes; STAGE1_EPOCHS=96 TEACHER=runs/recipe/release/face192.pt \
-#       EYES_INIT=weights/face.pt bash training/recipe.sh
+#       EYES_INIT=runs/twins/face.pt bash training/recipe.sh   # weights/face.pt's twin: bash training/twin.sh face
 # Stages write to runs/recipe/<stage>/<task>/1 (RUNS=DIR to change runs/recipe). Run it
 # again after an interruption: finished stages are skipped and an unfinished one resumes
 # from its last finished epoch (a kill loses at most the epoch under way). A recipe longer than
@@ -109,7 +109,7 @@ if (( LAST_RUNS == 2 )); then
         --warmup-epochs 0 --lr 1e-3 --no-mirror --ema 0.99 "${LAST_ARGS[@]}"
 fi
 # 3. eyes on both data sets, from a face model (EYES_INIT: default the stage-1 one; the shipped eyes.pt
-#    started from weights/face.pt); 4. eyes on the 300-W faces alone, no mirroring
+#    started from face.pt's twin, runs/twins/face.pt); 4. eyes on the 300-W faces alone, no mirroring
 RELEASE=("$FACE_NAME")
 if (( EYES )); then
     [[ -z ${EYES_INIT:-} || -f $EYES_INIT ]] || { echo "error: EYES_INIT=$EYES_INIT not found" >&2; exit 2; }

@@ -1,6 +1,6 @@
 r"""Compare two models on the same faces, from ``evaluate.py --per-face`` files.
 
-    python inference/evaluate.py --weights weights/face.int8.onnx --data $XML --split heldout \
+    python inference/evaluate.py --weights runs/twins/face.int8.onnx --data $XML --split heldout \
         --boxes detector --refine --per-face runs/eval/old.csv
     python inference/evaluate.py --weights new/face.int8.onnx --data $XML --split heldout \
         --boxes detector --refine --per-face runs/eval/new.csv

@@ -3,7 +3,7 @@ r"""Estimate the 3-D mean face of the 68 iBUG points from 2-D annotations.
     python training/tools/estimate_face_shape.py common/face_shape_68.csv \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml \
                ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv \
-        --split-from weights/face.pt --force
+        --split-from runs/twins/face.pt --force   # weights/face.pt's twin: bash training/twin.sh face
 
 Rigid structure from motion by orthographic factorisation (Tomasi and Kanade
 1992, with the metric upgrade for scaled orthography): many annotated faces,
@@ -150,7 +150,11 @@ def main(args: argparse.Namespace) -> int:
     if args.split_from.lower() != "none":
         from common.checkpoint import load_checkpoint
         from common.dataset import split_like_run
-        records, held = split_like_run(records, load_checkpoint(args.split_from).get("config", {}))
+        config = load_checkpoint(args.split_from).get("config", {})
+        if "val_fraction" in config and not config["val_fraction"] and not config.get("val_data"):
+            raise InputError(f"--split-from {args.split_from}: a final fit, it held no faces out; give its twin "
+                             "(bash training/twin.sh face), or none for every face")
+        records, held = split_like_run(records, config)
         split_note = f"the part {os.path.basename(args.split_from)}'s run trained on ({len(held)} held-out faces left out)"
     if len(records) < 3:
         raise InputError("fewer than 3 faces to factorise")

@@ -1,6 +1,6 @@
 r"""Check the head-pose estimate (common/pose.py) on held-out faces.
 
-    python training/tools/evaluate_pose.py --weights weights/face.pt \
+    python training/tools/evaluate_pose.py --weights runs/twins/face.pt \
         --data ../shared/data/300w-subset/labels_300w_subset_train.xml --split heldout
 
 The points are the model's predictions (crop from each face's annotated

@@ -3,7 +3,7 @@
 Install (see README.md in this folder), then from the repository root:
     python training/eyes/cpu/train.py --data ../shared/data/300w-subset/labels_300w_subset_train.xml \\
         ../shared/data/youtube-faces-keypoints/training_frames_keypoints.csv \\
-        --init weights/face.pt
+        --init "$(bash training/twin.sh face)/face.pt"
 """
 import os
 import sys
