@@ -51,6 +51,13 @@ def split_like_run(records: list[FaceRecord], config: dict) -> tuple[list[FaceRe
     return split_records(records, config["val_fraction"], config.get("split_seed", 0), val_from)
 
 
+def is_final_fit(config: dict) -> bool:
+    """Whether a run (a checkpoint's ``config``, or ``train.py``'s arguments
+    as a dict) was a final fit: trained on every face, ``val_fraction`` 0 and
+    no separate validation data, so it held nothing out."""
+    return "val_fraction" in config and not config["val_fraction"] and not config.get("val_data")
+
+
 def held_out_seen(held_out: list[FaceRecord], config: dict) -> int:
     """How many of a run's ``held_out`` faces another run (a checkpoint's
     ``config``: its ``data`` and split) trained on: faces of its data sets
@@ -76,7 +83,7 @@ def records_of_split(records: list[FaceRecord], config: dict, name: str, split: 
     if config.get("val_data") or (val_from and name not in val_from) or \
             name not in [dataset_name(d) for d in config.get("data", [])]:
         raise InputError(f"{weights} was not trained with a held-out part of {name}")
-    if split == "heldout" and "val_fraction" in config and not config["val_fraction"]:
+    if split == "heldout" and is_final_fit(config):
         raise InputError(f"{weights} held nothing of {name} out: a final fit on every face (--val-fraction 0)")
     train, held = split_like_run(records, config)
     return held if split == "heldout" else train

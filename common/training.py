@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from . import checkpoint as C
 from . import distributed as D
-from .dataset import LandmarkDataset, held_out_seen, split_records
+from .dataset import LandmarkDataset, held_out_seen, is_final_fit, split_records
 from .distill import Teacher
 from .readers import dataset_name, read_datasets
 from .device import autocast_dtype, describe_device, native_bf16, select_device
@@ -498,7 +498,7 @@ def _train(args: argparse.Namespace) -> dict:
         train_recs = [train_recs[i] for i in sorted(rng.choice(len(train_recs), args.max_faces, replace=False))]
     # --val-fraction 0: a final fit on every face, validated on none (its twin run with a
     # held-out split gives the figures); best.pt is then the last epoch.
-    final_fit = not val_recs and args.val_fraction == 0 and not args.val_data
+    final_fit = not val_recs and is_final_fit(vars(args))
     if not train_recs or not (val_recs or final_fit):
         raise DatasetFormatError(f"need training and validation faces, got {len(train_recs)} and "
                                  f"{len(val_recs)} (use --val-data or a larger --val-fraction)")

@@ -248,3 +248,28 @@ def test_factorisation_recovers_the_shape_from_orthographic_views():
     truth_level, _ = mod.level_pitch(truth, views)
     assert np.abs(shape - truth_level).max() < 1e-3
     assert shape[30, 2] == 0 and shape[[36, 45], 2].mean() > 0.2   # nose tip in front of the eyes
+
+
+def test_face_shape_refuses_a_final_fit_as_split_source(ckpts, tiny_face_set, tmp_path):
+    """estimate_face_shape.py --split-from a final fit (it held no faces out): refused before any output; its
+    twin (a held-out split) is taken."""
+    import importlib.util
+    import torch
+    from common.errors import InputError
+    spec = importlib.util.spec_from_file_location("estimate_face_shape",
+                                                  str(REPO / "training" / "tools" / "estimate_face_shape.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ckpt = torch.load(ckpts["face"], weights_only=True)
+    paths = {}
+    for name, fraction in (("final", 0.0), ("twin", 0.3)):
+        ckpt["config"] = {"data": [tiny_face_set["train"]], "val_fraction": fraction, "split_seed": 0}
+        paths[name] = str(tmp_path / f"{name}.pt")
+        torch.save(ckpt, paths[name])
+    out = tmp_path / "shape.csv"
+    parser = mod.get_args_parser()
+    with pytest.raises(InputError, match="a final fit"):
+        mod.main(parser.parse_args([str(out), "--data", tiny_face_set["train"], "--split-from", paths["final"]]))
+    assert not out.exists()
+    mod.main(parser.parse_args([str(out), "--data", tiny_face_set["train"], "--split-from", paths["twin"]]))
+    assert "held-out faces left out" in out.read_text()

@@ -112,3 +112,12 @@ def test_twin_dir_takes_a_final_fits_twin_from_the_git_history(tmp_path):
     proc = _twin_dir(tmp_path, "0" * 40)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "git fetch --unshallow" in proc.stderr
     assert sorted(p.name for p in (tmp_path / "runs/twins").iterdir()) == ["face192.int8.onnx"]  # nothing half-written
+
+
+def test_twin_sh_prints_an_absolute_folder_from_anywhere(tmp_path):
+    """training/twin.sh NAME, run from another folder: the repository's own folder, absolute; a bad name: one line, exit 2."""
+    proc = subprocess.run(["bash", f"{REPO}/training/twin.sh", "eyes"], cwd=tmp_path, capture_output=True, text=True)
+    folder = Path(proc.stdout.strip())
+    assert proc.returncode == 0 and folder.is_absolute() and folder.resolve() == (REPO / "weights").resolve(), proc.stderr
+    proc = subprocess.run(["bash", f"{REPO}/training/twin.sh", "nose"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and not proc.stdout

@@ -149,9 +149,9 @@ def main(args: argparse.Namespace) -> int:
     split_note = "all faces"
     if args.split_from.lower() != "none":
         from common.checkpoint import load_checkpoint
-        from common.dataset import split_like_run
+        from common.dataset import is_final_fit, split_like_run
         config = load_checkpoint(args.split_from).get("config", {})
-        if "val_fraction" in config and not config["val_fraction"] and not config.get("val_data"):
+        if is_final_fit(config):
             raise InputError(f"--split-from {args.split_from}: a final fit, it held no faces out; give its twin "
                              "(bash training/twin.sh face), or none for every face")
         records, held = split_like_run(records, config)
