@@ -137,6 +137,13 @@ if [[ ${1:-} == finetune ]]; then
     # channels-last memory layout (train.py --channels-last): its speed, and the same accuracy?
     run "12 epochs, lr 1e-3, channels-last" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --channels-last
     run "12 epochs, lr 1e-3, seed 1" --epochs 12 --lr 1e-3 --mirror-offset 0.99 --seed 1   # seed noise, to judge it
+    # warm restarts with the teacher, bfloat16 where native: from face192.pt's twin instead of face.pt's (the same
+    # network, its last stages at 192 px), and with the teacher's share of each target 0.8 instead of 0.5
+    run "12 epochs, lr 1e-3, teacher, bf16" --epochs 12 --lr 1e-3 --mirror-offset 0.99 "$AMP" "${T[@]}"
+    run "12 epochs, lr 1e-3, teacher, bf16, from face192" --epochs 12 --lr 1e-3 --mirror-offset 0.99 "$AMP" "${T[@]}" \
+        --init "$TWIN/face192.pt"
+    run "12 epochs, lr 1e-3, teacher 0.8, bf16" --epochs 12 --lr 1e-3 --mirror-offset 0.99 "$AMP" "${T[@]}" \
+        --teacher-weight 0.8
     exit 0
 fi
 run "regression-mse (seed head)" --head regression --loss mse
