@@ -82,7 +82,7 @@ def _missing(tmp) -> dict[str, list[str]]:
         "inference/export_onnx.py": ["--weights", f"{m}.pt"],
         "training/tools/calibrate_detector.py": ["--data", f"{m}.xml"],
         "training/tools/compare_evals.py": [f"{m}_a.csv", f"{m}_b.csv"],
-        "training/tools/estimate_face_shape.py": [f"{out}.csv", "--data", f"{m}.xml"],
+        "training/tools/estimate_face_shape.py": [f"{out}.csv", "--data", f"{m}.xml", "--split-from", "none"],
         "training/tools/evaluate_pose.py": ["--weights", f"{m}.pt", "--data", f"{m}.xml", "--plot", f"{out}.png",
                                             "--device", "cpu"],
         "training/tools/evaluate_video.py": ["--weights", f"{m}.pt", "--data", f"{m}.xml", "--plot", f"{out}.png",

@@ -40,7 +40,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from common.errors import InputError  # noqa: E402
-from common.model_options import add_weights_argument  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -48,8 +47,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="CSV to write (68 rows index,x,y,z after # comment lines)")
     p.add_argument("--data", nargs="+", required=True,
                    help="annotated data sets (dlib XML, .pts folder or keypoints CSV)")
-    add_weights_argument(p, "use only the faces this checkpoint's training run trained on ('none': all faces)",
-                         "--split-from", file="face.pt")
+    p.add_argument("--split-from", required=True, metavar="FILE",
+                   help="use only the faces this checkpoint's training run trained on ('none': all faces); "
+                        "weights/face.pt is a final fit (no faces held out): give its twin, runs/twins/face.pt "
+                        "(bash training/twin.sh face)")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     return p
 
