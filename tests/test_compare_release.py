@@ -74,7 +74,7 @@ def test_eyes_candidate_takes_its_boxes_from_the_shipped_face_models_twin(env):
     proc, calls = run(env, env["MODELS"], "eyes")
     assert proc.returncode == 0, proc.stderr
     evals = [c for c in calls if c.startswith("inference/evaluate.py")]
-    assert len(evals) == 4
+    assert len(evals) == 6 and len([c for c in evals if f"--data {env['YT_TEST']}" in c]) == 2
     assert all("--face-weights runs/twins/face.int8.onnx" in c for c in evals if "--boxes detector" in c)
 
 
@@ -92,10 +92,19 @@ def test_a_final_fit_is_compared_with_its_twin_on_the_youtube_faces_test_frames_
     assert proc.returncode == 0, proc.stderr
     evals = [c for c in calls if c.startswith("inference/evaluate.py")]
     assert len(evals) == 2 and all(f"--data {env['YT_TEST']}" in c and "heldout" not in c for c in evals)
-    proc, calls = run(dict(env, FINAL="1"), env["MODELS"], "eyes")
-    assert proc.returncode == 2 and "FINAL=1" in proc.stderr and not calls
     proc, calls = run(dict(env, FINAL="yes"), env["MODELS"])
     assert proc.returncode == 2 and "FINAL must be 0 or 1" in proc.stderr and not calls
+
+
+@needs_twins
+def test_a_final_fit_eye_model_is_compared_on_the_youtube_faces_test_frames_alone(env):
+    """Points 36-47 of those frames; the detector pass by face.int8.onnx's held-out-split twin, both sides."""
+    proc, calls = run(dict(env, FINAL="1"), env["MODELS"], "eyes")
+    evals = [c for c in calls if c.startswith("inference/evaluate.py")]
+    assert proc.returncode == 0 and len(evals) == 2, proc.stderr
+    assert [c.split()[2] for c in evals] == ["weights/eyes.int8.onnx", f"{env['MODELS']}/eyes.int8.onnx"]
+    assert all(f"--data {env['YT_TEST']}" in c and "--face-weights runs/twins/face.int8.onnx" in c
+               and "heldout" not in c for c in evals)
 
 
 @needs_twins

@@ -218,3 +218,20 @@ def test_eyes_0_trains_and_releases_the_face_model_alone(env, tmp_path):
     assert not (Path(runs) / "300w" / "eyes").exists()
     proc, calls = run_recipe({**env, "EYES": "no"})
     assert proc.returncode == 2 and "EYES must be 0 or 1" in proc.stderr and not calls
+
+
+def test_face_0_trains_and_releases_the_eye_model_alone_from_eyes_init(env, tmp_path):
+    runs, face = env["RUNS"], tmp_path / "face.pt"
+    face.write_text("")
+    proc, calls = run_recipe({**env, "FACE": "0", "EYES_INIT": str(face), "FINAL": "1"})
+    assert proc.returncode == 0, proc.stderr
+    trains = trains_of(calls)
+    assert len(trains) == 2 and all(c.startswith("training/eyes/") and "--val-fraction 0" in c for c in trains)
+    assert f"--init {face}" in trains[0]
+    released = " ".join(released_of(calls))
+    assert f"--write {runs}/release/eyes.pt" in released and "release/face" not in released
+    assert "release/eyes.pt" in proc.stdout.splitlines()[-1]
+    for bad, message in (({"FACE": "0"}, "set EYES_INIT="), ({"FACE": "0", "EYES": "0"}, "nothing to train"),
+                         ({"FACE": "no"}, "FACE must be 0 or 1")):
+        proc, calls = run_recipe({**env, **bad})
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1 and not calls

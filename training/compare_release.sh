@@ -6,9 +6,9 @@
 #   bash training/compare_release.sh runs/recipe-e192/release face192    # or eyes
 # Measures (held-out 300-W photos unless named): int8 with MTCNN boxes and refine (the model card's detector
 # columns; predict.py's default BlazeFace scores within 0.01 of it), float32 with landmark boxes, float32 on
-# tight-cut photos, and int8 on the YouTube-Faces test frames (face models; eyes: points 36-47, the detector pass
+# tight-cut photos (face models), and int8 on the YouTube-Faces test frames (eyes: points 36-47, the detector pass
 # by face.int8.onnx's held-out-split twin). FINAL=1: the candidate is a final fit (recipe.sh FINAL=1; it trained on the held-out
-# photos): the YouTube-Faces test frames alone (face models), against weights/. Without FINAL=1 the shipped side is
+# photos): the YouTube-Faces test frames alone, against weights/. Without FINAL=1 the shipped side is
 # the held-out-split twin where weights/ holds a final fit (model_files.sh, twin_dir). Per-face files, each
 # evaluation's output and compare.txt go to OUT (default CANDIDATE/compare-NAME); run it again after an
 # interruption and finished evaluations are kept: each is named by the evaluated file's hash, so a retrained
@@ -20,10 +20,7 @@ model_files "$@"
 require_files "$DIR/$NAME.pt" "$DIR/$NAME.int8.onnx" "weights/$NAME.pt" "weights/$NAME.int8.onnx" "$XML"
 FINAL=${FINAL:-0}
 [[ $FINAL == 0 || $FINAL == 1 ]] || { echo "error: FINAL must be 0 or 1, got '$FINAL'" >&2; exit 2; }
-if (( FINAL )); then
-    [[ $NAME != eyes ]] || { echo "error: FINAL=1 compares face models on the YouTube-Faces test frames" >&2; exit 2; }
-    require_files "$YT_TEST"
-fi
+(( ! FINAL )) || require_files "$YT_TEST"
 SHIPPED=weights
 (( FINAL )) || SHIPPED=$(twin_dir "$NAME")  # a final fit in weights/ trained on the held-out photos
 OUT=${OUT:-$DIR/compare-$NAME}
@@ -33,19 +30,14 @@ HELD=(--data "$XML" --split heldout)
 FACE_BOXES=weights  # the eye model's detector pass: face.int8.onnx with the held-out split (its twin)
 [[ $NAME != eyes ]] || FACE_BOXES=$(twin_dir face)
 MTCNN="--boxes detector --refine --detector mtcnn"
-if [[ $NAME == eyes ]]; then
-    MEASURES=("int8-mtcnn|int8|${HELD[*]} $MTCNN --face-weights $FACE_BOXES/face.int8.onnx"
-              "pt-landmarks|pt|${HELD[*]} --boxes landmarks")
+[[ $NAME != eyes ]] || MTCNN+=" --face-weights $FACE_BOXES/face.int8.onnx"
+MEASURES=("int8-mtcnn|int8|${HELD[*]} $MTCNN" "pt-landmarks|pt|${HELD[*]} --boxes landmarks")
+[[ $NAME == eyes ]] || MEASURES+=("pt-tight|pt|${HELD[*]} --boxes landmarks --degrade tight")
+(( FINAL )) && MEASURES=()  # a final fit trained on the held-out photos
+if [[ -f $YT_TEST ]]; then
+    MEASURES+=("int8-youtube-test-mtcnn|int8|--data $YT_TEST $MTCNN")
 else
-    MEASURES=("int8-mtcnn|int8|${HELD[*]} $MTCNN"
-              "pt-landmarks|pt|${HELD[*]} --boxes landmarks"
-              "pt-tight|pt|${HELD[*]} --boxes landmarks --degrade tight")
-    (( FINAL )) && MEASURES=()  # a final fit trained on the held-out photos
-    if [[ -f $YT_TEST ]]; then
-        MEASURES+=("int8-youtube-test-mtcnn|int8|--data $YT_TEST $MTCNN")
-    else
-        echo "note: $YT_TEST not found: the YouTube-Faces test measure is left out" >&2
-    fi
+    echo "note: $YT_TEST not found: the YouTube-Faces test measure is left out" >&2
 fi
 : > "$OUT/compare.txt.$$.part"
 for m in "${MEASURES[@]}"; do

@@ -33,6 +33,9 @@
 # for 96 (24) epochs instead of 48, in its own folder tree (runs/recipe-e96 unless RUNS= is set).
 # EYES=0 trains and releases the face model alone (stages 1-2b): the eye stages do not depend on
 # LAST_SIZE or TEACHER, so a second face model from the same stage 1 need not train them again.
+# FACE=0 trains and releases the eye model alone (stages 3-4) from a finished face model (EYES_INIT, required),
+# e.g. eyes.pt's final fit from the final-fit face.pt:
+#   FACE=0 EYES_INIT=weights/face.pt FINAL=1 RUNS=$HOME/runs/recipe-eyes-final bash training/recipe.sh
 # Accuracy and times of each: weights/README.md.
 # Data paths: XML=... and YT=... override the defaults below. TRAIN_ARGS="..." adds
 # train.py arguments to every fresh stage, e.g. TRAIN_ARGS=--amp (bfloat16 mixed
@@ -89,6 +92,11 @@ case $LAST_SIZE in
 esac
 EYES=${EYES:-1}
 [[ $EYES == 0 || $EYES == 1 ]] || { echo "error: EYES must be 0 or 1, got '$EYES'" >&2; exit 2; }
+FACE=${FACE:-1}
+[[ $FACE == 0 || $FACE == 1 ]] || { echo "error: FACE must be 0 or 1, got '$FACE'" >&2; exit 2; }
+(( FACE || EYES )) || { echo "error: FACE=0 and EYES=0 leave nothing to train" >&2; exit 2; }
+(( FACE )) || [[ -n ${EYES_INIT:-} ]] ||
+    { echo "error: FACE=0 trains the eye stages from a finished face model: set EYES_INIT=" >&2; exit 2; }
 LAST_ARGS=()
 if [[ -n ${TEACHER:-} ]]; then
     [[ -f $TEACHER ]] || { echo "error: TEACHER=$TEACHER not found" >&2; exit 2; }
@@ -96,21 +104,24 @@ if [[ -n ${TEACHER:-} ]]; then
     FACE_DIRS=("${FACE_DIRS[0]}-distil" "${FACE_DIRS[1]}-distil")
 fi
 
-# 1. face on both data sets: 48 epochs (STAGE1_EPOCHS), cosine schedule
-stage mixed face "$STAGE1_EPOCHS" --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT"
-# 2a, 2b. face on the 300-W faces alone (same held-out photos), saving a moving average of the
-#    weights (model card, "Ablations"): twice from the same stage-1 model, at learning rate 1e-3,
-#    with the offset-keeping mirror and without mirroring; the release averages the two runs'
-#    weights ("Ablations"; LAST_RUNS=1: the mirrored run alone).
-stage "${FACE_DIRS[0]}" face 24 --data "$XML" --init "$R/mixed/face/1/last.pt" --input-size "$LAST_SIZE" \
-    --warmup-epochs 0 --lr 1e-3 --mirror-offset "$OFF_XML" --ema 0.99 "${LAST_ARGS[@]}"
-if (( LAST_RUNS == 2 )); then
-    stage "${FACE_DIRS[1]}" face 24 --data "$XML" --init "$R/mixed/face/1/last.pt" --input-size "$LAST_SIZE" \
-        --warmup-epochs 0 --lr 1e-3 --no-mirror --ema 0.99 "${LAST_ARGS[@]}"
+RELEASE=()
+if (( FACE )); then
+    # 1. face on both data sets: 48 epochs (STAGE1_EPOCHS), cosine schedule
+    stage mixed face "$STAGE1_EPOCHS" --data "$XML" "$YT" --head pip --input-size 128 --mirror-offset "$OFF_XML" "$OFF_YT"
+    # 2a, 2b. face on the 300-W faces alone (same held-out photos), saving a moving average of the
+    #    weights (model card, "Ablations"): twice from the same stage-1 model, at learning rate 1e-3,
+    #    with the offset-keeping mirror and without mirroring; the release averages the two runs'
+    #    weights ("Ablations"; LAST_RUNS=1: the mirrored run alone).
+    stage "${FACE_DIRS[0]}" face 24 --data "$XML" --init "$R/mixed/face/1/last.pt" --input-size "$LAST_SIZE" \
+        --warmup-epochs 0 --lr 1e-3 --mirror-offset "$OFF_XML" --ema 0.99 "${LAST_ARGS[@]}"
+    if (( LAST_RUNS == 2 )); then
+        stage "${FACE_DIRS[1]}" face 24 --data "$XML" --init "$R/mixed/face/1/last.pt" --input-size "$LAST_SIZE" \
+            --warmup-epochs 0 --lr 1e-3 --no-mirror --ema 0.99 "${LAST_ARGS[@]}"
+    fi
+    RELEASE+=("$FACE_NAME")
 fi
 # 3. eyes on both data sets, from a face model (EYES_INIT: default the stage-1 one; the shipped eyes.pt
 #    started from face.pt's twin, runs/twins/face.pt); 4. eyes on the 300-W faces alone, no mirroring
-RELEASE=("$FACE_NAME")
 if (( EYES )); then
     [[ -z ${EYES_INIT:-} || -f $EYES_INIT ]] || { echo "error: EYES_INIT=$EYES_INIT not found" >&2; exit 2; }
     EYES_INIT=${EYES_INIT:-$R/mixed/face/1/last.pt}
@@ -121,9 +132,11 @@ if (( EYES )); then
 fi
 
 mkdir -p "$R/release"
-FACE_RUNS=()
-for d in "${FACE_DIRS[@]:0:$LAST_RUNS}"; do FACE_RUNS+=("$R/$d/face/1/last.pt"); done
-python training/tools/release_weights.py "${FACE_RUNS[@]}" "$R/release/$FACE_NAME.plain.pt" --force  # their weight average (one run: itself)
+if (( FACE )); then
+    FACE_RUNS=()
+    for d in "${FACE_DIRS[@]:0:$LAST_RUNS}"; do FACE_RUNS+=("$R/$d/face/1/last.pt"); done
+    python training/tools/release_weights.py "${FACE_RUNS[@]}" "$R/release/$FACE_NAME.plain.pt" --force  # their weight average (one run: itself)
+fi
 if (( EYES )); then
     python training/tools/release_weights.py "$R/300w/eyes/1/last.pt" "$R/release/eyes.plain.pt" --force
 fi
@@ -134,4 +147,4 @@ for name in "${RELEASE[@]}"; do
     rm -f "$R/release/$name.plain.pt"
     python inference/export_onnx.py --weights "$R/release/$name.pt" --int8 --force --calib-data "$XML" "$YT"
 done
-echo "released: $R/release (scores: python inference/evaluate.py --weights $R/release/$FACE_NAME.pt --data $XML --split heldout)"
+echo "released: $R/release (scores: python inference/evaluate.py --weights $R/release/${RELEASE[0]}.pt --data $XML --split heldout)"
