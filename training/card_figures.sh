@@ -10,7 +10,7 @@
 # and CED plot go to OUT (default runs/card-figures/NAME-HASH, HASH from NAME.pt's contents, so that a replaced model
 # never reuses another's cells and nothing is written into weights/), figures.txt collects the lines; run it again
 # after an interruption and finished cells are kept. FINAL=1: NAME is a final fit (recipe.sh FINAL=1, trained on the
-# held-out photos): its YouTube-Faces test cells alone; its held-out rows are its twin's (face models only).
+# held-out photos): its YouTube-Faces test cells alone; its held-out rows are its twin's (bash training/twin.sh NAME).
 # XML=..., YT_TEST=... override the data paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,6 @@ model_files "$@"
 require_files "$DIR/$NAME.pt" "$DIR/$NAME.int8.onnx" "$XML" "$YT_TEST"
 FINAL=${FINAL:-0}
 [[ $FINAL == 0 || $FINAL == 1 ]] || { echo "error: FINAL must be 0 or 1, got '$FINAL'" >&2; exit 2; }
-[[ $FINAL == 0 || $NAME != eyes ]] || { echo "error: FINAL=1 is for face models (eyes.pt has no final fit)" >&2; exit 2; }
 OUT=${OUT:-runs/card-figures/$NAME-$(sha256sum "$DIR/$NAME.pt" | cut -c1-12)}
 mkdir -p "$OUT"
 trap 'rm -f "$OUT"/*.$$.part' EXIT  # this run's unfinished files (per run: two runs at once write apart)
