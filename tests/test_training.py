@@ -77,10 +77,10 @@ def test_final_fit_trains_on_every_face_and_keeps_the_last_epoch(tiny_face_set, 
     records = read_datasets([tiny_face_set["train"]])
     trained, held = split_like_run(records, best["config"])
     assert len(trained) == 24 and held == []                      # every face, none held out
-    t_trained, t_held = split_like_run(records, C.load_checkpoint(os.path.join(twin["run_dir"], "best.pt"))["config"])
+    twin_config = C.load_checkpoint(os.path.join(twin["run_dir"], "best.pt"))["config"]
+    t_trained, t_held = split_like_run(records, twin_config)
     assert len(t_trained) < 24 and len(t_held) > 0               # the twin held some out
     from common.dataset import is_final_fit
-    twin_config = C.load_checkpoint(os.path.join(twin["run_dir"], "best.pt"))["config"]
     assert is_final_fit(best["config"]) and not is_final_fit(twin_config)
     assert not is_final_fit({}) and not is_final_fit({"val_fraction": 0, "val_data": ["other.xml"]})
     # Scoring it on held-out faces is refused with a one-line reason (it trained on them); its training faces are all.

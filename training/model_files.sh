@@ -2,6 +2,7 @@
 #   model_files "$@"        sets DIR and NAME (face, face192 or eyes; default face) from the arguments, and XML and
 #                           YT_TEST (the 300-W labels, the YouTube-Faces test frames) from the environment or
 #                           their place in ../shared/data; a bad name ends the script with a one-line error
+#   check_model_name NAME   ends the script with a one-line error unless NAME is face, face192 or eyes
 #   require_files FILE...   ends the script with a one-line error naming the first missing file
 #   twin_dir NAME           prints a folder holding NAME.pt and NAME.int8.onnx trained with the held-out split: weights/,
 #                           or, where weights/NAME.pt is a final fit (recipe.sh FINAL=1: it trained on the held-out
@@ -9,9 +10,13 @@
 model_files() {
     DIR=${1:?usage: bash $0 MODELS_DIR [face|face192|eyes]}
     NAME=${2:-face}
-    case $NAME in face|face192|eyes) ;; *) echo "error: NAME must be face, face192 or eyes, got '$NAME'" >&2; exit 2;; esac
+    check_model_name "$NAME"
     XML=${XML:-../shared/data/300w-subset/labels_300w_subset_train.xml}
     YT_TEST=${YT_TEST:-../shared/data/youtube-faces-keypoints/test_frames_keypoints.csv}
+}
+
+check_model_name() {  # ends the script with a one-line error unless $1 is a shipped model's name
+    case $1 in face|face192|eyes) ;; *) echo "error: NAME must be face, face192 or eyes, got '$1'" >&2; exit 2;; esac
 }
 
 require_files() {

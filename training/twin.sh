@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source training/model_files.sh
-case ${1:-} in face|face192|eyes) ;; *) echo "usage: bash training/twin.sh face|face192|eyes" >&2; exit 2;; esac
+check_model_name "${1:-}"
 dir=$(twin_dir "$1")  # its one-line error ends the script (set -e)
 echo "$PWD/$dir"
